@@ -1,0 +1,73 @@
+"""The ``streamboot`` command line: run and check an application file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from framework.application import Application
+from framework.check import check_application
+from framework.config.errors import ConfigError
+from framework.config.loader import load_settings
+from framework.logs import configure_logging
+
+app = typer.Typer(help="Streamboot: declarative Redis Streams consumers.", no_args_is_help=True,
+                  add_completion=False)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+ConfigArg = Annotated[Path, typer.Argument(help="The application file (YAML).")]
+
+
+def _import_from_cwd() -> None:
+    """Handlers named 'pkg.module:Class' are found relative to where the command runs."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+@app.command()
+def run(config: ConfigArg) -> None:
+    """Start every listener and scheduled job; stop gracefully on SIGINT/SIGTERM."""
+    _import_from_cwd()
+    try:
+        settings = load_settings(config)
+        configure_logging(settings.logging)
+        application = Application(settings)
+    except ConfigError as exc:
+        _print_problems(exc)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(application.run_until_signalled())
+    except asyncio.CancelledError:
+        err.print("[red]forced stop: in-flight entries stay pending[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def check(config: ConfigArg) -> None:
+    """Validate the file, import every handler, connect to Redis; exit 2 on any problem."""
+    _import_from_cwd()
+    settings, problems = asyncio.run(check_application(config))
+    if problems:
+        _print_problems(ConfigError(problems))
+        raise typer.Exit(2)
+    assert settings is not None
+    out.print(f"[green]OK[/green] {config}: {len(settings.listeners)} listener(s), "
+              f"redis {settings.redis.safe_url}", soft_wrap=True)
+
+
+def _print_problems(exc: ConfigError) -> None:
+    err.print(f"[red]{len(exc.problems)} problem(s):[/red]")
+    for problem in exc.problems:
+        err.print(f"  {problem}", markup=False, soft_wrap=True)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,190 @@
+"""Pydantic models of ``application.yaml``: the whole file is validated before anything runs.
+
+Every model forbids unknown keys: a misspelt ``batch_sise`` silently falling back to
+a default is the kind of bug that only shows under Black Friday load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from datetime import timedelta
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from framework.config.durations import Duration
+
+_NAME = r"^[A-Za-z0-9_.:{}\-]+$"
+_START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_consumer_name() -> str:
+    """``<host>-<pid>``: unique per process, so two replicas never share a PEL."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, safe for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+class RedisSettings(StrictModel):
+    """Connection to Redis. ``url`` accepts ``redis://``, ``rediss://`` (TLS) and ``unix://``."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    db: int | None = Field(default=None, ge=0)
+    cluster: bool = False
+    socket_timeout: Duration = timedelta(seconds=10)
+    socket_connect_timeout: Duration = timedelta(seconds=5)
+    client_name: str = "streamboot"
+    max_connections: int | None = Field(default=None, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected a URL starting with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+
+class ContainerSettings(StrictModel):
+    """Defaults for every listener; each listener may override any of them."""
+
+    poll_timeout: Duration = Field(
+        default=timedelta(seconds=2),
+        description="XREADGROUP BLOCK: how long one read waits for new entries.",
+    )
+    batch_size: int = Field(default=100, ge=1, le=10_000, description="XREADGROUP COUNT.")
+    concurrency: int = Field(default=8, ge=1, le=1024, description="Handlers in flight.")
+    shutdown_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("poll_timeout")
+    @classmethod
+    def _positive_block(cls, value: timedelta) -> timedelta:
+        # BLOCK 0 means "forever": the loop could never notice a stop request.
+        if value < timedelta(milliseconds=1):
+            raise ValueError("poll_timeout must be at least 1ms (BLOCK 0 would block forever)")
+        return value
+
+
+class ListenerSettings(StrictModel):
+    """One subscription: a consumer of ``group`` on ``stream`` feeding ``handler``."""
+
+    stream: str = Field(min_length=1)
+    group: str = Field(min_length=1, pattern=_NAME)
+    consumer: str = Field(default_factory=default_consumer_name, min_length=1)
+    handler: str = Field(
+        min_length=1,
+        description="A provider name of the application container, or 'package.module:Class'.",
+    )
+    start_id: str = Field(
+        default="0",
+        description="Where a new group starts: '0' (whole stream), '$' (only new) or an id.",
+    )
+    codec: Literal["flat", "json"] = "flat"
+    json_field: str = "payload"
+    enabled: bool = True
+    poll_timeout: Duration | None = None
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    shutdown_timeout: Duration | None = None
+
+    @field_validator("start_id")
+    @classmethod
+    def _start_id(cls, value: str) -> str:
+        if not _START_ID.match(value):
+            raise ValueError("expected '0', '$' or a stream id such as 1700000000000-0")
+        return value
+
+
+class SchedulerSettings(StrictModel):
+    """APScheduler settings shared by the framework's jobs."""
+
+    enabled: bool = True
+    timezone: str = "UTC"
+    misfire_grace_time: Duration = timedelta(seconds=30)
+
+
+class LoggingSettings(StrictModel):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    json_lines: bool = False
+
+
+class ApplicationSettings(StrictModel):
+    """Who the application is: its name and the DI container class that holds its beans."""
+
+    name: str = "streamboot"
+    container: str | None = Field(
+        default=None,
+        description="'package.module:Container', a StreambootContainer subclass; "
+        "None for the framework's own container.",
+    )
+
+
+class AppSettings(BaseSettings):
+    """The whole application file. Environment variables override it key by key.
+
+    ``STREAMBOOT_REDIS__URL`` overrides ``redis.url``;
+    ``STREAMBOOT_LISTENERS__ORDERS__BATCH_SIZE`` overrides ``listeners.orders.batch_size``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMBOOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    application: ApplicationSettings = ApplicationSettings()
+    redis: RedisSettings = RedisSettings()
+    container: ContainerSettings = ContainerSettings()
+    listeners: dict[str, ListenerSettings] = Field(default_factory=dict)
+    scheduler: SchedulerSettings = SchedulerSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML arrives as init kwargs; the environment wins over it.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _block_below_socket_timeout(self) -> AppSettings:
+        limit = self.redis.socket_timeout
+        for name, listener in self.listeners.items():
+            block = listener.poll_timeout or self.container.poll_timeout
+            if block >= limit:
+                raise ValueError(
+                    f"listeners.{name}: poll_timeout ({block.total_seconds()}s) must be shorter "
+                    f"than redis.socket_timeout ({limit.total_seconds()}s), or every idle read "
+                    "would end in a socket timeout"
+                )
+        return self

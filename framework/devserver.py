@@ -1,0 +1,121 @@
+"""A throwaway ``redis-server`` on a free loopback port, for the tests and the sample app.
+
+Nothing here is for production: the server keeps its data in a temporary directory that
+is removed when it stops.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+INSTALL_HINT = (
+    "redis-server was not found. Install it with:\n"
+    "    sudo apt-get update && sudo apt-get install -y redis-server\n"
+    "or set REDIS_URL to a Redis 7+ server you already run."
+)
+
+
+class RedisServerNotFound(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(INSTALL_HINT)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """Start with ``start()`` (or ``with``); ``url`` is ready once it returns."""
+
+    def __init__(self, *, port: int | None = None, appendonly: bool = False,
+                 binary: str = "redis-server") -> None:
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.binary = shutil.which(binary) or ""
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        assert self._dir is not None
+        return Path(self._dir.name)
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        if not self.binary:
+            raise RedisServerNotFound()
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="streamboot-redis-")
+        args = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", self._dir.name, "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--daemonize", "no", "--loglevel", "warning",
+        ]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"redis-server exited at start: {stderr.strip()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the process (SIGKILL with ``kill``); the data directory stays until close()."""
+        if self._process is None:
+            return
+        if kill:
+            self._process.kill()
+        else:
+            self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stderr:
+            self._process.stderr.close()
+        self._process = None
+
+    def restart(self) -> None:
+        """Stop and start on the same port and data directory (AOF survives)."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

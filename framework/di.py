@@ -1,0 +1,39 @@
+"""The dependency-injector container: settings → redis client → operator → listener
+container and scheduler. Applications subclass it to add their own providers::
+
+    class AppContainer(StreambootContainer):
+        inventory = providers.Singleton(InventoryService, client=StreambootContainer.redis)
+
+A listener's ``handler`` names one of these providers, or an import path whose class
+gets its constructor arguments from the providers of the same names.
+"""
+
+from __future__ import annotations
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from dependency_injector import containers, providers
+
+from framework.client import redis_client_resource
+from framework.config.models import AppSettings, SchedulerSettings
+from framework.listener.container import ListenerContainer
+from framework.operator import RedisOperator
+
+
+def build_scheduler(settings: SchedulerSettings) -> AsyncIOScheduler:
+    """Every job: one instance at a time, missed runs coalesced, misfires tolerated."""
+    return AsyncIOScheduler(
+        timezone=settings.timezone,
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": int(settings.misfire_grace_time.total_seconds()) or 1,
+        },
+    )
+
+
+class StreambootContainer(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=AppSettings)
+    redis = providers.Resource(redis_client_resource, settings=settings.provided.redis)
+    operator = providers.Singleton(RedisOperator, client=redis)
+    listener_container = providers.Singleton(ListenerContainer, operator=operator)
+    scheduler = providers.Singleton(build_scheduler, settings=settings.provided.scheduler)

@@ -1,0 +1,1 @@
+"""The listener container and the per-subscription poll loop it owns."""

@@ -1,0 +1,88 @@
+"""The listener container: owns every subscription's poll task, starts and stops them.
+
+Spring's ``StreamMessageListenerContainer`` done right: a handler error never ends a
+subscription, a terminal error ends only its own, and ``stop`` drains in-flight work
+within each listener's ``shutdown_timeout`` before acknowledging it.
+
+Usage::
+
+    container = ListenerContainer(operator)
+    container.register(spec, OrderHandler(inventory))
+    await container.start()       # returns once every group exists and polling began
+    ...
+    await container.stop()        # stop reading, finish and ack in-flight, close
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loguru import logger
+
+from framework.handler import StreamHandler
+from framework.listener.poll import Subscription
+from framework.listener.spec import ListenerSpec
+from framework.operator import RedisOperator
+
+
+class ListenerContainer:
+    def __init__(self, operator: RedisOperator) -> None:
+        self._operator = operator
+        self._subscriptions: dict[str, Subscription] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def subscriptions(self) -> dict[str, Subscription]:
+        return dict(self._subscriptions)
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks.values())
+
+    def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> Subscription:
+        if spec.name in self._subscriptions:
+            raise ValueError(f"listener {spec.name!r} is already registered")
+        subscription = Subscription(spec, self._operator, handler)
+        self._subscriptions[spec.name] = subscription
+        if self._tasks:  # registered after start: start it now
+            self._spawn(subscription)
+        return subscription
+
+    async def start(self, timeout: float | None = 30.0) -> None:
+        """Start every subscription; with a timeout, wait until each is live."""
+        for subscription in self._subscriptions.values():
+            if subscription.spec.name not in self._tasks:
+                self._spawn(subscription)
+        if timeout is None:
+            return
+        for name, subscription in self._subscriptions.items():
+            if not await subscription.wait_started(timeout):
+                logger.warning("listener {} not live after {}s (is Redis reachable?)",
+                               name, timeout)
+
+    def _spawn(self, subscription: Subscription) -> None:
+        name = subscription.spec.name
+        self._tasks[name] = asyncio.create_task(subscription.run(), name=f"streamboot:{name}")
+
+    async def stop(self) -> None:
+        """Stop polling, let in-flight handlers finish within ``shutdown_timeout``, ack them."""
+        for subscription in self._subscriptions.values():
+            subscription.request_stop()
+        await asyncio.gather(*(self._drain(name, task) for name, task in self._tasks.items()))
+        self._tasks.clear()
+
+    async def _drain(self, name: str, task: asyncio.Task[None]) -> None:
+        # The read in progress may block for poll_timeout before the drain can begin.
+        spec = self._subscriptions[name].spec
+        limit = spec.shutdown_timeout.total_seconds() + spec.poll_timeout.total_seconds()
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if not done:
+            logger.warning("listener {} did not finish within {}s; cancelling (its unacked "
+                           "entries stay pending)", name, limit)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.opt(exception=exc).error("listener {} ended with an error", name)

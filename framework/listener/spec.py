@@ -1,0 +1,44 @@
+"""A listener's effective settings: its own overrides on top of the container defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from framework.config.models import ContainerSettings, ListenerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    name: str
+    stream: str
+    group: str
+    consumer: str
+    handler: str
+    start_id: str
+    batch_size: int
+    concurrency: int
+    poll_timeout: timedelta
+    shutdown_timeout: timedelta
+    codec: Literal["flat", "json"] = "flat"
+    json_field: str = "payload"
+
+
+def resolve_listener(
+    name: str, listener: ListenerSettings, defaults: ContainerSettings
+) -> ListenerSpec:
+    return ListenerSpec(
+        name=name,
+        stream=listener.stream,
+        group=listener.group,
+        consumer=listener.consumer,
+        handler=listener.handler,
+        start_id=listener.start_id,
+        batch_size=listener.batch_size or defaults.batch_size,
+        concurrency=listener.concurrency or defaults.concurrency,
+        poll_timeout=listener.poll_timeout or defaults.poll_timeout,
+        shutdown_timeout=listener.shutdown_timeout or defaults.shutdown_timeout,
+        codec=listener.codec,
+        json_field=listener.json_field,
+    )

@@ -1,0 +1,53 @@
+"""Logging through loguru, with stdlib loggers (redis, apscheduler) routed into it.
+
+``diagnose`` is off everywhere: loguru's variable dumps in tracebacks would print
+connection URLs and passwords.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from framework.config.models import LoggingSettings
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+_CONTEXT_KEYS = ("listener", "stream", "group", "consumer", "entry_id", "job")
+
+
+def _format(record: Record) -> str:
+    extra = record["extra"]
+    context = " ".join(f"{k}={extra[k]}" for k in _CONTEXT_KEYS if k in extra)
+    tail = f" <dim>[{context}]</dim>" if context else ""
+    return (
+        "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
+        "<cyan>{name}</cyan> {message}" + tail.replace("{", "{{").replace("}", "}}")
+        + "\n{exception}"
+    )
+
+
+class _InterceptHandler(logging.Handler):
+    """loguru's documented recipe for taking over the stdlib logging module."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+
+
+def configure_logging(settings: LoggingSettings) -> None:
+    logger.remove()
+    if settings.json_lines:
+        logger.add(sys.stderr, level=settings.level, serialize=True, diagnose=False,
+                   backtrace=False)
+    else:
+        logger.add(sys.stderr, level=settings.level, format=_format, diagnose=False,
+                   backtrace=False, colorize=None)
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)

@@ -1,0 +1,128 @@
+"""Typed records for what stream commands return, instead of nested lists of bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class StreamEntry(NamedTuple):
+    """One stream entry. ``fields`` is empty when the entry was deleted while pending."""
+
+    id: str
+    fields: dict[str, str]
+
+    @property
+    def deleted(self) -> bool:
+        return not self.fields
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSummary:
+    """XPENDING without range: how many, the id span, and per-consumer counts."""
+
+    count: int
+    min_id: str | None
+    max_id: str | None
+    consumers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One PEL row: who holds it, for how long, and how often it was delivered."""
+
+    id: str
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class AutoClaimResult:
+    """XAUTOCLAIM's three-part reply (Redis 7): cursor, claimed entries, deleted ids."""
+
+    next_id: str
+    entries: list[StreamEntry]
+    deleted_ids: list[str]
+
+    @property
+    def done(self) -> bool:
+        """The scan reached the end of the PEL."""
+        return self.next_id == "0-0"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    length: int
+    first_entry: StreamEntry | None
+    last_entry: StreamEntry | None
+    last_generated_id: str
+    groups: int
+    entries_added: int | None
+    max_deleted_entry_id: str | None
+    recorded_first_entry_id: str | None
+
+    @classmethod
+    def from_reply(cls, data: dict[str, Any]) -> StreamInfo:
+        return cls(
+            length=int(data["length"]),
+            first_entry=_entry_or_none(data.get("first-entry")),
+            last_entry=_entry_or_none(data.get("last-entry")),
+            last_generated_id=str(data["last-generated-id"]),
+            groups=int(data["groups"]),
+            entries_added=_int_or_none(data.get("entries-added")),
+            max_deleted_entry_id=data.get("max-deleted-entry-id"),
+            recorded_first_entry_id=data.get("recorded-first-entry-id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """XINFO GROUPS row. ``lag`` is None when Redis cannot compute it (after deletions)."""
+
+    name: str
+    consumers: int
+    pending: int
+    last_delivered_id: str
+    entries_read: int | None
+    lag: int | None
+
+    @classmethod
+    def from_reply(cls, data: dict[str, Any]) -> GroupInfo:
+        return cls(
+            name=str(data["name"]),
+            consumers=int(data["consumers"]),
+            pending=int(data["pending"]),
+            last_delivered_id=str(data["last-delivered-id"]),
+            entries_read=_int_or_none(data.get("entries-read")),
+            lag=_int_or_none(data.get("lag")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerInfo:
+    """XINFO CONSUMERS row; ``inactive_ms`` is -1 for a consumer that never read (Redis 7.2+)."""
+
+    name: str
+    pending: int
+    idle_ms: int
+    inactive_ms: int | None
+
+    @classmethod
+    def from_reply(cls, data: dict[str, Any]) -> ConsumerInfo:
+        return cls(
+            name=str(data["name"]),
+            pending=int(data["pending"]),
+            idle_ms=int(data["idle"]),
+            inactive_ms=_int_or_none(data.get("inactive")),
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _entry_or_none(value: Any) -> StreamEntry | None:
+    if not value or value[0] is None:
+        return None
+    return StreamEntry(str(value[0]), dict(value[1] or {}))

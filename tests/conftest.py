@@ -1,0 +1,67 @@
+"""Fixtures: one real redis-server per test session on a free loopback port, a clean
+database for every test, and helpers that wait on conditions instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from framework.devserver import RedisServer
+from framework.operator import RedisOperator
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway server; REDIS_TEST_URL is not honoured on purpose: tests flush the db."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    await redis.flushdb()
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def operator(client: Redis) -> RedisOperator:
+    return RedisOperator(client)
+
+
+@pytest.fixture
+def key() -> str:
+    """A unique stream name, so tests could also share a database."""
+    return f"test:{uuid.uuid4().hex[:12]}"
+
+
+Condition = Callable[[], Awaitable[bool]]
+
+
+async def wait_until(condition: Condition, timeout: float = 10.0, every: float = 0.02) -> None:
+    """Poll ``condition`` until true; fail the test with a clear message at ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(every)
+
+
+@pytest.fixture
+def project_env(redis_url: str) -> dict[str, str]:
+    """Environment for CLI subprocesses: the test server, no inherited overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    env["REDIS_URL"] = redis_url
+    return env

@@ -1,0 +1,111 @@
+"""Handler beans used by the tests (importable as ``tests.handlers:Name``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+from loguru import logger
+from pydantic import BaseModel
+
+from framework import Message, StreamHandler
+
+
+class Order(BaseModel):
+    order_id: str
+    qty: int
+
+
+class Recorder:
+    """Counts how often each entry id was handled, to prove 'exactly once'."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.payloads: list[object] = []
+        self.deliveries: dict[str, int | None] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self, message: Message[object]) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.seen[message.id] += 1
+            self.payloads.append(message.payload)
+            self.deliveries[message.id] = message.delivery_count
+
+
+class RecordingHandler(StreamHandler[Order]):
+    def __init__(self, recorder: Recorder, delay: float = 0.0) -> None:
+        self.recorder = recorder
+        self.delay = delay
+
+    async def handle(self, message: Message[Order]) -> None:
+        self.recorder.enter()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class RawHandler(StreamHandler[dict[str, str]]):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        self.recorder.enter()
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class FailingHandler(StreamHandler[dict[str, str]]):
+    """Fails every entry whose ``fail`` field is set."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        if message.payload.get("fail"):
+            raise RuntimeError(f"boom on {message.payload['n']}")
+        self.recorder.enter()
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class BlockingSyncHandler(StreamHandler[Order]):
+    """A plain ``def`` handler that blocks, as real sync code (requests, psycopg) does."""
+
+    def __init__(self, recorder: Recorder, release: threading.Event) -> None:
+        self.recorder = recorder
+        self.release = release
+
+    def handle(self, message: Message[Order]) -> None:
+        self.recorder.enter()
+        self.recorder.threads.add(threading.current_thread().name)
+        self.release.wait(10)
+        logger.info("sync handled {}", message.payload.order_id)
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class LoggingHandler(StreamHandler[dict[str, str]]):
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        logger.info("user log line for {}", message.id)
+
+
+class CountingFileHandler(StreamHandler[dict[str, str]]):
+    """Appends each handled id to the file named by the entry, for subprocess tests.
+
+    A plain ``def``: file I/O blocks, so it runs in the listener's thread pool.
+    """
+
+    def handle(self, message: Message[dict[str, str]]) -> None:
+        with open(message.payload["out"], "a") as out:
+            out.write(message.id + "\n")
+
+
+class NotAHandler:
+    pass

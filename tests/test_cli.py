@@ -1,0 +1,141 @@
+"""The ``streamboot`` command as a user runs it: a real process, real Redis, real signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def streamboot(
+    *args: str, env: dict[str, str], module: bool = False
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "framework", *args] if module else [
+        str(Path(sys.executable).with_name("streamboot")), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_check_accepts_the_shipped_file(project_env: dict[str, str]) -> None:
+    result = streamboot("check", "config/application.yaml", env=project_env)
+    assert result.returncode == 0, result.stderr
+    assert "OK config/application.yaml: 1 listener(s)" in result.stdout
+
+
+def test_python_dash_m_framework_works_too(project_env: dict[str, str]) -> None:
+    result = streamboot("check", "config/application.yaml", env=project_env, module=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_reports_each_problem_with_its_key_path(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""
+container:
+  batch_sise: 10
+  concurrency: many
+listeners:
+  orders: {stream: orders, group: g, handler: "sample_app.handlers:OrderHandler"}
+""")
+    result = streamboot("check", str(bad), env=project_env)
+    assert result.returncode == 2
+    assert f"{bad}: container.batch_sise: unknown key" in result.stderr
+    assert f"{bad}: container.concurrency: Input should be a valid integer" in result.stderr
+
+
+def test_check_reports_unimportable_handler_and_wrong_key_type(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    with Redis.from_url(project_env["REDIS_URL"]) as redis:
+        redis.set("clash", "string")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"""
+redis: {{url: "{project_env['REDIS_URL']}"}}
+listeners:
+  orders: {{stream: orders, group: g, handler: "no_such_pkg.handlers:Nope"}}
+  clash: {{stream: clash, group: g, handler: "tests.handlers:LoggingHandler"}}
+""")
+    result = streamboot("check", str(bad), env=project_env)
+    assert result.returncode == 2
+    assert "listeners.orders.handler: listener 'orders', handler 'no_such_pkg.handlers:Nope': " \
+           "cannot import 'no_such_pkg.handlers'" in result.stderr
+    assert "listeners.clash.stream: key 'clash' holds a string, not a stream" in result.stderr
+
+
+def test_check_reports_redis_down_without_the_password(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    from framework.devserver import free_port
+
+    bad = tmp_path / "down.yaml"
+    bad.write_text(f"redis: {{url: 'redis://user:s3cret@127.0.0.1:{free_port()}/0'}}\n")
+    result = streamboot("check", str(bad), env=project_env)
+    assert result.returncode == 2
+    assert "redis.url: cannot reach Redis at redis://user:***@127.0.0.1" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_run_handles_entries_and_stops_on_sigterm_with_exit_0(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    out = tmp_path / "handled.txt"
+    app = tmp_path / "app.yaml"
+    app.write_text(f"""
+redis: {{url: "{project_env['REDIS_URL']}"}}
+container: {{poll_timeout: 100ms}}
+listeners:
+  files: {{stream: cli-run, group: g, handler: "tests.handlers:CountingFileHandler"}}
+""")
+    redis = Redis.from_url(project_env["REDIS_URL"], decode_responses=True)
+    ids = [redis.xadd("cli-run", {"out": str(out)}) for _ in range(20)]
+    with subprocess.Popen([str(Path(sys.executable).with_name("streamboot")), "run", str(app)],
+                          cwd=ROOT, env=project_env, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            _wait_for(lambda: out.exists() and len(out.read_text().split()) == 20)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, stderr
+    assert sorted(out.read_text().split()) == sorted(ids)
+    assert redis.xpending("cli-run", "g")["pending"] == 0
+    redis.close()
+    assert "SIGTERM received: stopping gracefully" in stderr
+
+
+def test_run_with_bad_file_exits_2(tmp_path: Path, project_env: dict[str, str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listeners: {orders: {stream: s}}\n")
+    result = streamboot("run", str(bad), env=project_env)
+    assert result.returncode == 2
+    assert "listeners.orders.group: Field required" in result.stderr
+
+
+def test_sample_app_runs_to_its_summary(project_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "sample_app", "--orders", "300"], cwd=ROOT,
+                            env=project_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all invariants hold" in result.stdout
+
+
+def test_sample_app_starts_its_own_redis_when_no_url(project_env: dict[str, str]) -> None:
+    env = {k: v for k, v in project_env.items() if k != "REDIS_URL"}
+    result = subprocess.run([sys.executable, "-m", "sample_app", "--orders", "100"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "started a throwaway redis-server at redis://127.0.0.1:" in result.stdout
+
+
+def _wait_for(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
