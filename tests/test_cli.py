@@ -139,3 +139,31 @@ def _wait_for(condition: object, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_json_lines_logging_from_the_environment(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    import json
+
+    app = tmp_path / "app.yaml"
+    app.write_text(f"""
+redis: {{url: "{project_env['REDIS_URL']}"}}
+container: {{poll_timeout: 100ms}}
+listeners:
+  files: {{stream: cli-json, group: g, handler: "tests.handlers:LoggingHandler"}}
+""")
+    env = {**project_env, "STREAMBOOT_LOGGING__JSON_LINES": "true"}
+    with subprocess.Popen([str(Path(sys.executable).with_name("streamboot")), "run", str(app)],
+                          cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        with Redis.from_url(project_env["REDIS_URL"], decode_responses=True) as redis:
+            entry = redis.xadd("cli-json", {"a": "b"})
+            _wait_for(lambda: redis.xpending("cli-json", "g")["pending"] == 0
+                      and redis.xinfo_groups("cli-json")[0]["lag"] == 0)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    records = [json.loads(line)["record"] for line in stderr.splitlines() if line.strip()]
+    (user_line,) = [r for r in records if r["message"].startswith("user log line")]
+    assert user_line["extra"]["entry_id"] == entry
+    assert user_line["extra"]["stream"] == "cli-json"
+    assert proc.returncode == 0
