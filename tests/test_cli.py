@@ -133,6 +133,12 @@ def test_sample_app_starts_its_own_redis_when_no_url(project_env: dict[str, str]
     assert "started a throwaway redis-server at redis://127.0.0.1:" in result.stdout
 
 
+def _drained(redis: Redis, stream: str, group: str) -> bool:
+    """The group exists, has read everything, and holds nothing pending."""
+    groups = {g["name"]: g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
+    return group in groups and groups[group]["lag"] == 0 and groups[group]["pending"] == 0
+
+
 def _wait_for(condition: object, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -158,8 +164,7 @@ listeners:
                           cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as proc:
         with Redis.from_url(project_env["REDIS_URL"], decode_responses=True) as redis:
             entry = redis.xadd("cli-json", {"a": "b"})
-            _wait_for(lambda: redis.xpending("cli-json", "g")["pending"] == 0
-                      and redis.xinfo_groups("cli-json")[0]["lag"] == 0)
+            _wait_for(lambda: _drained(redis, "cli-json", "g"))
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     records = [json.loads(line)["record"] for line in stderr.splitlines() if line.strip()]
