@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import inspect
 import signal
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
@@ -15,6 +16,8 @@ from framework.beans import provide, resolve_handler
 from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.models import AppSettings
 from framework.di import StreambootContainer
+from framework.jobs.guard import guarded
+from framework.jobs.recovery import PendingRecovery
 from framework.listener.container import ListenerContainer
 from framework.listener.spec import resolve_listener
 from framework.operator import RedisOperator
@@ -49,6 +52,7 @@ class Application:
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
         self._scheduler: Any = None
+        self.recoveries: dict[str, PendingRecovery] = {}
 
     async def start(self, wait_live: float | None = 30.0) -> None:
         await _maybe_await(self.container.init_resources())
@@ -64,9 +68,28 @@ class Application:
         await self.listeners.start(timeout=wait_live)
         if self.settings.scheduler.enabled:
             self._scheduler = await provide(self.container.scheduler)
+            self._schedule_recovery()
             self._scheduler.start()
+        elif self.settings.listeners:
+            logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
         logger.info("{} started: {} listener(s)", self.settings.application.name,
                     len(self.listeners.subscriptions))
+
+    def _schedule_recovery(self) -> None:
+        assert self.listeners is not None
+        assert self.operator is not None
+        for name, subscription in self.listeners.subscriptions.items():
+            scan = subscription.spec.pending_scan
+            if not scan.enabled:
+                continue
+            recovery = PendingRecovery(subscription, self.operator)
+            self.recoveries[name] = recovery
+            # First run right away: orphans of a consumer that died before this start.
+            self._scheduler.add_job(
+                guarded(f"recovery:{name}", recovery.run_once), "interval",
+                seconds=scan.interval.total_seconds(), id=f"recovery:{name}",
+                next_run_time=datetime.now(UTC),
+            )
 
     async def stop(self) -> None:
         if self._scheduler is not None and self._scheduler.running:

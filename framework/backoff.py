@@ -28,9 +28,8 @@ class Backoff:
     def reset(self) -> None:
         self.failures = 0
 
-    async def sleep(self, stop: asyncio.Event) -> float:
-        """Sleep the next delay, or less if ``stop`` is set meanwhile."""
-        delay = self.next_delay()
+    @staticmethod
+    async def wait(delay: float, stop: asyncio.Event) -> None:
+        """Sleep ``delay`` seconds, or less if ``stop`` is set meanwhile."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
-        return delay

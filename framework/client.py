@@ -1,41 +1,66 @@
-"""Build the redis-py asyncio client from ``RedisSettings`` (standalone or cluster)."""
+"""Build redis-py clients from ``RedisSettings`` (standalone or cluster).
+
+The async client serves everything on the event loop; a small synchronous one serves the
+ownership keeper's thread, which must keep working while the loop is busy.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from redis.asyncio import Redis, RedisCluster
+import redis
+import redis.cluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry as SyncRetry
 
 from framework.config.models import RedisSettings
 from framework.operator import RedisClient
+from framework.reliability.ownership import SyncClient
 
 
-def build_client(settings: RedisSettings) -> RedisClient:
-    """Decoded (str) replies, hiredis when installed, timeouts from the settings."""
+def _options(settings: RedisSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": settings.socket_timeout.total_seconds(),
         "socket_connect_timeout": settings.socket_connect_timeout.total_seconds(),
         "client_name": settings.client_name,
         "health_check_interval": 30,
-        # One quick retry hides a stale pooled connection; longer outages are the
-        # listener loop's business (it backs off and logs), not hidden inside a command.
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1),
     }
     if settings.username is not None:
         options["username"] = settings.username
     if settings.password is not None:
         options["password"] = settings.password.get_secret_value()
-    if settings.max_connections is not None:
-        options["max_connections"] = settings.max_connections
+    options["max_connections"] = settings.max_connections or 100
+    if settings.db is not None and not settings.cluster:
+        options["db"] = settings.db
+    return options
+
+
+# One quick retry hides a stale pooled connection; longer outages are the listener
+# loop's business (it backs off and logs), not hidden inside a single command.
+_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
+
+
+def build_client(settings: RedisSettings) -> RedisClient:
+    """Decoded (str) replies, hiredis when installed, timeouts from the settings."""
+    options = _options(settings) | {"retry": Retry(_BACKOFF, retries=1)}
     if settings.cluster:
         return RedisCluster.from_url(settings.url, **options)
-    if settings.db is not None:
-        options["db"] = settings.db
-    return Redis.from_url(settings.url, **options)
+    # A burst (many handlers, many retries at once) waits for a free connection instead
+    # of failing with "Too many connections".
+    pool = BlockingConnectionPool.from_url(settings.url, timeout=options["socket_timeout"],
+                                           **options)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+
+
+def build_sync_client(settings: RedisSettings) -> SyncClient:
+    options = _options(settings) | {"retry": SyncRetry(_BACKOFF, retries=1)}
+    if settings.cluster:
+        return redis.cluster.RedisCluster.from_url(settings.url, **options)
+    return redis.Redis.from_url(settings.url, **options)
 
 
 async def redis_client_resource(settings: RedisSettings) -> AsyncIterator[RedisClient]:
@@ -45,3 +70,11 @@ async def redis_client_resource(settings: RedisSettings) -> AsyncIterator[RedisC
         yield client
     finally:
         await client.aclose()
+
+
+def sync_redis_client_resource(settings: RedisSettings) -> Iterator[SyncClient]:
+    client = build_sync_client(settings)
+    try:
+        yield client
+    finally:
+        client.close()

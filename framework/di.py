@@ -13,7 +13,7 @@ from __future__ import annotations
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dependency_injector import containers, providers
 
-from framework.client import redis_client_resource
+from framework.client import redis_client_resource, sync_redis_client_resource
 from framework.config.models import AppSettings, SchedulerSettings
 from framework.listener.container import ListenerContainer
 from framework.operator import RedisOperator
@@ -34,6 +34,8 @@ def build_scheduler(settings: SchedulerSettings) -> AsyncIOScheduler:
 class StreambootContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=AppSettings)
     redis = providers.Resource(redis_client_resource, settings=settings.provided.redis)
+    sync_redis = providers.Resource(sync_redis_client_resource, settings=settings.provided.redis)
     operator = providers.Singleton(RedisOperator, client=redis)
-    listener_container = providers.Singleton(ListenerContainer, operator=operator)
+    listener_container = providers.Singleton(ListenerContainer, operator=operator,
+                                             keeper_client=sync_redis)
     scheduler = providers.Singleton(build_scheduler, settings=settings.provided.scheduler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Generic, TypeVar
 
 P = TypeVar("P")
@@ -12,9 +13,8 @@ P = TypeVar("P")
 class Message(Generic[P]):
     """One entry as delivered to this consumer.
 
-    ``delivery_count`` is 1 for an entry read fresh (``>``) and None when the entry was
-    re-read from this consumer's own PEL, where XREADGROUP does not say how often it
-    was delivered before.
+    ``delivery_count`` is how often Redis delivered the entry, this delivery included
+    (1 for a fresh read).
     """
 
     id: str
@@ -24,3 +24,5 @@ class Message(Generic[P]):
     fields: dict[str, str]
     payload: P
     delivery_count: int | None = None
+    marker: tuple[str, timedelta] | None = None
+    """The idempotency marker key and TTL, when the listener declares ``idempotency``."""

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
+from framework import scripts
 from framework.config.durations import to_ms
 from framework.errors import translate_response_error
 from framework.records import (
@@ -31,19 +32,6 @@ from framework.records import (
 
 RedisClient = Redis | RedisCluster
 
-# Creates the stream (with its group when one is given) and sets its TTL in one step,
-# so no crash or concurrent creator can leave a stream without expiry behind.
-_CREATE_STREAM_WITH_TTL = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if ARGV[2] ~= '' then
-  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[2], ARGV[3], 'MKSTREAM')
-else
-  redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'streamboot', 'init')
-end
-if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 1
-"""
-
 
 def _entries(raw: Iterable[Any] | None) -> list[StreamEntry]:
     if not raw:
@@ -56,7 +44,9 @@ class RedisOperator:
 
     def __init__(self, client: RedisClient) -> None:
         self.client = client
-        self._create_script = client.register_script(_CREATE_STREAM_WITH_TTL)
+        self._create_script = client.register_script(scripts.CREATE_STREAM_WITH_TTL)
+        self._claim_if_owner = client.register_script(scripts.CLAIM_IF_OWNER)
+        self._dead_letter = client.register_script(scripts.DEAD_LETTER)
 
     # -- keys ---------------------------------------------------------------------------
     async def create_stream(
@@ -203,25 +193,70 @@ class RedisOperator:
         count: int,
         block: timedelta,
         entry_id: str = ">",
+        markers: Sequence[str] = (),
+        marker_ttl: timedelta | None = None,
     ) -> tuple[int, list[StreamEntry]]:
-        """XACK the finished batch and XREADGROUP the next one in a single round trip."""
-        if not ack_ids:
+        """XACK the finished batch and XREADGROUP the next one in a single round trip.
+
+        ``markers`` (idempotency keys of the acked entries) are SET NX in the same pipeline,
+        before the XACK, so an entry is never acked without its marker.
+        """
+        if not ack_ids and not markers:
             return 0, await self.xreadgroup(key, group, consumer, count=count, block=block,
                                             entry_id=entry_id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.xack(key, group, *ack_ids)
+        self._queue_ack(pipe, key, group, ack_ids, markers, marker_ttl)
         pipe.xreadgroup(group, consumer, {key: entry_id}, count=count, block=to_ms(block))
         try:
-            acked, reply = await pipe.execute()
+            replies = await pipe.execute()
         except ResponseError as exc:
             raise translate_response_error(exc, key, group) from exc
-        return int(acked), (_entries(reply[0][1]) if reply else [])
+        acked = int(replies[-2]) if ack_ids else 0
+        reply = replies[-1]
+        return acked, (_entries(reply[0][1]) if reply else [])
+
+    async def ack(
+        self,
+        key: str,
+        group: str,
+        ids: Sequence[str],
+        markers: Sequence[str] = (),
+        marker_ttl: timedelta | None = None,
+    ) -> int:
+        """XACK many ids (with their idempotency markers) in one round trip."""
+        if not ids and not markers:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        self._queue_ack(pipe, key, group, ids, markers, marker_ttl)
+        try:
+            replies = await pipe.execute()
+        except ResponseError as exc:
+            raise translate_response_error(exc, key, group) from exc
+        return int(replies[-1]) if ids else 0
+
+    @staticmethod
+    def _queue_ack(pipe: Any, key: str, group: str, ids: Sequence[str],
+                   markers: Sequence[str], marker_ttl: timedelta | None) -> None:
+        ttl_ms = to_ms(marker_ttl) if marker_ttl else None
+        for marker in markers:
+            pipe.set(marker, "1", nx=True, px=ttl_ms)
+        if ids:
+            pipe.xack(key, group, *ids)
 
     async def xack(self, key: str, group: str, ids: Sequence[str]) -> int:
         """Acknowledge many ids in one XACK."""
         if not ids:
             return 0
         return int(await self._run(key, group, self.client.xack, key, group, *ids))
+
+    async def exists_many(self, keys: Sequence[str]) -> list[bool]:
+        """EXISTS for each key in one round trip (keys may live on different cluster nodes)."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.exists(k)
+        return [bool(n) for n in await pipe.execute()]
 
     # -- pending ------------------------------------------------------------------------
     async def pending_summary(self, key: str, group: str) -> PendingSummary:
@@ -291,6 +326,49 @@ class RedisOperator:
                                 to_ms(min_idle), start_id=start_id, count=count)
         deleted = [str(i) for i in reply[2]] if len(reply) > 2 else []
         return AutoClaimResult(str(reply[0]), _entries(reply[1]), deleted)
+
+    async def delivery_counts(self, key: str, group: str, ids: Sequence[str]) -> dict[str, int]:
+        """How often each pending id was delivered (absent: no longer pending)."""
+        if not ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(key, group, entry_id, entry_id, 1)
+        try:
+            replies = await pipe.execute()
+        except ResponseError as exc:
+            raise translate_response_error(exc, key, group) from exc
+        return {rows[0]["message_id"]: int(rows[0]["times_delivered"])
+                for rows in replies if rows}
+
+    async def claim_owned(
+        self, key: str, group: str, consumer: str, ids: Sequence[str], *, count_delivery: bool
+    ) -> list[str]:
+        """XCLAIM the ids this consumer still owns (resetting their idle time); returns them.
+
+        ``count_delivery`` also increments their delivery counter, as a retry should.
+        """
+        if not ids:
+            return []
+        reply = await self._run(key, group, self._claim_if_owner, keys=[key],
+                                args=[group, consumer, "0" if count_delivery else "1", *ids])
+        return [str(i) for i in reply]
+
+    async def dead_letter(
+        self, key: str, dead_letter_key: str, group: str, consumer: str, entry_id: str,
+        fields: Mapping[str, str],
+    ) -> str | None:
+        """XADD ``fields`` to the dead-letter stream and XACK ``entry_id``, atomically.
+
+        None when this consumer no longer owns the entry (another consumer took it over or
+        acked it): then nothing is written, so no entry is dead-lettered twice.
+        """
+        flat: list[str] = []
+        for name, value in fields.items():
+            flat.extend((name, value))
+        reply = await self._run(key, group, self._dead_letter, keys=[key, dead_letter_key],
+                                args=[group, consumer, entry_id, *flat])
+        return None if reply is None else str(reply)
 
     # -- introspection ------------------------------------------------------------------
     async def info_stream(self, key: str) -> StreamInfo:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from typing import Any
 
 from loguru import logger
 from pydantic import BaseModel
 
 from framework import Message, StreamHandler
+from framework.reliability.idempotency import IdempotentScript
 
 
 class Order(BaseModel):
@@ -109,3 +111,44 @@ class CountingFileHandler(StreamHandler[dict[str, str]]):
 
 class NotAHandler:
     pass
+
+
+class FlakyHandler(StreamHandler[dict[str, str]]):
+    """Fails the first ``fail_times`` deliveries of every entry, then succeeds."""
+
+    def __init__(self, recorder: Recorder, fail_times: int) -> None:
+        self.recorder = recorder
+        self.fail_times = fail_times
+        self.attempts: Counter[str] = Counter()
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        self.attempts[message.id] += 1
+        self.recorder.deliveries.setdefault("log:" + message.id, None)
+        if self.attempts[message.id] <= self.fail_times:
+            raise ConnectionError(f"payment gateway down (attempt {self.attempts[message.id]})")
+        self.recorder.enter()
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class SlowHandler(StreamHandler[dict[str, str]]):
+    def __init__(self, recorder: Recorder, seconds: float) -> None:
+        self.recorder = recorder
+        self.seconds = seconds
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        self.recorder.enter()
+        await asyncio.sleep(self.seconds)
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class LedgerHandler(StreamHandler[dict[str, str]]):
+    """Applies each order once in effect: its side effect and the idempotency marker are
+    one script. ``sleep`` in the entry slows it down (to be killed mid-way)."""
+
+    def __init__(self, redis: Any) -> None:
+        self.apply = IdempotentScript(redis, "return redis.call('INCR', KEYS[1])")
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        await asyncio.sleep(float(message.payload.get("sleep", "0")))
+        order_id = message.payload["order_id"]
+        await self.apply(message, keys=[f"applied:{{{order_id}}}"])

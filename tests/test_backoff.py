@@ -16,5 +16,4 @@ def test_delays_grow_are_capped_and_reset() -> None:
 async def test_sleep_ends_early_when_stopping() -> None:
     stop = asyncio.Event()
     stop.set()
-    backoff = Backoff(initial=30, cap=60)
-    await asyncio.wait_for(backoff.sleep(stop), timeout=1)
+    await asyncio.wait_for(Backoff.wait(30, stop), timeout=1)

@@ -47,8 +47,9 @@ def _problem(detail: ErrorDetails, model: type[BaseModel], file: str) -> ConfigP
         expected = f"; expected one of: {', '.join(allowed)}" if allowed else ""
         return ConfigProblem(file, path, f"unknown key{expected}")
     message = detail["msg"].removeprefix("Value error, ")
-    if detail["type"] != "missing" and not _is_secret(loc):
-        message = f"{message} (got {_show(detail.get('input'))})"
+    shown = detail.get("input")
+    if detail["type"] != "missing" and not _is_secret(loc) and not isinstance(shown, dict):
+        message = f"{message} (got {_show(shown)})"
     return ConfigProblem(file, path, message)
 
 

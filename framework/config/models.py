@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from framework.config.durations import Duration
+from framework.reliability.slots import colocated, same_slot
 
 _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
 _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
@@ -88,6 +89,52 @@ class ContainerSettings(StrictModel):
         return value
 
 
+class RetrySettings(StrictModel):
+    """How a failed entry is retried before it is dead-lettered."""
+
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    backoff: Duration = Field(
+        default=timedelta(seconds=1),
+        description="First in-process retry delay, doubled each attempt; 0 leaves a failed "
+        "entry pending for the recovery job instead.",
+    )
+    backoff_max: Duration = timedelta(minutes=1)
+
+
+class DeadLetterSettings(StrictModel):
+    enabled: bool = True
+    stream: str | None = Field(
+        default=None,
+        description="Default: '{<stream>}:dlq', in the stream's Redis Cluster hash slot.",
+    )
+
+
+class PendingScanSettings(StrictModel):
+    """The recovery job: reclaims entries of dead or hung consumers."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(seconds=30)
+    min_idle: Duration = timedelta(seconds=30)
+    count: int = Field(default=100, ge=1, le=10_000)
+    warn_after: Duration = timedelta(minutes=5)
+
+    @field_validator("min_idle")
+    @classmethod
+    def _min_idle(cls, value: timedelta) -> timedelta:
+        # Owners renew every min_idle/3: below 300ms renewals would be constant traffic.
+        if value < timedelta(milliseconds=300):
+            raise ValueError("min_idle must be at least 300ms")
+        return value
+
+
+class IdempotencySettings(StrictModel):
+    """Skip entries whose business key was already handled by this group."""
+
+    key: str = Field(min_length=1, description="The payload field holding the business key.")
+    ttl: Duration = timedelta(hours=24)
+    prefix: str = "streamboot:done"
+
+
 class ListenerSettings(StrictModel):
     """One subscription: a consumer of ``group`` on ``stream`` feeding ``handler``."""
 
@@ -109,6 +156,27 @@ class ListenerSettings(StrictModel):
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
     concurrency: int | None = Field(default=None, ge=1, le=1024)
     shutdown_timeout: Duration | None = None
+    retry: RetrySettings = RetrySettings()
+    dead_letter: DeadLetterSettings = DeadLetterSettings()
+    pending_scan: PendingScanSettings = PendingScanSettings()
+    idempotency: IdempotencySettings | None = None
+
+    @property
+    def dead_letter_stream(self) -> str | None:
+        if not self.dead_letter.enabled:
+            return None
+        return self.dead_letter.stream or colocated(self.stream, ":dlq")
+
+    @model_validator(mode="after")
+    def _dead_letter_in_same_slot(self) -> ListenerSettings:
+        dlq = self.dead_letter_stream
+        if dlq is not None and not same_slot(self.stream, dlq):
+            raise ValueError(
+                f"dead_letter.stream {dlq!r} must share the hash slot of {self.stream!r} so "
+                f"that dead-lettering and the ack are one atomic step on Redis Cluster; "
+                f"use {colocated(self.stream, ':dlq')!r} or a common {{hash tag}}"
+            )
+        return self
 
     @field_validator("start_id")
     @classmethod

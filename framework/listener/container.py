@@ -6,7 +6,7 @@ within each listener's ``shutdown_timeout`` before acknowledging it.
 
 Usage::
 
-    container = ListenerContainer(operator)
+    container = ListenerContainer(operator, keeper_client)
     container.register(spec, OrderHandler(inventory))
     await container.start()       # returns once every group exists and polling began
     ...
@@ -24,11 +24,15 @@ from framework.handler import StreamHandler
 from framework.listener.poll import Subscription
 from framework.listener.spec import ListenerSpec
 from framework.operator import RedisOperator
+from framework.reliability.ownership import SyncClient
 
 
 class ListenerContainer:
-    def __init__(self, operator: RedisOperator) -> None:
+    def __init__(self, operator: RedisOperator, keeper_client: SyncClient | None = None) -> None:
+        """``keeper_client`` (a synchronous client) renews ownership of in-flight entries
+        from a thread; without it, slow entries may be reclaimed by other consumers."""
         self._operator = operator
+        self._keeper_client = keeper_client
         self._subscriptions: dict[str, Subscription] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -43,7 +47,7 @@ class ListenerContainer:
     def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> Subscription:
         if spec.name in self._subscriptions:
             raise ValueError(f"listener {spec.name!r} is already registered")
-        subscription = Subscription(spec, self._operator, handler)
+        subscription = Subscription(spec, self._operator, handler, self._keeper_client)
         self._subscriptions[spec.name] = subscription
         if self._tasks:  # registered after start: start it now
             self._spawn(subscription)

@@ -1,14 +1,15 @@
 """Run a batch of entries through one handler, at most ``concurrency`` at a time.
 
-Only successes are recorded for acknowledgement: a failed or undecodable entry stays in
-the PEL, where a later re-read or the recovery job finds it again (at-least-once).
+Successes are collected for acknowledgement (with their idempotency markers); every
+other outcome goes to the :class:`FailurePolicy`, which retries, leaves pending or
+dead-letters — nothing is acknowledged unhandled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,16 +17,24 @@ from loguru import logger
 
 from framework.codecs import PayloadError, codec_for
 from framework.handler import StreamHandler
+from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
 from framework.message import Message
 from framework.records import StreamEntry
+from framework.reliability.idempotency import Idempotency
+from framework.reliability.retry import exhausted
+
+FRESH = 1
 
 
 class Dispatcher:
-    def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats):
+    def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats,
+                 failures: FailurePolicy, idempotency: Idempotency | None) -> None:
         self._spec = spec
         self._stats = stats
+        self._failures = failures
+        self._idempotency = idempotency
         self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_model)
         self._handle = handler.handle
         self._is_async = handler.is_async()
@@ -36,31 +45,43 @@ class Dispatcher:
         )
         self.succeeded: list[str] = []
         """Ids handled successfully and not yet acknowledged; the poll loop drains it."""
+        self.markers: list[str] = []
+        """Idempotency markers of those ids, set in the same round trip as their XACK."""
 
-    async def dispatch(self, entries: Sequence[StreamEntry], delivery_count: int | None) -> None:
+    async def dispatch(self, entries: Sequence[StreamEntry],
+                       deliveries: Mapping[str, int] | None = None) -> None:
+        """``deliveries`` maps ids to delivery counts; absent ids were delivered once."""
+        counts = deliveries or {}
         width = min(self._spec.concurrency, len(entries))
         if width <= 1:
             for entry in entries:
-                await self._one(entry, delivery_count)
+                await self._one(entry, counts.get(entry.id, FRESH))
             return
         pending = iter(entries)
 
         async def worker() -> None:
             for entry in pending:
-                await self._one(entry, delivery_count)
+                await self._one(entry, counts.get(entry.id, FRESH))
 
         await asyncio.gather(*(worker() for _ in range(width)))
 
-    async def _one(self, entry: StreamEntry, delivery_count: int | None) -> None:
+    async def _one(self, entry: StreamEntry, deliveries: int) -> None:
         spec = self._spec
+        if exhausted(deliveries, spec.retry) and spec.dead_letter_stream is not None:
+            await self._failures.exhausted(entry, deliveries)
+            return
         try:
             payload = self._decode(entry.fields)
         except PayloadError as exc:
             self._stats.invalid += 1
-            logger.bind(entry_id=entry.id).error("payload rejected, entry left pending: {}", exc)
+            await self._failures.invalid(entry, exc, deliveries)
             return
+        idempotency = self._idempotency
+        marker = idempotency.marker_for(entry.fields) if idempotency else None
         message = Message(entry.id, spec.stream, spec.group, spec.consumer, entry.fields,
-                          payload, delivery_count)
+                          payload, deliveries,
+                          None if marker is None or idempotency is None
+                          else (marker, idempotency.ttl))
         try:
             with logger.contextualize(entry_id=entry.id):
                 if self._is_async:
@@ -71,16 +92,23 @@ class Dispatcher:
                     await loop.run_in_executor(self._pool, ctx.run, self._handle, message)
         except Exception as exc:
             self._stats.failed += 1
-            logger.opt(exception=exc).bind(entry_id=entry.id).error(
-                "handler failed, entry left pending: {}: {}", type(exc).__name__, exc
-            )
+            await self._failures.failed(entry, exc, deliveries)
             return
         self._stats.handled += 1
         self.succeeded.append(entry.id)
+        if marker is not None:
+            self.markers.append(marker)
 
-    def take_succeeded(self) -> list[str]:
-        ids, self.succeeded = self.succeeded, []
-        return ids
+    def take(self) -> tuple[list[str], list[str]]:
+        """The ids to acknowledge and their markers, handing ownership to the caller."""
+        ids, markers = self.succeeded, self.markers
+        self.succeeded, self.markers = [], []
+        return ids, markers
+
+    def give_back(self, ids: list[str], markers: list[str]) -> None:
+        """An ack that could not be sent: send it with the next one."""
+        self.succeeded[:0] = ids
+        self.markers[:0] = markers
 
     def close(self) -> None:
         if self._pool is not None:

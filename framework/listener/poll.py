@@ -1,18 +1,21 @@
 """One subscription's loop: read a batch, dispatch it, acknowledge it — forever, safely.
 
-The acknowledgement of a finished batch travels in the same pipeline as the next
-XREADGROUP, so a steady stream costs one round trip per batch, not two.
+The acknowledgement of a finished batch (and its idempotency markers) travels in the same
+pipeline as the next XREADGROUP, so a steady stream costs one round trip per batch.
 
-Read offsets: the loop starts by re-reading this consumer's own PEL (id ``0``, then
-after the last id seen) so entries it held when it last stopped are handled before new
-ones; then it reads ``>``. After a connection error it re-reads its PEL again, since a
-batch whose ack was lost is still pending under its name.
+Read offsets: the loop starts by re-reading this consumer's own PEL (id ``0``, then after
+the last id seen) so entries it held when it last stopped are handled before new ones;
+then it reads ``>``. After a connection error it re-reads its PEL again, since a batch
+whose ack was lost is still pending under its name. Entries reclaimed by the recovery job
+or due for a retry are injected and handled by the same path, before the next read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from loguru import logger
@@ -21,10 +24,13 @@ from framework.backoff import Backoff
 from framework.errors import NoGroupError, WrongTypeError, is_transient
 from framework.handler import StreamHandler
 from framework.listener.dispatch import Dispatcher
+from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
 from framework.operator import RedisOperator
 from framework.records import StreamEntry
+from framework.reliability.idempotency import Idempotency
+from framework.reliability.ownership import OwnershipKeeper, SyncClient
 
 NEW = ">"
 OWN_PEL_START = "0"
@@ -33,15 +39,27 @@ OWN_PEL_START = "0"
 class Subscription:
     """A live consumer of one group on one stream, feeding one handler."""
 
-    def __init__(
-        self, spec: ListenerSpec, operator: RedisOperator, handler: StreamHandler[Any]
-    ) -> None:
+    def __init__(self, spec: ListenerSpec, operator: RedisOperator, handler: StreamHandler[Any],
+                 keeper_client: SyncClient | None = None) -> None:
         self.spec = spec
         self.stats = ListenerStats()
         self.failure: BaseException | None = None
         """Set when a terminal error (such as WRONGTYPE) ended this subscription."""
         self._operator = operator
-        self._dispatcher = Dispatcher(spec, handler, self.stats)
+        self.keeper = (
+            OwnershipKeeper(keeper_client, spec.stream, spec.group, spec.consumer,
+                            spec.pending_scan.min_idle.total_seconds() / 3)
+            if keeper_client is not None else None
+        )
+        self._idempotency = (
+            Idempotency(spec.idempotency, spec.group,
+                        spec.json_field if spec.codec == "json" else None)
+            if spec.idempotency else None
+        )
+        self._failures = FailurePolicy(spec, operator, self.keeper, self.stats, self._reinject)
+        self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
+                                      self._idempotency)
+        self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._backoff = Backoff()
@@ -65,12 +83,23 @@ class Subscription:
             return False
         return True
 
+    def inject(self, entries: Sequence[StreamEntry], deliveries: Mapping[str, int]) -> None:
+        """Hand entries this consumer now owns (reclaimed) to the loop's handler path."""
+        self._track(e.id for e in entries)
+        for entry in entries:
+            self._injected.append((entry, deliveries.get(entry.id, 1)))
+
+    def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
+        self._injected.append((entry, deliveries))
+
     async def run(self) -> None:
         spec = self.spec
         with logger.contextualize(listener=spec.name, stream=spec.stream, group=spec.group,
                                   consumer=spec.consumer):
             try:
                 await self._ensure_group()
+                if self.keeper is not None:
+                    self.keeper.start()
                 self._started.set()
                 self._log.info("listening (batch {}, concurrency {}, block {}s)",
                                spec.batch_size, spec.concurrency,
@@ -82,44 +111,88 @@ class Subscription:
                 self._log.error("listener stopped: {}; the other listeners run on", exc)
             finally:
                 await self._flush_acks()
+                self._failures.close()
+                if self.keeper is not None:
+                    self.keeper.stop()
                 self._dispatcher.close()
 
     async def _step(self) -> None:
+        if self._injected:
+            await self._run_injected()
+            return
         spec = self.spec
-        ack = self._dispatcher.take_succeeded()
+        ack, markers = self._dispatcher.take()
         try:
             acked, entries = await self._operator.ack_and_read(
                 spec.stream, spec.group, spec.consumer, ack,
                 count=spec.batch_size, block=spec.poll_timeout, entry_id=self._cursor,
+                markers=markers, marker_ttl=self._marker_ttl,
             )
         except NoGroupError as exc:
             self._log.warning("{}; recreating it (MKSTREAM)", exc)
             await self._ensure_group()
             self._cursor = NEW  # a recreated group has no PEL; the lost acks are moot
+            self._untrack(ack)
             return
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            self._dispatcher.succeeded[:0] = ack  # acknowledge them with the next read
+            self._dispatcher.give_back(ack, markers)
             await self._redis_down(exc)
             return
+        self._untrack(ack)
         self._backoff.reset()
         self.stats.reads += 1
         self.stats.acked += acked
         self.stats.last_poll = time.monotonic()
         if self._cursor == NEW:
             if entries:
-                await self._dispatcher.dispatch(entries, 1)
+                self._track(e.id for e in entries)
+                await self._process(entries, None)
             return
         await self._replay_own_pending(entries)
+
+    async def _run_injected(self) -> None:
+        batch: list[StreamEntry] = []
+        counts: dict[str, int] = {}
+        while self._injected and len(batch) < self.spec.batch_size:
+            entry, deliveries = self._injected.popleft()
+            batch.append(entry)
+            counts[entry.id] = deliveries
+        await self._process(batch, counts)
+
+    async def _process(self, entries: list[StreamEntry],
+                       deliveries: Mapping[str, int] | None) -> None:
+        if self._idempotency is not None:
+            entries = await self._skip_done(entries)
+        if entries:
+            await self._dispatcher.dispatch(entries, deliveries)
+
+    async def _skip_done(self, entries: list[StreamEntry]) -> list[StreamEntry]:
+        """Entries whose business key this group already handled are acked, not handled."""
+        assert self._idempotency is not None
+        markers = [self._idempotency.marker_for(e.fields) for e in entries]
+        keyed = [(e, m) for e, m in zip(entries, markers, strict=True) if m is not None]
+        done = await self._operator.exists_many([m for _, m in keyed])
+        skip = {e.id for (e, _), seen in zip(keyed, done, strict=True) if seen}
+        if not skip:
+            return entries
+        self.stats.deduplicated += len(skip)
+        self._dispatcher.succeeded.extend(skip)
+        self._log.debug("{} entries already handled (idempotency key); acking them", len(skip))
+        return [e for e in entries if e.id not in skip]
 
     async def _replay_own_pending(self, entries: list[StreamEntry]) -> None:
         if not entries:
             self._cursor = NEW
             return
         self._cursor = entries[-1].id
-        live = [e for e in entries if not e.deleted]
-        gone = [e.id for e in entries if e.deleted]
+        tracked = self.keeper.tracked if self.keeper is not None else set()
+        # Entries already in hand (being handled, or handled and awaiting their ack) are
+        # not handled twice just because the PEL still lists them.
+        fresh = [e for e in entries if e.id not in tracked and e.id not in self._acking]
+        gone = [e.id for e in fresh if e.deleted]
+        live = [e for e in fresh if not e.deleted]
         if gone:
             # Trimmed or deleted while pending: nothing left to handle, so release them.
             self.stats.deleted_while_pending += len(gone)
@@ -128,7 +201,26 @@ class Subscription:
                               len(gone))
         if live:
             self._log.info("re-reading {} entries from own pending list", len(live))
-            await self._dispatcher.dispatch(live, None)
+            counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
+                                                          [e.id for e in live])
+            self._track(e.id for e in live)
+            await self._process(live, counts)
+
+    @property
+    def _acking(self) -> set[str]:
+        return set(self._dispatcher.succeeded)
+
+    @property
+    def _marker_ttl(self) -> Any:
+        return self._idempotency.ttl if self._idempotency is not None else None
+
+    def _track(self, ids: Iterable[str]) -> None:
+        if self.keeper is not None:
+            self.keeper.add(ids)
+
+    def _untrack(self, ids: Iterable[str]) -> None:
+        if self.keeper is not None:
+            self.keeper.discard(ids)
 
     async def _ensure_group(self) -> None:
         spec = self.spec
@@ -145,16 +237,18 @@ class Subscription:
     async def _redis_down(self, exc: BaseException) -> None:
         self.stats.redis_errors += 1
         self._cursor = OWN_PEL_START
-        delay = await self._backoff.sleep(self._stop)
-        self._log.warning("redis unavailable ({}: {}); retried after {:.2f}s",
+        delay = self._backoff.next_delay()
+        self._log.warning("redis unavailable ({}: {}); retrying in {:.2f}s",
                           type(exc).__name__, exc, delay)
+        await self._backoff.wait(delay, self._stop)
 
     async def _flush_acks(self) -> None:
-        ids = self._dispatcher.take_succeeded()
-        if not ids:
+        ids, markers = self._dispatcher.take()
+        if not ids and not markers:
             return
         try:
-            self.stats.acked += await self._operator.xack(self.spec.stream, self.spec.group, ids)
+            self.stats.acked += await self._operator.ack(self.spec.stream, self.spec.group, ids,
+                                                         markers, self._marker_ttl)
         except Exception as exc:
             self._log.warning("could not ack {} entries at stop ({}); they stay pending and "
                               "are re-delivered", len(ids), exc)

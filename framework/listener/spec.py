@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from framework.config.models import ContainerSettings, ListenerSettings
+from framework.config.models import (
+    ContainerSettings,
+    IdempotencySettings,
+    ListenerSettings,
+    PendingScanSettings,
+    RetrySettings,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +29,10 @@ class ListenerSpec:
     shutdown_timeout: timedelta
     codec: Literal["flat", "json"] = "flat"
     json_field: str = "payload"
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    dead_letter_stream: str | None = None
+    pending_scan: PendingScanSettings = field(default_factory=PendingScanSettings)
+    idempotency: IdempotencySettings | None = None
 
 
 def resolve_listener(
@@ -41,4 +51,8 @@ def resolve_listener(
         shutdown_timeout=listener.shutdown_timeout or defaults.shutdown_timeout,
         codec=listener.codec,
         json_field=listener.json_field,
+        retry=listener.retry,
+        dead_letter_stream=listener.dead_letter_stream,
+        pending_scan=listener.pending_scan,
+        idempotency=listener.idempotency,
     )

@@ -12,6 +12,10 @@ class ListenerStats:
     invalid: int = 0
     acked: int = 0
     deleted_while_pending: int = 0
+    dead_lettered: int = 0
+    deduplicated: int = 0
+    retried: int = 0
+    reclaimed: int = 0
     reads: int = 0
     redis_errors: int = 0
     last_poll: float = 0.0

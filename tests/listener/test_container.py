@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,15 +22,7 @@ from tests.handlers import (
     Recorder,
     RecordingHandler,
 )
-
-
-def make_spec(stream: str, **overrides: Any) -> ListenerSpec:
-    spec = ListenerSpec(
-        name="orders", stream=stream, group="g", consumer="c1", handler="-", start_id="0",
-        batch_size=10, concurrency=4, poll_timeout=timedelta(milliseconds=50),
-        shutdown_timeout=timedelta(seconds=5),
-    )
-    return replace(spec, **overrides)
+from tests.streams import awaited, equals, lag, make_spec, pel, produce, true
 
 
 @pytest.fixture
@@ -39,21 +30,6 @@ async def container(operator: RedisOperator) -> AsyncIterator[ListenerContainer]
     listeners = ListenerContainer(operator)
     yield listeners
     await listeners.stop()
-
-
-async def produce(operator: RedisOperator, key: str, n: int, **extra: str) -> list[str]:
-    pipe = operator.client.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd(key, {"order_id": f"o{i}", "qty": "1", "n": str(i), **extra})
-    return [str(i) for i in await pipe.execute()]
-
-
-async def pel(operator: RedisOperator, key: str, group: str = "g") -> int:
-    return (await operator.pending_summary(key, group)).count
-
-
-async def lag(operator: RedisOperator, key: str, group: str = "g") -> int | None:
-    return {g.name: g for g in await operator.info_groups(key)}[group].lag
 
 
 async def start(container: ListenerContainer, spec: ListenerSpec,
@@ -69,7 +45,7 @@ async def test_ten_thousand_entries_each_handled_exactly_once(
     recorder = Recorder()
     await start(container, make_spec(key, batch_size=100, concurrency=8),
                 RecordingHandler(recorder))
-    await wait_until(lambda: _true(len(recorder.seen) == 10_000), timeout=60)
+    await wait_until(lambda: true(len(recorder.seen) == 10_000), timeout=60)
     await container.stop()
     assert set(recorder.seen) == set(ids)
     assert max(recorder.seen.values()) == 1
@@ -85,7 +61,7 @@ async def test_concurrency_is_reached_and_never_exceeded(
     recorder = Recorder()
     await start(container, make_spec(key, batch_size=20, concurrency=5),
                 RecordingHandler(recorder, delay=0.02))
-    await wait_until(lambda: _true(len(recorder.seen) == 40))
+    await wait_until(lambda: true(len(recorder.seen) == 40))
     assert recorder.max_in_flight == 5
 
 
@@ -95,7 +71,7 @@ async def test_payload_is_validated_into_the_model(
     await produce(operator, key, 1)
     recorder = Recorder()
     await start(container, make_spec(key), RecordingHandler(recorder))
-    await wait_until(lambda: _true(len(recorder.seen) == 1))
+    await wait_until(lambda: true(len(recorder.seen) == 1))
     (order,) = recorder.payloads
     assert (order.order_id, order.qty) == ("o0", 1)  # type: ignore[attr-defined]
 
@@ -107,17 +83,17 @@ async def test_failing_handler_leaves_entry_pending_and_loop_alive(
     recorder = Recorder()
     await start(container, make_spec(key, concurrency=1), FailingHandler(recorder))
     good = await produce(operator, key, 5)
-    await wait_until(lambda: _true(len(recorder.seen) == 5))
+    await wait_until(lambda: true(len(recorder.seen) == 5))
     sub = container.subscriptions["orders"]
     assert sub.stats.failed == 1
     assert set(recorder.seen) == set(good)
-    await wait_until(lambda: _eq(pel(operator, key), 1))
+    await wait_until(lambda: equals(pel(operator, key), 1))
     (row,) = await operator.pending_range(key, "g")
     assert row.id == bad
     assert container.running
 
 
-async def test_invalid_payload_is_logged_and_left_pending(
+async def test_invalid_payload_without_dead_letter_stream_is_logged_and_left_pending(
     operator: RedisOperator, container: ListenerContainer, key: str
 ) -> None:
     await operator.xadd(key, {"order_id": "o1", "qty": "many"})
@@ -126,13 +102,15 @@ async def test_invalid_payload_is_logged_and_left_pending(
     lines: list[str] = []
     sink = logger.add(lines.append, level="ERROR", format="{message}")
     try:
-        await start(container, make_spec(key), RecordingHandler(recorder))
-        await wait_until(lambda: _true(list(recorder.seen) == [ok]))
+        await start(container, make_spec(key, dead_letter_stream=None),
+                    RecordingHandler(recorder))
+        await wait_until(lambda: true(list(recorder.seen) == [ok]))
     finally:
         logger.remove(sink)
     assert container.subscriptions["orders"].stats.invalid == 1
-    assert any("invalid Order: qty: Input should be a valid integer" in ln for ln in lines)
-    await wait_until(lambda: _eq(pel(operator, key), 1))
+    assert any("payload rejected (invalid Order: qty: Input should be a valid integer" in ln
+               and "it stays pending" in ln for ln in lines)
+    await wait_until(lambda: equals(pel(operator, key), 1))
 
 
 async def test_stop_finishes_and_acks_in_flight_work(
@@ -142,7 +120,7 @@ async def test_stop_finishes_and_acks_in_flight_work(
     recorder = Recorder()
     await start(container, make_spec(key, batch_size=6, concurrency=6),
                 RecordingHandler(recorder, delay=0.3))
-    await wait_until(lambda: _true(recorder.in_flight == 6))
+    await wait_until(lambda: true(recorder.in_flight == 6))
     assert await pel(operator, key) == 6
     await container.stop()
     assert len(recorder.seen) == 6
@@ -157,7 +135,7 @@ async def test_stop_past_shutdown_timeout_leaves_entries_pending(
     recorder = Recorder()
     spec = make_spec(key, shutdown_timeout=timedelta(milliseconds=100))
     await start(container, spec, RecordingHandler(recorder, delay=30))
-    await wait_until(lambda: _true(recorder.in_flight == 2))
+    await wait_until(lambda: true(recorder.in_flight == 2))
     await container.stop()
     assert recorder.seen == {}
     assert await pel(operator, key) == 2  # nothing acked that was not handled
@@ -171,12 +149,12 @@ async def test_sync_handler_runs_in_bounded_thread_pool(
     release = threading.Event()
     await start(container, make_spec(key, concurrency=3), BlockingSyncHandler(recorder, release))
     # Three handlers block their threads; the event loop keeps running meanwhile.
-    await wait_until(lambda: _true(recorder.in_flight == 3))
+    await wait_until(lambda: true(recorder.in_flight == 3))
     for _ in range(5):
         await asyncio.sleep(0.01)
     assert recorder.in_flight == 3
     release.set()
-    await wait_until(lambda: _true(len(recorder.seen) == 6))
+    await wait_until(lambda: true(len(recorder.seen) == 6))
     assert recorder.max_in_flight == 3
     assert all(name.startswith("sb-orders") for name in recorder.threads)
 
@@ -191,10 +169,11 @@ async def test_own_pending_entries_are_reread_first_on_start(
     later = await produce(operator, key, 2)
     recorder = Recorder()
     await start(container, make_spec(key), RecordingHandler(recorder))
-    await wait_until(lambda: _true(len(recorder.seen) == 5))
-    assert {i: recorder.deliveries[i] for i in ids} == dict.fromkeys(ids)  # unknown: re-read
+    await wait_until(lambda: true(len(recorder.seen) == 5))
+    # Delivered once to the dead run, once now: XREADGROUP 0 counts the re-delivery.
+    assert {i: recorder.deliveries[i] for i in ids} == dict.fromkeys(ids, 2)
     assert {i: recorder.deliveries[i] for i in later} == dict.fromkeys(later, 1)
-    await wait_until(lambda: _eq(pel(operator, key), 0))
+    await wait_until(lambda: equals(pel(operator, key), 0))
 
 
 async def test_pending_entries_deleted_from_the_stream_are_released(
@@ -206,8 +185,8 @@ async def test_pending_entries_deleted_from_the_stream_are_released(
     await operator.xdel(key, ids[:2])
     recorder = Recorder()
     await start(container, make_spec(key), RecordingHandler(recorder))
-    await wait_until(lambda: _true(len(recorder.seen) == 1))
-    await wait_until(lambda: _eq(pel(operator, key), 0))
+    await wait_until(lambda: true(len(recorder.seen) == 1))
+    await wait_until(lambda: equals(pel(operator, key), 0))
     assert container.subscriptions["orders"].stats.deleted_while_pending == 2
 
 
@@ -218,7 +197,7 @@ async def test_group_created_at_start_id(
     recorder = Recorder()
     await start(container, make_spec(key, start_id="$"), RawHandler(recorder))
     fresh = await produce(operator, key, 1)
-    await wait_until(lambda: _true(len(recorder.seen) == 1))
+    await wait_until(lambda: true(len(recorder.seen) == 1))
     assert list(recorder.seen) == fresh
 
 
@@ -228,11 +207,11 @@ async def test_group_recreated_after_stream_deleted(
     await produce(operator, key, 1)
     recorder = Recorder()
     await start(container, make_spec(key), RawHandler(recorder))
-    await wait_until(lambda: _true(len(recorder.seen) == 1))
+    await wait_until(lambda: true(len(recorder.seen) == 1))
     await client.delete(key)  # expired, flushed, or deleted by an operator
-    await wait_until(lambda: _true_async(operator.group_exists(key, "g")))
+    await wait_until(lambda: awaited(operator.group_exists(key, "g")))
     again = await produce(operator, key, 2)
-    await wait_until(lambda: _true(set(again) <= set(recorder.seen)))
+    await wait_until(lambda: true(set(again) <= set(recorder.seen)))
 
 
 async def test_wrongtype_stops_only_that_listener(
@@ -244,10 +223,10 @@ async def test_wrongtype_stops_only_that_listener(
     container.register(make_spec(key), RawHandler(recorder))
     await container.start(timeout=None)
     broken = container.subscriptions["broken"]
-    await wait_until(lambda: _true(broken.failure is not None))
+    await wait_until(lambda: true(broken.failure is not None))
     assert "is not a stream (WRONGTYPE)" in str(broken.failure)
     ids = await produce(operator, key, 3)
-    await wait_until(lambda: _true(set(recorder.seen) == set(ids)))
+    await wait_until(lambda: true(set(recorder.seen) == set(ids)))
 
 
 async def test_log_lines_from_handlers_carry_entry_context(
@@ -258,7 +237,7 @@ async def test_log_lines_from_handlers_carry_entry_context(
     sink = logger.add(lambda m: records.append(m.record), level="INFO")
     try:
         await start(container, make_spec(key), LoggingHandler())
-        await wait_until(lambda: _true(any("user log line" in r["message"] for r in records)))
+        await wait_until(lambda: true(any("user log line" in r["message"] for r in records)))
     finally:
         logger.remove(sink)
     (line,) = [r for r in records if "user log line" in r["message"]]
@@ -276,7 +255,7 @@ async def test_sync_handler_log_lines_carry_context_too(
     sink = logger.add(lambda m: records.append(m.record), level="INFO")
     try:
         await start(container, make_spec(key), BlockingSyncHandler(Recorder(), release))
-        await wait_until(lambda: _true(any("sync handled" in r["message"] for r in records)))
+        await wait_until(lambda: true(any("sync handled" in r["message"] for r in records)))
     finally:
         logger.remove(sink)
     (line,) = [r for r in records if "sync handled" in r["message"]]
@@ -289,7 +268,7 @@ async def test_json_codec(operator: RedisOperator, container: ListenerContainer,
     await operator.xadd(key, {"payload": '{"order_id": "j1", "qty": 3}'})
     recorder = Recorder()
     await start(container, make_spec(key, codec="json"), RecordingHandler(recorder))
-    await wait_until(lambda: _true(len(recorder.seen) == 1))
+    await wait_until(lambda: true(len(recorder.seen) == 1))
     (order,) = recorder.payloads
     assert (order.order_id, order.qty) == ("j1", 3)  # type: ignore[attr-defined]
 
@@ -303,19 +282,7 @@ async def test_redis_down_at_start_is_retried_not_fatal(redis_server: Any) -> No
     listeners = ListenerContainer(RedisOperator(client))
     sub = listeners.register(make_spec("nowhere"), RawHandler(Recorder()))
     await listeners.start(timeout=None)
-    await wait_until(lambda: _true(sub.stats.redis_errors >= 2))
+    await wait_until(lambda: true(sub.stats.redis_errors >= 2))
     assert listeners.running
     await listeners.stop()
     await client.aclose()
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-async def _true_async(value: Any) -> bool:
-    return bool(await value)
-
-
-async def _eq(value: Any, expected: object) -> bool:
-    return bool(await value == expected)

@@ -1,0 +1,146 @@
+"""What the listener does with an entry it could not handle: retry it, leave it for the
+recovery job, or dead-letter it — never ack it unhandled, never drop it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from loguru import logger
+
+from framework.listener.spec import ListenerSpec
+from framework.listener.stats import ListenerStats
+from framework.operator import RedisOperator
+from framework.records import StreamEntry
+from framework.reliability.dead_letter import (
+    REASON_INVALID_PAYLOAD,
+    REASON_MAX_DELIVERIES,
+    dead_letter_fields,
+)
+from framework.reliability.ownership import OwnershipKeeper
+from framework.reliability.retry import Next, after_failure
+
+Reinject = Callable[[StreamEntry, int], None]
+
+
+class FailurePolicy:
+    def __init__(self, spec: ListenerSpec, operator: RedisOperator,
+                 keeper: OwnershipKeeper | None, stats: ListenerStats, reinject: Reinject):
+        self._spec = spec
+        self._operator = operator
+        self._keeper = keeper
+        self._stats = stats
+        self._reinject = reinject
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._due: list[tuple[StreamEntry, int]] = []
+        self._pump: asyncio.Task[None] | None = None
+
+    async def failed(self, entry: StreamEntry, exc: Exception, deliveries: int) -> None:
+        decision = after_failure(deliveries, self._spec.retry,
+                                 self._spec.dead_letter_stream is not None)
+        log = logger.bind(entry_id=entry.id)
+        if decision.next is Next.DEAD_LETTER:
+            # The traceback is worth its cost once, on the final attempt.
+            log.opt(exception=exc).error(
+                "handler failed on delivery {} of {}: {}: {}; dead-lettering", deliveries,
+                self._spec.retry.max_deliveries, type(exc).__name__, exc)
+            await self.dead_letter(entry, REASON_MAX_DELIVERIES, exc, deliveries)
+        elif decision.next is Next.RETRY_LATER:
+            log.warning("handler failed on delivery {}: {}: {}; retrying in {:.2f}s", deliveries,
+                        type(exc).__name__, exc, decision.delay)
+            self._schedule_retry(entry, deliveries, decision.delay)
+        else:
+            log.warning("handler failed on delivery {}: {}: {}; left pending for recovery",
+                        deliveries, type(exc).__name__, exc)
+            self._release(entry.id)
+
+    async def invalid(self, entry: StreamEntry, exc: Exception, deliveries: int) -> None:
+        """A payload that fails validation cannot succeed on retry: dead-letter it now."""
+        log = logger.bind(entry_id=entry.id)
+        if self._spec.dead_letter_stream is None:
+            log.error("payload rejected ({}); no dead-letter stream, so it stays pending", exc)
+            self._release(entry.id)
+            return
+        log.error("payload rejected ({}); dead-lettering", exc)
+        await self.dead_letter(entry, REASON_INVALID_PAYLOAD, exc, deliveries)
+
+    async def exhausted(self, entry: StreamEntry, deliveries: int) -> None:
+        """Delivered too often without an outcome (its consumers died on it)."""
+        logger.bind(entry_id=entry.id).error(
+            "delivered {} times (max {}) without success; dead-lettering unhandled",
+            deliveries, self._spec.retry.max_deliveries)
+        await self.dead_letter(entry, REASON_MAX_DELIVERIES, None, deliveries)
+
+    async def dead_letter(self, entry: StreamEntry, reason: str, exc: BaseException | None,
+                          deliveries: int | None) -> None:
+        spec = self._spec
+        assert spec.dead_letter_stream is not None
+        fields = dead_letter_fields(entry.fields, reason=reason, error=exc, stream=spec.stream,
+                                    entry_id=entry.id, group=spec.group, deliveries=deliveries)
+        try:
+            written = await self._operator.dead_letter(spec.stream, spec.dead_letter_stream,
+                                                       spec.group, spec.consumer, entry.id,
+                                                       fields)
+        except Exception as err:
+            logger.bind(entry_id=entry.id).warning(
+                "could not dead-letter ({}); left pending, it will be reclaimed", err)
+            self._release(entry.id)
+            return
+        self._release(entry.id)
+        if written is None:
+            logger.bind(entry_id=entry.id).warning(
+                "not dead-lettered: another consumer owns or acked it meanwhile")
+            return
+        self._stats.dead_lettered += 1
+
+    def _schedule_retry(self, entry: StreamEntry, deliveries: int, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self._timers.discard(handle)
+            self._due.append((entry, deliveries))
+            if self._pump is None or self._pump.done():
+                self._pump = loop.create_task(self._retry_due())
+
+        handle = loop.call_later(delay, due)
+        self._timers.add(handle)
+
+    async def _retry_due(self) -> None:
+        """Claim every retry that fell due together in one script call (one round trip),
+        counting a delivery for each, and hand the ones still owned back to the loop."""
+        await asyncio.sleep(0)  # let timers due in the same tick join this batch
+        while self._due:  # retries falling due during a claim are taken by the next turn
+            batch, self._due = self._due, []
+            await self._claim_and_reinject(batch)
+
+    async def _claim_and_reinject(self, batch: list[tuple[StreamEntry, int]]) -> None:
+        spec = self._spec
+        try:
+            owned = set(await self._operator.claim_owned(
+                spec.stream, spec.group, spec.consumer, [e.id for e, _ in batch],
+                count_delivery=True))
+        except Exception as exc:
+            logger.warning("{} retries postponed to recovery: {}", len(batch), exc)
+            for entry, _ in batch:
+                self._release(entry.id)
+            return
+        for entry, deliveries in batch:
+            if entry.id in owned:
+                self._stats.retried += 1
+                self._reinject(entry, deliveries + 1)
+            else:
+                self._release(entry.id)  # another consumer took it over meanwhile
+
+    def _release(self, entry_id: str) -> None:
+        """Stop renewing: the entry ages in the PEL until the recovery job reclaims it."""
+        if self._keeper is not None:
+            self._keeper.discard((entry_id,))
+
+    def close(self) -> None:
+        """At stop: pending retries are dropped; their entries stay pending and are
+        reclaimed after min_idle (by this consumer's next run or by another)."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        if self._pump is not None:
+            self._pump.cancel()

@@ -1,0 +1,46 @@
+"""Helpers shared by the listener and reliability tests."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from framework import ListenerSpec, RedisOperator
+from framework.reliability.slots import colocated
+
+
+def make_spec(stream: str, **overrides: Any) -> ListenerSpec:
+    spec = ListenerSpec(
+        name="orders", stream=stream, group="g", consumer="c1", handler="-", start_id="0",
+        batch_size=10, concurrency=4, poll_timeout=timedelta(milliseconds=50),
+        shutdown_timeout=timedelta(seconds=5), dead_letter_stream=colocated(stream, ":dlq"),
+    )
+    return replace(spec, **overrides)
+
+
+async def produce(operator: RedisOperator, key: str, n: int, **extra: str) -> list[str]:
+    pipe = operator.client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(key, {"order_id": f"o{i}", "qty": "1", "n": str(i), **extra})
+    return [str(i) for i in await pipe.execute()]
+
+
+async def pel(operator: RedisOperator, key: str, group: str = "g") -> int:
+    return (await operator.pending_summary(key, group)).count
+
+
+async def lag(operator: RedisOperator, key: str, group: str = "g") -> int | None:
+    return {g.name: g for g in await operator.info_groups(key)}[group].lag
+
+
+async def true(value: bool) -> bool:
+    return value
+
+
+async def awaited(value: Any) -> bool:
+    return bool(await value)
+
+
+async def equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
