@@ -119,10 +119,10 @@ class Application:
         try:
             await self.start(wait_live=None)
             await stop.wait()
+            await self.stop()  # still under our handlers: a second signal cancels this
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        await self.stop()
 
 
 async def _maybe_await(value: Any) -> None:
