@@ -105,7 +105,14 @@ class Subscription:
                                spec.batch_size, spec.concurrency,
                                spec.poll_timeout.total_seconds())
                 while not self._stop.is_set():
-                    await self._step()
+                    try:
+                        await self._step()
+                    except WrongTypeError:
+                        raise
+                    except Exception as exc:  # a bug or an unknown server error: never die
+                        if not is_transient(exc):
+                            self._log.opt(exception=exc).error("poll loop error: {}", exc)
+                        await self._redis_down(exc)
             except WrongTypeError as exc:
                 self.failure = exc
                 self._log.error("listener stopped: {}; the other listeners run on", exc)
@@ -164,9 +171,19 @@ class Subscription:
     async def _process(self, entries: list[StreamEntry],
                        deliveries: Mapping[str, int] | None) -> None:
         if self._idempotency is not None:
-            entries = await self._skip_done(entries)
+            try:
+                entries = await self._skip_done(entries)
+            except Exception:
+                self._abandon(entries)
+                raise
         if entries:
             await self._dispatcher.dispatch(entries, deliveries)
+
+    def _abandon(self, entries: Sequence[StreamEntry]) -> None:
+        """A batch read but not dispatched (Redis failed in between): stop holding it, so
+        the re-read of the own PEL that follows the error picks it up again."""
+        self._untrack(e.id for e in entries)
+        self._cursor = OWN_PEL_START
 
     async def _skip_done(self, entries: list[StreamEntry]) -> list[StreamEntry]:
         """Entries whose business key this group already handled are acked, not handled."""
@@ -201,8 +218,12 @@ class Subscription:
                               len(gone))
         if live:
             self._log.info("re-reading {} entries from own pending list", len(live))
-            counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
-                                                          [e.id for e in live])
+            try:
+                counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
+                                                              [e.id for e in live])
+            except Exception:
+                self._abandon(live)
+                raise
             self._track(e.id for e in live)
             await self._process(live, counts)
 
