@@ -12,9 +12,12 @@ from typing import Any
 import redis
 import redis.cluster
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import HiredisRespSerializer
 from redis.retry import Retry as SyncRetry
+from redis.utils import HIREDIS_AVAILABLE
 
 from framework.config.models import RedisSettings
 from framework.operator import RedisClient
@@ -44,6 +47,17 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 
 
+class HiredisPackingConnection(Connection):
+    """redis-py's asyncio connection encodes commands in pure Python (about 3µs per id of
+    a 100-id XACK); its sync connection already uses hiredis' C encoder. This wires that
+    same encoder (redis-py's own ``HiredisRespSerializer``) into the asyncio one."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)  # type: ignore[no-any-return]
+
+
 def build_client(settings: RedisSettings) -> RedisClient:
     """Decoded (str) replies, hiredis when installed, timeouts from the settings."""
     options = _options(settings) | {"retry": Retry(_BACKOFF, retries=1)}
@@ -51,6 +65,8 @@ def build_client(settings: RedisSettings) -> RedisClient:
         return RedisCluster.from_url(settings.url, **options)
     # A burst (many handlers, many retries at once) waits for a free connection instead
     # of failing with "Too many connections".
+    if HIREDIS_AVAILABLE and settings.url.startswith("redis://"):
+        options["connection_class"] = HiredisPackingConnection
     pool = BlockingConnectionPool.from_url(settings.url, timeout=options["socket_timeout"],
                                            **options)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it

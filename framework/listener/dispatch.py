@@ -11,15 +11,15 @@ import asyncio
 import contextvars
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
-
-from loguru import logger
 
 from framework.codecs import PayloadError, codec_for
 from framework.handler import StreamHandler
 from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
+from framework.logs import ENTRY_ID, install_entry_context
 from framework.message import Message
 from framework.records import StreamEntry
 from framework.reliability.idempotency import Idempotency
@@ -47,55 +47,80 @@ class Dispatcher:
         """Ids handled successfully and not yet acknowledged; the poll loop drains it."""
         self.markers: list[str] = []
         """Idempotency markers of those ids, set in the same round trip as their XACK."""
+        self._marker_ttl = idempotency.ttl if idempotency is not None else timedelta(0)
+        install_entry_context()
 
     async def dispatch(self, entries: Sequence[StreamEntry],
                        deliveries: Mapping[str, int] | None = None) -> None:
-        """``deliveries`` maps ids to delivery counts; absent ids were delivered once."""
+        """``deliveries`` maps ids to delivery counts; absent ids were delivered once.
+
+        The batch runs inline in the poll task. Only if a handler really suspends (waits
+        for I/O) do up to ``concurrency - 1`` more workers start, sharing one iterator over
+        the batch: a cheap async handler costs no task at all, a slow one gets the full
+        concurrency. The spawn is a ``call_soon`` callback, which the event loop can only
+        run when the poll task yields; if it never yields, the callback is cancelled.
+        """
         counts = deliveries or {}
         width = min(self._spec.concurrency, len(entries))
-        if width <= 1:
-            for entry in entries:
-                await self._one(entry, counts.get(entry.id, FRESH))
-            return
         pending = iter(entries)
 
         async def worker() -> None:
             for entry in pending:
                 await self._one(entry, counts.get(entry.id, FRESH))
 
-        await asyncio.gather(*(worker() for _ in range(width)))
+        if width <= 1:
+            await worker()
+            return
+        loop = asyncio.get_running_loop()
+        extra: list[asyncio.Task[None]] = []
+
+        def widen() -> None:
+            extra.extend(loop.create_task(worker()) for _ in range(width - 1))
+
+        spawn = loop.call_soon(widen)
+        try:
+            await worker()
+        except BaseException:  # cancelled (shutdown timeout): the extra workers stop too
+            spawn.cancel()
+            for task in extra:
+                task.cancel()
+            raise
+        spawn.cancel()
+        if extra:
+            await asyncio.gather(*extra)  # cancelling this gather cancels them as well
 
     async def _one(self, entry: StreamEntry, deliveries: int) -> None:
         spec = self._spec
-        if exhausted(deliveries, spec.retry) and spec.dead_letter_stream is not None:
+        entry_id, fields = entry
+        if spec.dead_letter_stream is not None and exhausted(deliveries, spec.retry):
             await self._failures.exhausted(entry, deliveries)
             return
         try:
-            payload = self._decode(entry.fields)
+            payload = self._decode(fields)
         except PayloadError as exc:
             self._stats.invalid += 1
             await self._failures.invalid(entry, exc, deliveries)
             return
         idempotency = self._idempotency
-        marker = idempotency.marker_for(entry.fields) if idempotency else None
-        message = Message(entry.id, spec.stream, spec.group, spec.consumer, entry.fields,
-                          payload, deliveries,
-                          None if marker is None or idempotency is None
-                          else (marker, idempotency.ttl))
+        marker = idempotency.marker_for(fields) if idempotency is not None else None
+        message = Message(entry_id, spec.stream, spec.group, spec.consumer, fields, payload,
+                          deliveries, None if marker is None else (marker, self._marker_ttl))
+        token = ENTRY_ID.set(entry_id)
         try:
-            with logger.contextualize(entry_id=entry.id):
-                if self._is_async:
-                    await self._handle(message)
-                else:
-                    ctx = contextvars.copy_context()
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(self._pool, ctx.run, self._handle, message)
+            if self._is_async:
+                await self._handle(message)
+            else:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._pool, contextvars.copy_context().run,
+                                           self._handle, message)
         except Exception as exc:
             self._stats.failed += 1
             await self._failures.failed(entry, exc, deliveries)
             return
+        finally:
+            ENTRY_ID.reset(token)
         self._stats.handled += 1
-        self.succeeded.append(entry.id)
+        self.succeeded.append(entry_id)
         if marker is not None:
             self.markers.append(marker)
 

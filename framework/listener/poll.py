@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -23,7 +24,7 @@ from loguru import logger
 from framework.backoff import Backoff
 from framework.errors import NoGroupError, WrongTypeError, is_transient
 from framework.handler import StreamHandler
-from framework.listener.dispatch import Dispatcher
+from framework.listener.dispatch import FRESH, Dispatcher
 from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
@@ -34,6 +35,15 @@ from framework.reliability.ownership import OwnershipKeeper, SyncClient
 
 NEW = ">"
 OWN_PEL_START = "0"
+
+
+@dataclass(slots=True)
+class _Read:
+    """An XACK + XREADGROUP round trip in flight, with the acks it carries."""
+
+    task: asyncio.Future[tuple[int, list[StreamEntry]]]
+    ack: list[str]
+    markers: list[str]
 
 
 class Subscription:
@@ -64,6 +74,7 @@ class Subscription:
         self._started = asyncio.Event()
         self._backoff = Backoff()
         self._cursor = OWN_PEL_START
+        self._read_ahead: _Read | None = None
         self._log = logger.bind(listener=spec.name, stream=spec.stream, group=spec.group,
                                 consumer=spec.consumer)
 
@@ -117,6 +128,7 @@ class Subscription:
                 self.failure = exc
                 self._log.error("listener stopped: {}; the other listeners run on", exc)
             finally:
+                await self._finish_read_ahead()
                 await self._flush_acks()
                 self._failures.close()
                 if self.keeper is not None:
@@ -127,37 +139,64 @@ class Subscription:
         if self._injected:
             await self._run_injected()
             return
-        spec = self.spec
-        ack, markers = self._dispatcher.take()
+        read = self._read_ahead or self._start_read()
+        self._read_ahead = None
         try:
-            acked, entries = await self._operator.ack_and_read(
-                spec.stream, spec.group, spec.consumer, ack,
-                count=spec.batch_size, block=spec.poll_timeout, entry_id=self._cursor,
-                markers=markers, marker_ttl=self._marker_ttl,
-            )
+            acked, entries = await read.task
         except NoGroupError as exc:
             self._log.warning("{}; recreating it (MKSTREAM)", exc)
             await self._ensure_group()
             self._cursor = NEW  # a recreated group has no PEL; the lost acks are moot
-            self._untrack(ack)
+            self._untrack(read.ack)
             return
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            self._dispatcher.give_back(ack, markers)
+            self._dispatcher.give_back(read.ack, read.markers)
             await self._redis_down(exc)
             return
-        self._untrack(ack)
+        self._untrack(read.ack)
         self._backoff.reset()
         self.stats.reads += 1
         self.stats.acked += acked
         self.stats.last_poll = time.monotonic()
-        if self._cursor == NEW:
-            if entries:
-                self._track(e.id for e in entries)
-                await self._process(entries, None)
+        if self._cursor != NEW:
+            await self._replay_own_pending(entries)
             return
-        await self._replay_own_pending(entries)
+        if not entries:
+            return
+        self._track(e.id for e in entries)
+        if not self._stop.is_set() and not self._injected:
+            # Read ahead: the next batch (with the previous batch's XACK) travels while
+            # this one is handled, so Redis and the handlers work at the same time.
+            self._read_ahead = self._start_read()
+        await self._process(entries, None)
+
+    def _start_read(self) -> _Read:
+        spec = self.spec
+        ack, markers = self._dispatcher.take()
+        task = asyncio.ensure_future(self._operator.ack_and_read(
+            spec.stream, spec.group, spec.consumer, ack,
+            count=spec.batch_size, block=spec.poll_timeout, entry_id=self._cursor,
+            markers=markers, marker_ttl=self._marker_ttl,
+        ))
+        return _Read(task, ack, markers)
+
+    async def _finish_read_ahead(self) -> None:
+        """At stop: the batch read ahead is already delivered to us; handle it too."""
+        read, self._read_ahead = self._read_ahead, None
+        if read is None:
+            return
+        try:
+            acked, entries = await read.task
+        except Exception as exc:
+            self._dispatcher.give_back(read.ack, read.markers)
+            self._log.warning("read-ahead failed at stop ({}); its entries stay pending", exc)
+            return
+        self._untrack(read.ack)
+        self.stats.acked += acked
+        if entries:
+            await self._process(entries, None)
 
     async def _run_injected(self) -> None:
         batch: list[StreamEntry] = []
@@ -186,18 +225,37 @@ class Subscription:
         self._cursor = OWN_PEL_START
 
     async def _skip_done(self, entries: list[StreamEntry]) -> list[StreamEntry]:
-        """Entries whose business key this group already handled are acked, not handled."""
+        """Entries whose business key this group already handled are acked, not handled.
+
+        "Already handled" is a marker in Redis, or one set by a success whose SET is still
+        on its way there (waiting for, or riding in, the next ack pipeline). A second entry
+        with the same key in one batch waits until the first has an outcome.
+        """
         assert self._idempotency is not None
+        unconfirmed = set(self._dispatcher.markers)
+        if self._read_ahead is not None:
+            unconfirmed.update(self._read_ahead.markers)
         markers = [self._idempotency.marker_for(e.fields) for e in entries]
-        keyed = [(e, m) for e, m in zip(entries, markers, strict=True) if m is not None]
-        done = await self._operator.exists_many([m for _, m in keyed])
-        skip = {e.id for (e, _), seen in zip(keyed, done, strict=True) if seen}
-        if not skip:
-            return entries
-        self.stats.deduplicated += len(skip)
-        self._dispatcher.succeeded.extend(skip)
-        self._log.debug("{} entries already handled (idempotency key); acking them", len(skip))
-        return [e for e in entries if e.id not in skip]
+        found = iter(await self._operator.exists_many([m for m in markers if m is not None]))
+        todo: list[StreamEntry] = []
+        skip: list[str] = []
+        first: set[str] = set()
+        for entry, marker in zip(entries, markers, strict=True):  # stream order is kept
+            if marker is None:
+                todo.append(entry)
+            elif next(found) or marker in unconfirmed:
+                skip.append(entry.id)
+            elif marker in first:
+                self._injected.append((entry, FRESH))  # after its twin's outcome
+            else:
+                first.add(marker)
+                todo.append(entry)
+        if skip:
+            self.stats.deduplicated += len(skip)
+            self._dispatcher.succeeded.extend(skip)
+            self._log.debug("{} entries already handled (idempotency key); acking them",
+                            len(skip))
+        return todo
 
     async def _replay_own_pending(self, entries: list[StreamEntry]) -> None:
         if not entries:
