@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 from framework import scripts
 from framework.config.durations import to_ms
 from framework.errors import translate_response_error
+from framework.reader import ConnectionGroupReader, GroupReader, PipelineGroupReader
 from framework.records import (
     AutoClaimResult,
     ConsumerInfo,
@@ -242,6 +243,12 @@ class RedisOperator:
             pipe.set(marker, "1", nx=True, px=ttl_ms)
         if ids:
             pipe.xack(key, group, *ids)
+
+    def group_reader(self, key: str, group: str, consumer: str) -> GroupReader:
+        """The poll loop's split XACK + XREADGROUP round trip (see reader.py)."""
+        if isinstance(self.client, Redis):
+            return ConnectionGroupReader(self.client, key, group, consumer)
+        return PipelineGroupReader(self, key, group, consumer)
 
     async def xack(self, key: str, group: str, ids: Sequence[str]) -> int:
         """Acknowledge many ids in one XACK."""

@@ -35,13 +35,15 @@ from framework.reliability.ownership import OwnershipKeeper, SyncClient
 
 NEW = ">"
 OWN_PEL_START = "0"
+_ACK_PATIENCE = 0.002
+"""How long handled entries' XACK waits for the read in flight to return and carry the
+next one; past it (the read is blocked on a drained stream) they are acked on their own."""
 
 
 @dataclass(slots=True)
-class _Read:
-    """An XACK + XREADGROUP round trip in flight, with the acks it carries."""
+class _Sent:
+    """A read sent and not yet received, with the acks (and markers) it carries."""
 
-    task: asyncio.Future[tuple[int, list[StreamEntry]]]
     ack: list[str]
     markers: list[str]
 
@@ -74,7 +76,9 @@ class Subscription:
         self._started = asyncio.Event()
         self._backoff = Backoff()
         self._cursor = OWN_PEL_START
-        self._read_ahead: _Read | None = None
+        self._reader = operator.group_reader(spec.stream, spec.group, spec.consumer)
+        self._sent: _Sent | None = None
+        self._side_acks: set[asyncio.Task[None]] = set()
         self._log = logger.bind(listener=spec.name, stream=spec.stream, group=spec.group,
                                 consumer=spec.consumer)
 
@@ -129,7 +133,10 @@ class Subscription:
                 self._log.error("listener stopped: {}; the other listeners run on", exc)
             finally:
                 await self._finish_read_ahead()
+                if self._side_acks:
+                    await asyncio.gather(*self._side_acks, return_exceptions=True)
                 await self._flush_acks()
+                await self._reader.close()
                 self._failures.close()
                 if self.keeper is not None:
                     self.keeper.stop()
@@ -139,23 +146,25 @@ class Subscription:
         if self._injected:
             await self._run_injected()
             return
-        read = self._read_ahead or self._start_read()
-        self._read_ahead = None
+        if self._sent is None:
+            await self._send()
+        sent, self._sent = self._sent, None
+        assert sent is not None
         try:
-            acked, entries = await read.task
+            acked, entries = await self._receive()
         except NoGroupError as exc:
             self._log.warning("{}; recreating it (MKSTREAM)", exc)
             await self._ensure_group()
             self._cursor = NEW  # a recreated group has no PEL; the lost acks are moot
-            self._untrack(read.ack)
+            self._untrack(sent.ack)
             return
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            self._dispatcher.give_back(read.ack, read.markers)
+            self._dispatcher.give_back(sent.ack, sent.markers)
             await self._redis_down(exc)
             return
-        self._untrack(read.ack)
+        self._untrack(sent.ack)
         self._backoff.reset()
         self.stats.reads += 1
         self.stats.acked += acked
@@ -166,36 +175,79 @@ class Subscription:
         if not entries:
             return
         self._track(e.id for e in entries)
-        if not self._stop.is_set() and not self._injected:
-            # Read ahead: the next batch (with the previous batch's XACK) travels while
-            # this one is handled, so Redis and the handlers work at the same time.
-            self._read_ahead = self._start_read()
+        if len(entries) == self.spec.batch_size and not self._stop.is_set() \
+                and not self._injected:
+            # Read ahead: the next read (carrying the acks so far) travels while this batch
+            # is handled, so Redis and the handlers work at the same time. Only after a
+            # full batch: a partial one means the stream is drained for now.
+            await self._send_ahead()
         await self._process(entries, None)
 
-    def _start_read(self) -> _Read:
+    async def _send(self) -> None:
         spec = self.spec
         ack, markers = self._dispatcher.take()
-        task = asyncio.ensure_future(self._operator.ack_and_read(
-            spec.stream, spec.group, spec.consumer, ack,
-            count=spec.batch_size, block=spec.poll_timeout, entry_id=self._cursor,
-            markers=markers, marker_ttl=self._marker_ttl,
-        ))
-        return _Read(task, ack, markers)
+        try:
+            await self._reader.send(ack, markers, self._marker_ttl, count=spec.batch_size,
+                                    block=spec.poll_timeout, entry_id=self._cursor)
+        except BaseException:
+            self._dispatcher.give_back(ack, markers)
+            raise
+        self._sent = _Sent(ack, markers)
+
+    async def _send_ahead(self) -> None:
+        try:
+            await self._send()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The batch in hand is still handled; the next step meets the error again.
+            self._log.debug("read-ahead not sent: {}", exc)
+
+    async def _receive(self) -> tuple[int, list[StreamEntry]]:
+        """Receive the read; if handled entries wait for their ack meanwhile and the read
+        is slow to come back (blocked on a drained stream), ack them separately."""
+        if not self._dispatcher.succeeded:
+            return await self._reader.receive()
+        timer = asyncio.get_running_loop().call_later(_ACK_PATIENCE, self._ack_separately)
+        try:
+            return await self._reader.receive()
+        finally:
+            timer.cancel()
+
+    def _ack_separately(self) -> None:
+        ids, markers = self._dispatcher.take()
+        if ids or markers:
+            task = asyncio.get_running_loop().create_task(self._ack(ids, markers))
+            self._side_acks.add(task)
+            task.add_done_callback(self._side_acks.discard)
+
+    async def _ack(self, ids: list[str], markers: list[str]) -> None:
+        try:
+            # Not "+= await": the counter would be read before the await and another
+            # increment made meanwhile would be lost.
+            acked = await self._operator.ack(
+                self.spec.stream, self.spec.group, ids, markers, self._marker_ttl)
+        except Exception:
+            self._dispatcher.give_back(ids, markers)  # they ride with the next read instead
+            return
+        self.stats.acked += acked
+        self._untrack(ids)
 
     async def _finish_read_ahead(self) -> None:
-        """At stop: the batch read ahead is already delivered to us; handle it too."""
-        read, self._read_ahead = self._read_ahead, None
-        if read is None:
+        """At stop: a read already sent may deliver entries to us; handle them too."""
+        sent, self._sent = self._sent, None
+        if sent is None:
             return
         try:
-            acked, entries = await read.task
+            acked, entries = await self._reader.receive()
         except Exception as exc:
-            self._dispatcher.give_back(read.ack, read.markers)
+            self._dispatcher.give_back(sent.ack, sent.markers)
             self._log.warning("read-ahead failed at stop ({}); its entries stay pending", exc)
             return
-        self._untrack(read.ack)
+        self._untrack(sent.ack)
         self.stats.acked += acked
         if entries:
+            self._track(e.id for e in entries)
             await self._process(entries, None)
 
     async def _run_injected(self) -> None:
@@ -233,8 +285,8 @@ class Subscription:
         """
         assert self._idempotency is not None
         unconfirmed = set(self._dispatcher.markers)
-        if self._read_ahead is not None:
-            unconfirmed.update(self._read_ahead.markers)
+        if self._sent is not None:
+            unconfirmed.update(self._sent.markers)
         markers = [self._idempotency.marker_for(e.fields) for e in entries]
         found = iter(await self._operator.exists_many([m for m in markers if m is not None]))
         todo: list[StreamEntry] = []
@@ -326,8 +378,10 @@ class Subscription:
         if not ids and not markers:
             return
         try:
-            self.stats.acked += await self._operator.ack(self.spec.stream, self.spec.group, ids,
-                                                         markers, self._marker_ttl)
+            acked = await self._operator.ack(self.spec.stream, self.spec.group, ids,
+                                             markers, self._marker_ttl)
         except Exception as exc:
             self._log.warning("could not ack {} entries at stop ({}); they stay pending and "
                               "are re-delivered", len(ids), exc)
+            return
+        self.stats.acked += acked

@@ -1,0 +1,148 @@
+"""GroupReader: one subscription's XACK + XREADGROUP round trips, split into send/receive.
+
+The poll loop sends the acknowledgement of the handled batch and the read of the next
+one, handles the batch it holds while Redis works, then receives. On a standalone server
+this runs on a connection of its own (a blocking XREADGROUP holds its connection anyway,
+as in Spring's StreamMessageListenerContainer), written and read directly: no task, no
+pool round trip and no extra event-loop turns per batch. On Redis Cluster the same
+commands go through a pooled pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from framework.config.durations import to_ms
+from framework.errors import translate_response_error
+from framework.records import StreamEntry
+
+ReadResult = tuple[int, list[StreamEntry]]
+
+
+class GroupReader(Protocol):
+    async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
+                   marker_ttl: timedelta | None, *, count: int, block: timedelta,
+                   entry_id: str) -> None: ...
+
+    async def receive(self) -> ReadResult: ...
+
+    async def close(self) -> None: ...
+
+
+def parse_read_reply(reply: Any) -> list[StreamEntry]:
+    """A raw XREADGROUP reply for one stream: ``[[stream, [[id, [f, v, …]], …]]]`` in
+    RESP2, ``{stream: [[id, [f, v, …]], …]}`` in RESP3 (the wire redis-py may choose).
+
+    A pending entry deleted from the stream comes back as ``[id, nil]``: empty fields.
+    """
+    if not reply:
+        return []
+    rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    out = []
+    for entry_id, flat in rows:
+        if flat:
+            it = iter(flat)
+            out.append(StreamEntry(entry_id, dict(zip(it, it, strict=True))))
+        else:
+            out.append(StreamEntry(entry_id, {}))
+    return out
+
+
+class ConnectionGroupReader:
+    """Standalone Redis: a dedicated connection, commands written and replies read in turn."""
+
+    def __init__(self, client: Redis, stream: str, group: str, consumer: str) -> None:
+        self._pool = client.connection_pool
+        self._stream, self._group, self._consumer = stream, group, consumer
+        self._conn: Any = None
+        self._expected = 0  # replies owed by the server for the last send
+        self._acking = False
+
+    async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
+                   marker_ttl: timedelta | None, *, count: int, block: timedelta,
+                   entry_id: str) -> None:
+        if self._conn is None:
+            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        commands: list[tuple[Any, ...]] = []
+        ttl = str(to_ms(marker_ttl)) if marker_ttl else None
+        for marker in markers:
+            commands.append(("SET", marker, "1", "NX", "PX", ttl) if ttl else
+                            ("SET", marker, "1", "NX"))
+        self._acking = bool(ack_ids)
+        if ack_ids:
+            commands.append(("XACK", self._stream, self._group, *ack_ids))
+        commands.append(("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", count,
+                         "BLOCK", to_ms(block), "STREAMS", self._stream, entry_id))
+        try:
+            await self._conn.send_packed_command(self._conn.pack_commands(commands))
+        except BaseException:
+            await self._drop()
+            raise
+        self._expected = len(commands)
+
+    async def receive(self) -> ReadResult:
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        try:
+            for _ in range(self._expected):
+                try:
+                    replies.append(await self._conn.read_response())
+                except ResponseError as exc:  # a whole error reply: the stream stays in sync
+                    error = error or exc
+                    replies.append(None)
+        except BaseException:  # connection lost or cancelled mid-reply: start afresh
+            await self._drop()
+            raise
+        finally:
+            self._expected = 0
+        if error is not None:
+            raise translate_response_error(error, self._stream, self._group) from error
+        acked = int(replies[-2]) if self._acking else 0
+        return acked, parse_read_reply(replies[-1])
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._expected = 0
+        if conn is not None:
+            await conn.disconnect(nowait=True)
+            await self._pool.release(conn)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._expected:
+                await conn.disconnect(nowait=True)  # replies still owed: do not reuse
+            await self._pool.release(conn)
+
+
+class PipelineGroupReader:
+    """Redis Cluster (or any client): the same round trip through a pooled pipeline."""
+
+    def __init__(self, operator: Any, stream: str, group: str, consumer: str) -> None:
+        self._operator = operator
+        self._stream, self._group, self._consumer = stream, group, consumer
+        self._task: asyncio.Future[ReadResult] | None = None
+
+    async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
+                   marker_ttl: timedelta | None, *, count: int, block: timedelta,
+                   entry_id: str) -> None:
+        self._task = asyncio.ensure_future(self._operator.ack_and_read(
+            self._stream, self._group, self._consumer, ack_ids, count=count, block=block,
+            entry_id=entry_id, markers=markers, marker_ttl=marker_ttl))
+        await asyncio.sleep(0)  # let the request leave before the caller gets busy
+
+    async def receive(self) -> ReadResult:
+        assert self._task is not None
+        task, self._task = self._task, None
+        return await task
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = None
