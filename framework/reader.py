@@ -34,6 +34,9 @@ class GroupReader(Protocol):
 
     async def close(self) -> None: ...
 
+    async def interrupt(self) -> None:
+        """End a read blocked on an empty stream now (it returns no entries)."""
+
 
 def parse_read_reply(reply: Any) -> list[StreamEntry]:
     """A raw XREADGROUP reply for one stream: ``[[stream, [[id, [f, v, …]], …]]]`` in
@@ -58,9 +61,11 @@ class ConnectionGroupReader:
     """Standalone Redis: a dedicated connection, commands written and replies read in turn."""
 
     def __init__(self, client: Redis, stream: str, group: str, consumer: str) -> None:
+        self._client = client
         self._pool = client.connection_pool
         self._stream, self._group, self._consumer = stream, group, consumer
         self._conn: Any = None
+        self._client_id: int | None = None
         self._expected = 0  # replies owed by the server for the last send
         self._acking = False
 
@@ -69,6 +74,8 @@ class ConnectionGroupReader:
                    entry_id: str) -> None:
         if self._conn is None:
             self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            await self._conn.send_command("CLIENT", "ID")
+            self._client_id = int(await self._conn.read_response())
         commands: list[tuple[Any, ...]] = []
         ttl = str(to_ms(marker_ttl)) if marker_ttl else None
         for marker in markers:
@@ -106,8 +113,16 @@ class ConnectionGroupReader:
         acked = int(replies[-2]) if self._acking else 0
         return acked, parse_read_reply(replies[-1])
 
+    async def interrupt(self) -> None:
+        """CLIENT UNBLOCK (timeout mode): the blocked XREADGROUP returns nil at once, as if
+        its BLOCK had expired, so a stop need not wait for poll_timeout."""
+        if self._expected and self._client_id is not None:
+            await self._client.execute_command(  # type: ignore[no-untyped-call]
+                "CLIENT", "UNBLOCK", self._client_id)
+
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._client_id = None
         self._expected = 0
         if conn is not None:
             await conn.disconnect(nowait=True)
@@ -141,6 +156,9 @@ class PipelineGroupReader:
         assert self._task is not None
         task, self._task = self._task, None
         return await task
+
+    async def interrupt(self) -> None:
+        """Cluster: the pooled read cannot be told apart from others; let BLOCK expire."""
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

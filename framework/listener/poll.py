@@ -87,8 +87,20 @@ class Subscription:
         return self._stop.is_set()
 
     def request_stop(self) -> None:
-        """Stop reading; the batch in hand is finished and acknowledged."""
+        """Stop reading; the batch in hand is finished and acknowledged. A read blocked on
+        an empty stream is ended at once instead of waiting out its poll_timeout."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        task = asyncio.get_running_loop().create_task(self._interrupt_read())
+        self._side_acks.add(task)
+        task.add_done_callback(self._side_acks.discard)
+
+    async def _interrupt_read(self) -> None:
+        try:
+            await self._reader.interrupt()
+        except Exception as exc:  # then the read simply ends when its BLOCK expires
+            self._log.debug("could not interrupt the blocked read: {}", exc)
 
     async def wait_started(self, timeout: float) -> bool:
         """True once the group exists and the first read is about to be sent."""

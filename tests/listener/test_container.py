@@ -290,3 +290,20 @@ async def test_redis_down_at_start_is_retried_not_fatal(redis_server: Any) -> No
     assert listeners.running
     await listeners.stop()
     await client.aclose()
+
+
+async def test_stop_does_not_wait_out_a_long_blocking_read(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """An idle listener blocks in XREADGROUP for poll_timeout (30s here); stop ends that
+    read at once (CLIENT UNBLOCK on its own connection) instead of waiting for it."""
+    recorder = Recorder()
+    sub = container.register(make_spec(key, poll_timeout=timedelta(seconds=30)),
+                             RawHandler(recorder))
+    await container.start(timeout=5)
+    (entry,) = await produce(operator, key, 1)
+    await wait_until(lambda: true(entry in recorder.seen))
+    await wait_until(lambda: equals(pel(operator, key), 0))  # idle, blocked on the next read
+    await asyncio.wait_for(container.stop(), timeout=10)
+    assert not container.running
+    assert sub.stats.acked == 1
