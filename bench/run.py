@@ -341,7 +341,7 @@ def render(report: dict[str, Any]) -> str:
         "# Benchmark results", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}; "
         f"redis-server {m['redis-server']} on loopback; redis-py {m['redis-py']} with hiredis.",
-        f"Command: `python bench/run.py {' '.join(_argv())}`".rstrip(), "",
+        f"Command: `{' '.join(['python bench/run.py', *_argv()])}`", "",
     ]
     tp = report.get("throughput")
     if tp:

@@ -13,11 +13,16 @@ from typing import Any
 from loguru import logger
 
 from framework.beans import provide, resolve_handler
+from framework.clock import Clock, SystemClock
 from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.models import AppSettings
 from framework.di import StreambootContainer
+from framework.jobs.cleanup import CleanupJob
 from framework.jobs.guard import guarded
 from framework.jobs.recovery import PendingRecovery
+from framework.jobs.retention import RetentionJob
+from framework.jobs.rotation import RotationJob
+from framework.lifecycle.rotation import RotationPolicy
 from framework.listener.container import ListenerContainer
 from framework.listener.spec import resolve_listener
 from framework.operator import RedisOperator
@@ -46,9 +51,14 @@ def build_container(settings: AppSettings, file: str = "<settings>") -> Streambo
 class Application:
     """Lifecycle of one process: ``start`` → run → ``stop``."""
 
-    def __init__(self, settings: AppSettings, container: StreambootContainer | None = None):
+    def __init__(self, settings: AppSettings, container: StreambootContainer | None = None,
+                 clock: Clock | None = None):
         self.settings = settings
         self.container = container or build_container(settings)
+        self.clock = clock or SystemClock()
+        self.rotations: dict[str, RotationJob] = {}
+        self.retentions: dict[str, RetentionJob] = {}
+        self.cleanups: dict[str, CleanupJob] = {}
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
         self._scheduler: Any = None
@@ -64,7 +74,7 @@ class Application:
                 continue
             spec = resolve_listener(name, listener, self.settings.container)
             handler = await resolve_handler(spec.handler, self.container, name)
-            self.listeners.register(spec, handler)
+            await self._declare(name, spec, handler)
         await self.listeners.start(timeout=wait_live)
         if self.settings.scheduler.enabled:
             self._scheduler = await provide(self.container.scheduler)
@@ -75,21 +85,66 @@ class Application:
         logger.info("{} started: {} listener(s)", self.settings.application.name,
                     len(self.listeners.subscriptions))
 
-    def _schedule_recovery(self) -> None:
+    async def _declare(self, name: str, spec: Any, handler: Any) -> None:
+        """Register the listener (or its rotation job) and build its lifecycle jobs."""
         assert self.listeners is not None
         assert self.operator is not None
-        for name, subscription in self.listeners.subscriptions.items():
-            scan = subscription.spec.pending_scan
-            if not scan.enabled:
+        listener = self.settings.listeners[name]
+        if listener.rotation is not None:
+            job = RotationJob(spec, handler, RotationPolicy(listener.rotation), self.operator,
+                              self.listeners, self.clock)
+            self.rotations[name] = job
+            await job.run_once()  # subscribe to the current period (and older ones with work)
+            streams = job.streams
+        else:
+            self.listeners.register(spec, handler)
+            streams = lambda: [spec.stream]  # noqa: E731
+        if listener.retention is not None:
+            self.retentions[name] = RetentionJob(self.operator, listener.retention, streams,
+                                                 self.clock)
+        if listener.cleanup.enabled:
+            self.cleanups[name] = CleanupJob(self.operator, listener.cleanup, spec.group,
+                                             streams)
+
+    def _schedule_recovery(self) -> None:
+        now = datetime.now(UTC)
+        for name, listener in self.settings.listeners.items():
+            if not listener.enabled:
                 continue
-            recovery = PendingRecovery(subscription, self.operator)
-            self.recoveries[name] = recovery
+            scan = listener.pending_scan
             # First run right away: orphans of a consumer that died before this start.
-            self._scheduler.add_job(
-                guarded(f"recovery:{name}", recovery.run_once), "interval",
-                seconds=scan.interval.total_seconds(), id=f"recovery:{name}",
-                next_run_time=datetime.now(UTC),
-            )
+            if scan.enabled:
+                self._every(f"recovery:{name}", scan.interval, self._recover_factory(name),
+                            first=now)
+            if name in self.rotations:
+                self._every(f"rotation:{name}", listener.rotation.check_interval,  # type: ignore[union-attr]
+                            self.rotations[name].run_once)
+            if name in self.retentions:
+                self._every(f"retention:{name}", listener.retention.interval,  # type: ignore[union-attr]
+                            self.retentions[name].run_once, first=now)
+            if name in self.cleanups:
+                self._every(f"cleanup:{name}", listener.cleanup.interval,
+                            self.cleanups[name].run_once)
+
+    def _every(self, job_id: str, interval: Any, run: Any, first: datetime | None = None) -> None:
+        options = {"next_run_time": first} if first is not None else {}
+        self._scheduler.add_job(guarded(job_id, run), "interval",
+                                seconds=interval.total_seconds(), id=job_id, **options)
+
+    def _recover_factory(self, name: str) -> Any:
+        """One recovery job per listener, over all its subscriptions (rotated periods too)."""
+        async def recover() -> None:
+            assert self.listeners is not None
+            assert self.operator is not None
+            for sub_name, sub in self.listeners.subscriptions.items():
+                if sub_name != name and not sub_name.startswith(f"{name}@"):
+                    continue
+                recovery = self.recoveries.get(sub_name)
+                if recovery is None or recovery.subscription is not sub:
+                    recovery = self.recoveries[sub_name] = PendingRecovery(sub, self.operator)
+                await recovery.run_once()
+
+        return recover
 
     async def stop(self) -> None:
         if self._scheduler is not None and self._scheduler.running:

@@ -63,6 +63,42 @@ def check(config: ConfigArg) -> None:
               f"redis {settings.redis.safe_url}", soft_wrap=True)
 
 
+@app.command()
+def replay(
+    stream: Annotated[str, typer.Argument(help="The stream key.")],
+    group: Annotated[str, typer.Argument(help="The consumer group.")],
+    from_id: Annotated[str, typer.Option("--from", help="First entry id to deliver again.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do it (otherwise: only show).")] = False,
+    url: Annotated[str, typer.Option(envvar="REDIS_URL", help="Redis URL.")] = (
+        "redis://127.0.0.1:6379/0"),
+) -> None:
+    """Deliver a group's entries again from an id (XGROUP SETID)."""
+    asyncio.run(_replay(stream, group, from_id, yes, url))
+
+
+async def _replay(stream: str, group: str, from_id: str, yes: bool, url: str) -> None:
+    from framework.client import build_client
+    from framework.config.models import RedisSettings
+    from framework.errors import StreambootError
+    from framework.operator import RedisOperator
+    from framework.replay import apply_replay, plan_replay
+
+    client = build_client(RedisSettings(url=url))
+    try:
+        plan = await plan_replay(RedisOperator(client), stream, group, from_id)
+        if not yes:
+            out.print(f"would move {plan.describe()}", soft_wrap=True)
+            out.print("nothing changed: add --yes to do it")
+            return
+        await apply_replay(RedisOperator(client), plan)
+        out.print(f"moved {plan.describe()}", soft_wrap=True)
+    except StreambootError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        await client.aclose()
+
+
 def _print_problems(exc: ConfigError) -> None:
     err.print(f"[red]{len(exc.problems)} problem(s):[/red]")
     for problem in exc.problems:

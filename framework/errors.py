@@ -49,7 +49,7 @@ def translate_response_error(exc: ResponseError, key: str, group: str = "") -> E
     reader it is the same event as NOGROUP.
     """
     text = server_error_text(exc)
-    if text.startswith(("NOGROUP", "UNBLOCKED")):
+    if text.startswith(("NOGROUP", "UNBLOCKED")) or "requires the key to exist" in text:
         return NoGroupError(key, group, text)
     if text.startswith("WRONGTYPE"):
         return WrongTypeError(key)

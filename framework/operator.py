@@ -48,6 +48,7 @@ class RedisOperator:
         self._create_script = client.register_script(scripts.CREATE_STREAM_WITH_TTL)
         self._claim_if_owner = client.register_script(scripts.CLAIM_IF_OWNER)
         self._dead_letter = client.register_script(scripts.DEAD_LETTER)
+        self._delete_idle_consumer = client.register_script(scripts.DELETE_IDLE_CONSUMER)
 
     # -- keys ---------------------------------------------------------------------------
     async def create_stream(
@@ -132,7 +133,7 @@ class RedisOperator:
         return int(
             await self._run(
                 key, "", self.client.xtrim, key, maxlen=maxlen, minid=minid,
-                approximate=approximate, limit=limit,
+                approximate=approximate, limit=limit if approximate else None,
             )
         )
 
@@ -163,6 +164,12 @@ class RedisOperator:
         """XGROUP DELCONSUMER; returns how many pending entries the consumer still had."""
         return int(await self._run(key, group, self.client.xgroup_delconsumer, key, group,
                                    consumer))
+
+    async def delete_idle_consumer(self, key: str, group: str, consumer: str,
+                                   min_idle: timedelta) -> bool:
+        """DELCONSUMER only if it holds nothing pending and idled ``min_idle``, atomically."""
+        return bool(await self._run(key, group, self._delete_idle_consumer, keys=[key],
+                                    args=[group, consumer, to_ms(min_idle)]))
 
     async def destroy_group(self, key: str, group: str) -> bool:
         return bool(await self._run(key, group, self.client.xgroup_destroy, key, group))

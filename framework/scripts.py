@@ -54,3 +54,21 @@ local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
 if not redis.call('SET', marker, '1', 'NX', 'PX', ttl) then return false end
 """
+
+# Delete a consumer only if it holds no pending entry and has been idle long enough,
+# checked and done in one step: XGROUP DELCONSUMER would drop its pending entries.
+# ARGV: group, consumer, min idle (ms). Returns 1 if deleted.
+DELETE_IDLE_CONSUMER = """
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #row, 2 do info[row[i]] = row[i + 1] end
+  if info['name'] == ARGV[2] then
+    if tonumber(info['pending']) == 0 and tonumber(info['idle']) >= tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+"""

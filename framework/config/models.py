@@ -12,11 +12,12 @@ import socket
 from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from framework.config.durations import Duration
+from framework.config.durations import Duration, format_duration
 from framework.reliability.slots import colocated, same_slot
 
 _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
@@ -135,6 +136,56 @@ class IdempotencySettings(StrictModel):
     prefix: str = "streamboot:done"
 
 
+class RotationSettings(StrictModel):
+    """Time-partitioned streams: a new physical key every ``period``, expiring after ``ttl``."""
+
+    period: Duration = timedelta(hours=1)
+    key_format: str = Field(min_length=1, description="strftime pattern, e.g. 'orders:%Y%m%d%H'")
+    ttl: Duration = timedelta(hours=3)
+    precreate: Duration = timedelta(minutes=5)
+    drain_margin: Duration = Field(
+        default=timedelta(minutes=15),
+        description="How long after its period a stream must still live to be drained.",
+    )
+    timezone: str = "UTC"
+    check_interval: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RotationSettings:
+        if self.period < timedelta(minutes=1):
+            raise ValueError("rotation.period must be at least 1m")
+        if "%" not in self.key_format:
+            raise ValueError("rotation.key_format needs strftime fields (such as %Y%m%d%H), "
+                             "or every period would use the same key")
+        needed = self.period + self.precreate + self.drain_margin
+        if self.ttl < needed:
+            raise ValueError(
+                f"rotation.ttl ({format_duration(self.ttl)}) is shorter than period + "
+                f"precreate + drain_margin ({format_duration(needed)}): a stream could expire "
+                "before it is drained")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        return self
+
+
+class RetentionSettings(StrictModel):
+    """Trimming that never loses work a group still needs (XTRIM MINID, safe point)."""
+
+    max_len: int | None = Field(default=None, ge=1)
+    max_age: Duration | None = None
+    approximate: bool = True
+    interval: Duration = timedelta(minutes=5)
+    max_trim: int = Field(default=10_000, ge=1, description="Entries removed per run at most.")
+
+
+class CleanupSettings(StrictModel):
+    enabled: bool = True
+    consumer_idle: Duration = timedelta(hours=1)
+    interval: Duration = timedelta(minutes=5)
+
+
 class ListenerSettings(StrictModel):
     """One subscription: a consumer of ``group`` on ``stream`` feeding ``handler``."""
 
@@ -160,6 +211,9 @@ class ListenerSettings(StrictModel):
     dead_letter: DeadLetterSettings = DeadLetterSettings()
     pending_scan: PendingScanSettings = PendingScanSettings()
     idempotency: IdempotencySettings | None = None
+    rotation: RotationSettings | None = None
+    retention: RetentionSettings | None = None
+    cleanup: CleanupSettings = CleanupSettings()
 
     @property
     def dead_letter_stream(self) -> str | None:

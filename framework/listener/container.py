@@ -53,6 +53,16 @@ class ListenerContainer:
             self._spawn(subscription)
         return subscription
 
+    async def unregister(self, name: str) -> None:
+        """Stop one subscription (drain, ack) and forget it; the others run on."""
+        subscription = self._subscriptions.pop(name, None)
+        if subscription is None:
+            return
+        subscription.request_stop()
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            await self._drain(name, task, subscription.spec)
+
     async def start(self, timeout: float | None = 30.0) -> None:
         """Start every subscription; with a timeout, wait until each is live."""
         for subscription in self._subscriptions.values():
@@ -73,12 +83,12 @@ class ListenerContainer:
         """Stop polling, let in-flight handlers finish within ``shutdown_timeout``, ack them."""
         for subscription in self._subscriptions.values():
             subscription.request_stop()
-        await asyncio.gather(*(self._drain(name, task) for name, task in self._tasks.items()))
+        await asyncio.gather(*(self._drain(name, task, self._subscriptions[name].spec)
+                               for name, task in self._tasks.items()))
         self._tasks.clear()
 
-    async def _drain(self, name: str, task: asyncio.Task[None]) -> None:
+    async def _drain(self, name: str, task: asyncio.Task[None], spec: ListenerSpec) -> None:
         # The read in progress may block for poll_timeout before the drain can begin.
-        spec = self._subscriptions[name].spec
         limit = spec.shutdown_timeout.total_seconds() + spec.poll_timeout.total_seconds()
         done, _ = await asyncio.wait({task}, timeout=limit)
         if not done:

@@ -124,7 +124,13 @@ class Subscription:
         with logger.contextualize(listener=spec.name, stream=spec.stream, group=spec.group,
                                   consumer=spec.consumer):
             try:
-                await self._ensure_group()
+                try:
+                    await self._ensure_group()
+                except NoGroupError:
+                    if spec.owns_stream:
+                        raise
+                    self._log.info("the period's stream is gone; nothing to consume")
+                    return
                 if self.keeper is not None:
                     self.keeper.start()
                 self._started.set()
@@ -165,6 +171,10 @@ class Subscription:
         try:
             acked, entries = await self._receive()
         except NoGroupError as exc:
+            if not self.spec.owns_stream:
+                self._log.info("{}: the period's stream is gone; subscription ends", exc)
+                self._stop.set()
+                return
             self._log.warning("{}; recreating it (MKSTREAM)", exc)
             await self._ensure_group()
             self._cursor = NEW  # a recreated group has no PEL; the lost acks are moot
@@ -369,7 +379,8 @@ class Subscription:
         spec = self.spec
         while not self._stop.is_set():
             try:
-                if await self._operator.create_group(spec.stream, spec.group, spec.start_id):
+                if await self._operator.create_group(spec.stream, spec.group, spec.start_id,
+                                                     mkstream=spec.owns_stream):
                     self._log.info("created group at {}", spec.start_id)
                 return
             except Exception as exc:

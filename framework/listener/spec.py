@@ -33,6 +33,9 @@ class ListenerSpec:
     dead_letter_stream: str | None = None
     pending_scan: PendingScanSettings = field(default_factory=PendingScanSettings)
     idempotency: IdempotencySettings | None = None
+    owns_stream: bool = True
+    """False for a rotated period's stream: never create it (MKSTREAM would resurrect an
+    expired period without its TTL); when it is gone, the subscription ends."""
 
 
 def resolve_listener(

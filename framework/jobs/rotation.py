@@ -1,0 +1,101 @@
+"""Rotation job: keep a rotated listener subscribed to every period that has work.
+
+Each run: create the current period's stream — and the next one's, ``precreate`` before
+its start — with its group and TTL in one atomic step; subscribe to each period's stream
+that still has undelivered or pending entries; release (unsubscribe) a past period once
+its group has lag 0 and an empty PEL. Unlike seed 004, a rotation never abandons
+unconsumed or pending entries of the previous period. A period that expired while it
+still had unconsumed entries is reported (error log and counter), never ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from loguru import logger
+
+from framework.clock import Clock
+from framework.handler import StreamHandler
+from framework.lifecycle.rotation import Period, RotationPolicy
+from framework.listener.container import ListenerContainer
+from framework.listener.spec import ListenerSpec
+from framework.operator import RedisOperator
+from framework.reliability.slots import colocated
+
+
+class RotationJob:
+    def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], policy: RotationPolicy,
+                 operator: RedisOperator, listeners: ListenerContainer, clock: Clock) -> None:
+        self.spec = spec
+        self._handler = handler
+        self.policy = policy
+        self._operator = operator
+        self._listeners = listeners
+        self._clock = clock
+        self.subscribed: dict[str, str] = {}  # stream key -> subscription name
+        self.released: set[str] = set()
+        self.expired_unconsumed: list[str] = []
+        self._last_seen: dict[str, int] = {}  # key -> lag + pending at the last look
+        self._log = logger.bind(listener=spec.name)
+
+    def streams(self) -> list[str]:
+        """The physical keys currently consumed (for retention, cleanup and status)."""
+        return list(self.subscribed)
+
+    async def run_once(self) -> None:
+        now = self._clock.now()
+        current = self.policy.current(now)
+        for period in (current, self.policy.upcoming(now)):
+            if period is not None:
+                await self._prepare(period)
+        for period in self.policy.live_periods(now):
+            if period.start < current.start and period.key not in self.released:
+                await self._follow(period, now)
+
+    async def _prepare(self, period: Period) -> None:
+        """Create the stream, its group and its TTL in one step; subscribe to it."""
+        spec = self.spec
+        if await self._operator.create_stream(period.key, ttl=self.policy.settings.ttl,
+                                              group=spec.group, start_id="0"):
+            self._log.info("created {} with ttl {}s", period.key,
+                           self.policy.settings.ttl.total_seconds())
+        else:
+            await self._operator.create_group(period.key, spec.group, "0", mkstream=False)
+        self._subscribe(period.key)
+
+    async def _follow(self, period: Period, now: Any) -> None:
+        key = period.key
+        groups = {g.name: g for g in await self._operator.info_groups(key)}
+        group = groups.get(self.spec.group)
+        if group is None:  # the stream is gone (expired, or never had this group)
+            if self._last_seen.get(key, 0) > 0:
+                self.expired_unconsumed.append(key)
+                self._log.error("{} expired with about {} entries unconsumed or pending: "
+                                "raise rotation.ttl or drain faster", key, self._last_seen[key])
+            await self._release(key)
+            return
+        remaining = (group.lag or 0) + group.pending
+        self._last_seen[key] = remaining
+        if remaining == 0 and period.end <= now:
+            self._log.info("{} drained (lag 0, nothing pending): released", key)
+            await self._release(key)
+        else:
+            self._subscribe(key)
+
+    def _subscribe(self, key: str) -> None:
+        if key in self.subscribed:
+            return
+        name = f"{self.spec.name}@{key}"
+        spec = replace(self.spec, name=name, stream=key, owns_stream=False,
+                       dead_letter_stream=colocated(key, ":dlq")
+                       if self.spec.dead_letter_stream else None)
+        self._listeners.register(spec, self._handler)
+        self.subscribed[key] = name
+
+    async def _release(self, key: str) -> None:
+        self.released.add(key)
+        self._last_seen.pop(key, None)
+        name = self.subscribed.pop(key, None)
+        if name is not None:
+            await self._listeners.unregister(name)

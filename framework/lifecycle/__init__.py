@@ -1,0 +1,1 @@
+"""Stream lifecycle: rotation periods, retention plans (pure decisions)."""

@@ -1,0 +1,52 @@
+"""``streamboot replay``: move a group's last-delivered id back (XGROUP SETID) so the
+entries after ``--from`` are delivered again — the seeds' replay test before a deploy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from framework.errors import StreambootError
+from framework.lifecycle.retention import parse_id
+from framework.operator import RedisOperator
+
+_COUNT_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    stream: str
+    group: str
+    current: str
+    target: str
+    entries: int
+    more: bool  # more than ``entries`` (counting stopped at the limit)
+
+    def describe(self) -> str:
+        count = f"{self.entries}{'+' if self.more else ''}"
+        return (f"group {self.group!r} on {self.stream!r}: last-delivered {self.current} -> "
+                f"{self.target}; {count} entries will be delivered again")
+
+
+def before(entry_id: str) -> str:
+    """The largest id smaller than ``entry_id`` (``0-0`` for the start of the stream)."""
+    ms, seq = parse_id(entry_id)
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-18446744073709551615" if ms else "0-0"
+
+
+async def plan_replay(operator: RedisOperator, stream: str, group: str,
+                      from_id: str) -> ReplayPlan:
+    groups = {g.name: g for g in await operator.info_groups(stream)}
+    if group not in groups:
+        raise StreambootError(f"stream {stream!r} has no group {group!r}")
+    current = groups[group].last_delivered_id
+    # SETID takes the id *before* the first entry to redeliver: "--from X" includes X.
+    target = before(from_id)
+    again = await operator.xrange(stream, from_id, current, count=_COUNT_LIMIT + 1)
+    return ReplayPlan(stream, group, current, target, min(len(again), _COUNT_LIMIT),
+                      len(again) > _COUNT_LIMIT)
+
+
+async def apply_replay(operator: RedisOperator, plan: ReplayPlan) -> None:
+    await operator.set_group_id(plan.stream, plan.group, plan.target)
