@@ -10,6 +10,7 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MISSED
 from loguru import logger
 
 from framework.beans import provide, resolve_handler
@@ -79,6 +80,7 @@ class Application:
         if self.settings.scheduler.enabled:
             self._scheduler = await provide(self.container.scheduler)
             self._schedule_recovery()
+            self._scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
             self._scheduler.start()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
@@ -178,6 +180,12 @@ class Application:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+def _log_missed(event: Any) -> None:
+    """A job that could not run on time (the loop was busy or the process paused)."""
+    logger.bind(job=event.job_id).warning("job run missed (scheduled {}); it runs again at "
+                                          "its next time", event.scheduled_run_time)
 
 
 async def _maybe_await(value: Any) -> None:

@@ -189,3 +189,35 @@ def test_replay_shows_then_redelivers_from_the_given_id(
 async def _drained(operator: RedisOperator, key: str) -> bool:
     (group,) = await operator.info_groups(key)
     return group.lag == 0 and group.pending == 0
+
+
+async def test_application_wires_rotation_retention_and_cleanup(
+    operator: RedisOperator, redis_url: str, key: str
+) -> None:
+    from framework import Application
+    from framework.config import settings_from_mapping
+
+    clock = FakeClock(datetime(2026, 11, 23, 5, 30, tzinfo=UTC))
+    settings = settings_from_mapping({
+        "redis": {"url": redis_url},
+        "container": {"poll_timeout": "50ms"},
+        "listeners": {"orders": {
+            "stream": key, "group": "g", "handler": "tests.handlers:LoggingHandler",
+            "rotation": {"key_format": f"{key}:%Y%m%d%H"},
+            "retention": {"max_len": 1000}}},
+    })
+    application = Application(settings, clock=clock)
+    await application.start()
+    try:
+        current = f"{key}:2026112305"
+        assert application.rotations["orders"].streams() == [current]
+        publisher = Publisher.for_listener(operator, settings.listeners["orders"], clock)
+        entry = await publisher.publish(Order(order_id="o1", qty=1))
+        assert application.listeners is not None
+        sub = application.listeners.subscriptions[f"orders@{current}"]
+        await wait_until(lambda: true(sub.stats.handled == 1))
+        assert (await operator.xrange(current))[-1].id == entry
+        assert "orders" in application.retentions
+        assert "orders" in application.cleanups
+    finally:
+        await application.stop()
