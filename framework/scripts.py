@@ -72,3 +72,10 @@ for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 return 0
 """
+
+# Release a lock only if it still holds the caller's token (compare-and-delete), so a
+# holder whose lock expired cannot delete the next holder's lock.
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

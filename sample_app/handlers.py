@@ -1,26 +1,64 @@
-"""The order handler bean: reserve stock, record the outcome."""
+"""The handler beans: order processing and analytics, two groups on one stream."""
 
 from __future__ import annotations
 
-from loguru import logger
+from typing import Any
 
 from framework import Message, StreamHandler
-from sample_app.inventory import InventoryService
+from framework.lock import SingleInstanceLock
+from framework.reliability.idempotency import IdempotentScript
+from sample_app import keys
+from sample_app.api import LOCK_TTL
 from sample_app.models import OrderPlaced
-from sample_app.orders import OrderBook
+from sample_app.payment import PaymentGateway
+
+# Reserve stock (never below zero), record the outcome, count it and audit it: one step,
+# together with the idempotency marker (IdempotentScript), so an order is applied once.
+_PLACE = """
+local qty = tonumber(ARGV[1])
+local status = 'rejected'
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= qty then
+  redis.call('DECRBY', KEYS[1], qty)
+  status = 'accepted'
+  redis.call('HINCRBY', KEYS[3], 'accepted_qty', qty)
+end
+redis.call('HSET', KEYS[2], 'status', status, 'user_id', ARGV[3], 'product_id', ARGV[4],
+           'qty', ARGV[1])
+redis.call('HINCRBY', KEYS[3], status, 1)
+redis.call('XADD', KEYS[4], '*', 'order_id', ARGV[2], 'status', status)
+return status
+"""
+
+_COUNT = "return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])"
 
 
 class OrderHandler(StreamHandler[OrderPlaced]):
-    """Its constructor arguments are injected from the container by name."""
+    """Group ``order-processors``: charge, then reserve stock and record — exactly once."""
 
-    def __init__(self, inventory: InventoryService, order_book: OrderBook) -> None:
-        self.inventory = inventory
-        self.order_book = order_book
+    def __init__(self, redis: Any, payment: PaymentGateway) -> None:
+        self.redis = redis
+        self.payment = payment
+        self.place = IdempotentScript(redis, _PLACE)
 
     async def handle(self, message: Message[OrderPlaced]) -> None:
         order = message.payload
-        if await self.order_book.outcome(order.order_id) is not None:
-            logger.debug("order {} already handled; skipping redelivery", order.order_id)
-            return
-        accepted = await self.inventory.reserve(order.product_id, order.qty)
-        await self.order_book.record(order.order_id, "accepted" if accepted else "rejected")
+        # A decline raises: retried with backoff, then dead-lettered. No stock is touched.
+        await self.payment.charge(order.order_id, order.qty)
+        await self.place(message, keys=[keys.stock(order.product_id), keys.order(order.order_id),
+                                        keys.OUTCOMES, keys.AUDIT],
+                         args=[order.qty, order.order_id, order.user_id, order.product_id])
+        if order.lock_token:  # the request's lock, released by its owner's token
+            lock = SingleInstanceLock(self.redis, keys.lock(order.user_id, order.product_id),
+                                      ttl=LOCK_TTL)
+            await lock.release(order.lock_token)
+
+
+class AnalyticsHandler(StreamHandler[OrderPlaced]):
+    """Group ``analytics`` on the same stream (fan-out): orders per product, once each."""
+
+    def __init__(self, redis: Any) -> None:
+        self.count = IdempotentScript(redis, _COUNT)
+
+    async def handle(self, message: Message[OrderPlaced]) -> None:
+        await self.count(message, keys=[keys.PER_PRODUCT], args=[message.payload.product_id, 1])
+

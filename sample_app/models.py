@@ -13,3 +13,4 @@ class OrderPlaced(BaseModel):
     product_id: str = Field(min_length=1)
     qty: int = Field(ge=1)
     schema_version: int = 1
+    lock_token: str = ""

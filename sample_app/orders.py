@@ -1,40 +1,24 @@
-"""Where order outcomes are recorded: one hash per order plus per-outcome counters.
-
-The keys share the ``{orders}`` hash tag so the record-and-count script touches a single
-Redis Cluster slot.
-"""
+"""Order outcomes: one hash per order, counters per outcome, and the audit stream."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import Any
 
-_RECORD = """
-if redis.call('HSETNX', KEYS[1], 'status', ARGV[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-return 1
-"""
+from sample_app import keys
 
 
 class OrderBook:
-    COUNTS = "{orders}:outcomes"
-
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Any) -> None:
         self._client = client
-        self._record = client.register_script(_RECORD)
-
-    @staticmethod
-    def order_key(order_id: str) -> str:
-        return f"{{orders}}:order:{order_id}"
-
-    async def record(self, order_id: str, status: str) -> bool:
-        """Record the outcome once; False if this order already had one."""
-        keys = [self.order_key(order_id), self.COUNTS]
-        return bool(await self._record(keys=keys, args=[status]))
 
     async def outcome(self, order_id: str) -> str | None:
-        value = await self._client.hget(self.order_key(order_id), "status")
+        value = await self._client.hget(keys.order(order_id), "status")
         return None if value is None else str(value)
 
     async def counts(self) -> dict[str, int]:
-        raw = await self._client.hgetall(self.COUNTS)
+        raw = await self._client.hgetall(keys.OUTCOMES)
         return {str(k): int(v) for k, v in raw.items()}
+
+    async def audit_length(self) -> int:
+        return int(await self._client.xlen(keys.AUDIT)) if await self._client.exists(
+            keys.AUDIT) else 0

@@ -12,7 +12,7 @@ from framework.beans import provide, resolve_handler
 from framework.config import settings_from_mapping
 from sample_app.container import AppContainer
 from sample_app.handlers import OrderHandler
-from sample_app.inventory import InventoryService
+from sample_app.payment import PaymentGateway
 from tests.conftest import wait_until
 
 
@@ -22,7 +22,9 @@ def settings(redis_url: str, **listener: Any) -> Any:
         "application": {"container": "sample_app.container:AppContainer"},
         "container": {"poll_timeout": "50ms"},
         "listeners": {"orders": {"stream": "orders", "group": "g", "consumer": "c",
-                                 "handler": "order_handler", **listener}},
+                                 "handler": "order_handler",
+                                 "retry": {"max_deliveries": 2, "backoff": "50ms"},
+                                 **listener}},
     })
 
 
@@ -40,14 +42,14 @@ async def test_handler_by_provider_name(redis_url: str) -> None:
     container = AppContainer(settings=settings(redis_url))
     handler = await resolve_handler("order_handler", container, "orders")
     assert isinstance(handler, OrderHandler)
-    assert isinstance(handler.inventory, InventoryService)
+    assert isinstance(handler.payment, PaymentGateway)
 
 
 async def test_handler_by_import_path_gets_constructor_args_by_name(redis_url: str) -> None:
     container = AppContainer(settings=settings(redis_url))
     handler = await resolve_handler("sample_app.handlers:OrderHandler", container, "orders")
     assert isinstance(handler, OrderHandler)
-    assert isinstance(handler.order_book, object)
+    assert handler.redis is await provide(container.redis)  # injected by parameter name
 
 
 @pytest.mark.parametrize(
@@ -69,27 +71,26 @@ async def test_unresolvable_handlers_say_why(redis_url: str, ref: str, message: 
     assert "listener 'orders'" in str(info.value)
 
 
-class StockEverywhere(InventoryService):
-    """A real InventoryService subclass that never runs out: overriding, not faking Redis."""
-
-    async def reserve(self, product_id: str, qty: int) -> bool:
-        return True
-
-
 async def test_tests_override_any_provider(redis_url: str, client: Any) -> None:
+    """Every card declined: the order is retried, then dead-lettered, and stock untouched."""
     container = AppContainer(settings=settings(redis_url))
-    container.inventory.override(providers.Singleton(StockEverywhere, client=container.redis))
+    container.payment.override(providers.Object(PaymentGateway(failure_fraction=1.0)))
+    await client.set("{orders}:stock:ps5", 5)
     application = Application(container.settings(), container)
     await application.start()
     try:
         operator = application.operator
         assert operator is not None
-        await operator.xadd("orders", {"order_id": "o1", "user_id": "u", "product_id": "p",
-                                       "qty": "5"})
-        await wait_until(lambda: _status(client, "o1", "accepted"))
+        await operator.xadd("orders", {"order_id": "o1", "user_id": "u", "product_id": "ps5",
+                                       "qty": "1"})
+        await wait_until(lambda: _exists(client, "{orders}:dlq"))
     finally:
         await application.stop()
+    (dead,) = await client.xrange("{orders}:dlq")
+    assert dead[1]["dlq_error"] == "PaymentDeclined: card declined for order o1"
+    assert dead[1]["dlq_deliveries"] == "2"
+    assert await client.get("{orders}:stock:ps5") == "5"
 
 
-async def _status(client: Any, order_id: str, expected: str) -> bool:
-    return bool(await client.hget(f"{{orders}}:order:{order_id}", "status") == expected)
+async def _exists(client: Any, key: str) -> bool:
+    return bool(await client.exists(key))

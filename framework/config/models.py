@@ -186,6 +186,22 @@ class CleanupSettings(StrictModel):
     interval: Duration = timedelta(minutes=5)
 
 
+class BackpressureSettings(StrictModel):
+    """When producers must slow down: over ``max_length`` entries or ``max_lag`` unread."""
+
+    max_length: int | None = Field(default=None, ge=1)
+    max_lag: int | None = Field(default=None, ge=1)
+    mode: Literal["raise", "wait"] = "raise"
+    wait_timeout: Duration = timedelta(seconds=5)
+    check_every: Duration = timedelta(milliseconds=100)
+
+
+class PublishSettings(StrictModel):
+    schema_version: int | None = Field(default=None, ge=1,
+                                       description="Added as a 'schema_version' field.")
+    backpressure: BackpressureSettings | None = None
+
+
 class ListenerSettings(StrictModel):
     """One subscription: a consumer of ``group`` on ``stream`` feeding ``handler``."""
 
@@ -214,6 +230,7 @@ class ListenerSettings(StrictModel):
     rotation: RotationSettings | None = None
     retention: RetentionSettings | None = None
     cleanup: CleanupSettings = CleanupSettings()
+    publish: PublishSettings = PublishSettings()
 
     @property
     def dead_letter_stream(self) -> str | None:
