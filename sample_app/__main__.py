@@ -35,12 +35,14 @@ def blackfriday(
     kill_worker_after: Annotated[int | None, typer.Option(
         help="SIGKILL one worker after this many orders.")] = None,
     config: Annotated[Path, typer.Option(help="Application file.")] = Scenario.config,
+    forever: Annotated[bool, typer.Option("--forever", help="Keep ordering until Ctrl-C.")] = (
+        False),
 ) -> None:
     """Users race for limited stock; workers consume; the report checks every invariant."""
     if name != "blackfriday":
         raise typer.BadParameter(f"unknown scenario {name!r}: the sample has 'blackfriday'")
     scenario = Scenario(users, stock, orders_per_user, double_click, payment_failure, workers,
-                        kill_worker_after, config)
+                        kill_worker_after, config, forever=forever)
     server = None
     if not os.environ.get("REDIS_URL"):
         try:

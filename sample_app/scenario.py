@@ -41,6 +41,7 @@ class Scenario:
     config: Path = Path(__file__).resolve().parent.parent / "config" / "application.yaml"
     seed: int = 7
     timeout: float = 120.0
+    forever: bool = False
 
 
 @dataclass
@@ -58,12 +59,13 @@ class Report:
     killed_worker: bool = False
     failures: list[str] = field(default_factory=list)
 
-    def check(self, stock: int) -> None:
+    def check(self, stock: int | None) -> None:
+        """``stock`` is the initial stock; None when it was refilled (--forever)."""
         def expect(ok: bool, what: str) -> None:
             if not ok:
                 self.failures.append(what)
 
-        expect(self.accepted_qty == stock - self.stock_left,
+        expect(stock is None or self.accepted_qty == stock - self.stock_left,
                f"accepted units {self.accepted_qty} != initial stock {stock} - stock left "
                f"{self.stock_left}")
         expect(self.stock_left >= 0, f"stock below zero: {self.stock_left}")
@@ -94,6 +96,8 @@ async def run(scenario: Scenario, console: Console) -> Report:
     try:
         users = asyncio.gather(*(_user(api, scenario, i) for i in range(scenario.users)))
         killer = asyncio.create_task(_kill_when(api, scenario, workers, report))
+        if scenario.forever:
+            await _until_interrupted(users, console)
         await _progress(api, operator, users, scenario, console)
         killer.cancel()
     finally:
@@ -106,7 +110,7 @@ async def run(scenario: Scenario, console: Console) -> Report:
             except subprocess.TimeoutExpired:
                 worker.kill()
     await _fill(report, api, operator, settings)
-    report.check(scenario.stock)
+    report.check(None if scenario.forever else scenario.stock)
     await client.aclose()
     return report
 
@@ -121,11 +125,30 @@ def _start_worker(scenario: Scenario, index: int) -> subprocess.Popen[bytes]:
                             env=env, cwd=Path(__file__).resolve().parent.parent)
 
 
+async def _until_interrupted(users: asyncio.Future[object], console: Console) -> None:
+    """--forever: users keep buying until Ctrl-C; then the run settles and reports."""
+    console.print("running until Ctrl-C (users keep ordering; stock is refilled)")
+    try:
+        await users
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # the first Ctrl-C ends the users, not the report
+        users.cancel()
+        await asyncio.gather(users, return_exceptions=True)
+
+
 async def _user(api: OrderApi, scenario: Scenario, index: int) -> None:
     """Sequential purchases; each may be a double click (a duplicate sent at once)."""
     rng = random.Random(scenario.seed * 100_003 + index)
     user = f"user-{index}"
-    for _ in range(scenario.orders_per_user):
+    purchase = 0
+    while scenario.forever or purchase < scenario.orders_per_user:
+        purchase += 1
+        if scenario.forever:
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            if index == 0 and purchase % 20 == 0:  # restock now and then
+                await api.operator.client.incrby(keys.stock(PRODUCT), scenario.stock)
         clicks = 2 if rng.random() < scenario.double_click else 1
         await asyncio.gather(*(_click(api, user) for _ in range(clicks)))
         await _wait_unlocked(api, user)

@@ -59,3 +59,22 @@ def test_blackfriday_survives_a_worker_killed_mid_way(own_server: RedisServer) -
     assert result.returncode == 0, out + result.stderr[-2000:]
     assert re.search(r"a worker was killed \(SIGKILL\)\s*│\s*yes", out)
     assert "all invariants hold" in out
+
+
+def test_forever_runs_until_ctrl_c_then_reports(own_server: RedisServer) -> None:
+    import os
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    env["REDIS_URL"] = own_server.url
+    with subprocess.Popen([sys.executable, "-m", "sample_app", "--users", "5", "--stock", "3",
+                           "--forever"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        time.sleep(4)
+        assert proc.poll() is None  # still running: it does not end by itself
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err[-2000:]
+    assert "running until Ctrl-C" in out
+    assert "all invariants hold" in out
