@@ -13,6 +13,7 @@ from rich.console import Console
 
 from framework.application import Application
 from framework.check import check_application
+from framework.cli_inspect import register as register_inspect_commands
 from framework.config.errors import ConfigError
 from framework.config.loader import load_settings
 from framework.logs import configure_logging
@@ -103,6 +104,9 @@ def _print_problems(exc: ConfigError) -> None:
     err.print(f"[red]{len(exc.problems)} problem(s):[/red]")
     for problem in exc.problems:
         err.print(f"  {problem}", markup=False, soft_wrap=True)
+
+
+register_inspect_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,48 @@
+"""Working with a dead-letter stream: list, show, replay to the source, purge.
+
+Replay publishes the original fields (``dlq_*`` removed) to the entry's ``dlq_stream``
+first and deletes the dead letter only after that publish succeeded: a failure half-way
+can leave an entry both replayed and still dead-lettered (replay it again or delete it),
+never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from framework.operator import RedisOperator
+from framework.records import StreamEntry
+from framework.reliability.dead_letter import original_fields
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    dead_letter_id: str
+    stream: str
+    new_id: str
+
+
+async def list_dead_letters(operator: RedisOperator, dlq: str,
+                            count: int = 50) -> list[StreamEntry]:
+    return await operator.xrange(dlq, count=count)
+
+
+async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None) -> list[Replayed]:
+    """Replay the given dead letters (all when ``ids`` is None), oldest first."""
+    entries = await operator.xrange(dlq) if ids is None else [
+        e for e in [await operator.read_entry(dlq, i) for i in ids] if e is not None]
+    done = []
+    for entry in entries:
+        target = entry.fields.get("dlq_stream")
+        if not target:
+            raise ValueError(f"dead letter {entry.id} has no dlq_stream field")
+        new_id = await operator.xadd(target, original_fields(entry.fields))
+        await operator.xdel(dlq, [entry.id])  # only once the publish succeeded
+        done.append(Replayed(entry.id, target, new_id))
+    return done
+
+
+async def purge(operator: RedisOperator, dlq: str) -> int:
+    count = await operator.xlen(dlq) if await operator.exists(dlq) else 0
+    await operator.client.delete(dlq)
+    return count

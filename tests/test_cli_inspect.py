@@ -1,0 +1,87 @@
+"""The operator's commands, run as a user runs them, against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from framework.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def cli(url: str, *args: str) -> str:
+    result = runner.invoke(app, [*args, "--url", url], catch_exceptions=False,
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_publish_then_status_as_json(redis_url: str, r: redis.Redis) -> None:
+    for i in range(3):
+        cli(redis_url, "publish", "ops", f"n={i}", "kind=test")
+    r.xgroup_create("ops", "g", "0")
+    r.xreadgroup("g", "worker-1", {"ops": ">"}, count=2)
+    (view,) = json.loads(cli(redis_url, "status", "--stream", "ops", "--json"))
+    assert (view["key"], view["length"], view["exists"]) == ("ops", 3, True)
+    assert view["memory_bytes"] > 0
+    (group,) = view["groups"]
+    assert (group["name"], group["lag"], group["pending"]) == ("g", 1, 2)
+    assert group["oldest_pending_idle_ms"] is not None
+    assert [(c["name"], c["pending"]) for c in group["consumers"]] == [("worker-1", 2)]
+    assert r.xrange("ops")[0][1] == {"n": "0", "kind": "test"}
+
+
+def test_status_table_from_the_application_file(redis_url: str, r: redis.Redis) -> None:
+    r.xgroup_create("orders", "order-processors", "0", mkstream=True)
+    text = cli(redis_url, "status", "config/application.yaml")
+    assert "orders: 0 entries" in text
+    assert "order-processors" in text
+    assert "{orders}:dlq: no such stream" in text
+
+
+def test_pending_lists_owner_idle_and_deliveries(redis_url: str, r: redis.Redis) -> None:
+    ids = [r.xadd("pend", {"n": str(i)}) for i in range(3)]
+    r.xgroup_create("pend", "g", "0")
+    r.xreadgroup("g", "dead", {"pend": ">"}, count=3)
+    text = cli(redis_url, "pending", "pend", "g")
+    assert all(i in text for i in ids)
+    assert "dead" in text
+    assert "3 pending shown" in text
+    assert "0 pending shown" in cli(redis_url, "pending", "pend", "g", "--min-idle", "1h")
+
+
+def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
+    dead = [r.xadd("{src}:dlq", {"order_id": f"o{i}", "dlq_reason": "max_deliveries",
+                                 "dlq_error": "ValueError: boom", "dlq_stream": "src",
+                                 "dlq_id": f"{i + 1}-0", "dlq_group": "g",
+                                 "dlq_deliveries": "5", "dlq_at": "2026-11-23T00:00:00"})
+            for i in range(3)]
+    listed = cli(redis_url, "dlq", "list", "{src}:dlq")
+    assert "3 shown" in listed
+    assert "ValueError: boom" in listed
+    shown = json.loads(cli(redis_url, "dlq", "show", "{src}:dlq", dead[0]))
+    assert shown["order_id"] == "o0"
+    assert shown["dlq_reason"] == "max_deliveries"
+    cli(redis_url, "dlq", "replay", "{src}:dlq", dead[0])
+    assert [f for _, f in r.xrange("src")] == [{"order_id": "o0"}]  # dlq_* removed
+    assert r.xlen("{src}:dlq") == 2
+    assert "replayed 2" in cli(redis_url, "dlq", "replay", "{src}:dlq", "--all")
+    assert r.xlen("src") == 3
+    r.xadd("{src}:dlq", {"a": "b", "dlq_stream": "src"})
+    assert "add --yes" in cli(redis_url, "dlq", "purge", "{src}:dlq")
+    assert r.exists("{src}:dlq")
+    assert "1 dead letters" in cli(redis_url, "dlq", "purge", "{src}:dlq", "--yes")
+    assert not r.exists("{src}:dlq")
