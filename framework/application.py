@@ -7,17 +7,21 @@ import asyncio
 import importlib
 import inspect
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MISSED
 from loguru import logger
 
+from framework.alerts import AlertState
 from framework.beans import provide, resolve_handler
 from framework.clock import Clock, SystemClock
 from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.models import AppSettings
 from framework.di import StreambootContainer
+from framework.http_server import MetricsServer, health
+from framework.inspect_streams import StreamView, stream_view
 from framework.jobs.cleanup import CleanupJob
 from framework.jobs.guard import guarded
 from framework.jobs.recovery import PendingRecovery
@@ -26,6 +30,7 @@ from framework.jobs.rotation import RotationJob
 from framework.lifecycle.rotation import RotationPolicy
 from framework.listener.container import ListenerContainer
 from framework.listener.spec import resolve_listener
+from framework.metrics import StreambootCollector, build_registry
 from framework.operator import RedisOperator
 
 
@@ -60,6 +65,10 @@ class Application:
         self.rotations: dict[str, RotationJob] = {}
         self.retentions: dict[str, RetentionJob] = {}
         self.cleanups: dict[str, CleanupJob] = {}
+        self.alerts = AlertState()
+        self.stream_views: dict[str, StreamView] = {}
+        self.metrics_server: MetricsServer | None = None
+        self._streams_of: dict[str, Callable[[], list[str]]] = {}
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
         self._scheduler: Any = None
@@ -81,7 +90,11 @@ class Application:
             self._scheduler = await provide(self.container.scheduler)
             self._schedule_recovery()
             self._scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
+            self._every("monitor", self.settings.metrics.refresh, self.monitor,
+                        first=datetime.now(UTC))
             self._scheduler.start()
+        if self.settings.metrics.enabled:
+            await self._serve_metrics()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
         logger.info("{} started: {} listener(s)", self.settings.application.name,
@@ -101,6 +114,7 @@ class Application:
         else:
             self.listeners.register(spec, handler)
             streams = lambda: [spec.stream]  # noqa: E731
+        self._streams_of[name] = streams
         if listener.retention is not None:
             self.retentions[name] = RetentionJob(self.operator, listener.retention, streams,
                                                  self.clock)
@@ -148,7 +162,35 @@ class Application:
 
         return recover
 
+    async def monitor(self) -> None:
+        """Refresh the stream gauges and check the alert thresholds of every listener."""
+        assert self.operator is not None
+        views: dict[str, StreamView] = {}
+        for name, streams in self._streams_of.items():
+            listener = self.settings.listeners[name]
+            for key in streams():
+                view = views.get(key) or await stream_view(self.operator, key)
+                views[key] = view
+                for group in view.groups:
+                    if group.name == listener.group:
+                        self.alerts.update(name, key, group, listener.alerts)
+        self.stream_views = views
+
+    async def _serve_metrics(self) -> None:
+        assert self.listeners is not None
+        assert self.operator is not None
+        listeners, operator = self.listeners, self.operator
+        registry = build_registry(StreambootCollector(lambda: listeners.subscriptions,
+                                                      lambda: self.stream_views, self.alerts))
+        self.metrics_server = MetricsServer(
+            registry, lambda: health(operator, listeners.subscriptions))
+        cfg = self.settings.metrics
+        await self.metrics_server.start(cfg.host, cfg.port)
+        logger.info("metrics and /healthz on http://{}:{}/", cfg.host, self.metrics_server.port)
+
     async def stop(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self.listeners is not None:

@@ -202,6 +202,14 @@ class PublishSettings(StrictModel):
     backpressure: BackpressureSettings | None = None
 
 
+class AlertSettings(StrictModel):
+    """Seed 002 §6.3's alarms; crossing one logs a warning once and raises a gauge."""
+
+    max_pending_per_consumer: int | None = Field(default=1000, ge=1)
+    max_oldest_pending_idle: Duration | None = timedelta(minutes=5)
+    max_lag: int | None = Field(default=100_000, ge=1)
+
+
 class ListenerSettings(StrictModel):
     """One subscription: a consumer of ``group`` on ``stream`` feeding ``handler``."""
 
@@ -231,6 +239,7 @@ class ListenerSettings(StrictModel):
     retention: RetentionSettings | None = None
     cleanup: CleanupSettings = CleanupSettings()
     publish: PublishSettings = PublishSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def dead_letter_stream(self) -> str | None:
@@ -263,6 +272,15 @@ class SchedulerSettings(StrictModel):
     enabled: bool = True
     timezone: str = "UTC"
     misfire_grace_time: Duration = timedelta(seconds=30)
+
+
+class MetricsSettings(StrictModel):
+    """Prometheus /metrics and /healthz, served by ``streamboot run``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    refresh: Duration = timedelta(seconds=15)
 
 
 class LoggingSettings(StrictModel):
@@ -302,6 +320,7 @@ class AppSettings(BaseSettings):
     listeners: dict[str, ListenerSettings] = Field(default_factory=dict)
     scheduler: SchedulerSettings = SchedulerSettings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

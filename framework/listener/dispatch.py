@@ -12,6 +12,7 @@ import contextvars
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from time import perf_counter
 from typing import Any
 
 from framework.codecs import PayloadError, codec_for
@@ -106,6 +107,7 @@ class Dispatcher:
         message = Message(entry_id, spec.stream, spec.group, spec.consumer, fields, payload,
                           deliveries, None if marker is None else (marker, self._marker_ttl))
         token = ENTRY_ID.set(entry_id)
+        started = perf_counter()
         try:
             if self._is_async:
                 await self._handle(message)
@@ -119,6 +121,7 @@ class Dispatcher:
             return
         finally:
             ENTRY_ID.reset(token)
+            self._stats.handler_seconds.observe(perf_counter() - started)
         self._stats.handled += 1
         self.succeeded.append(entry_id)
         if marker is not None:

@@ -196,6 +196,7 @@ class Subscription:
             return
         if not entries:
             return
+        self.stats.batch_sizes.observe(len(entries))
         self._track(e.id for e in entries)
         if len(entries) == self.spec.batch_size and not self._stop.is_set() \
                 and not self._injected:
@@ -291,6 +292,7 @@ class Subscription:
                 raise
         if entries:
             await self._dispatcher.dispatch(entries, deliveries)
+            self.stats.last_poll = time.monotonic()  # alive: a long batch is progress too
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:
         """A batch read but not dispatched (Redis failed in between): stop holding it, so

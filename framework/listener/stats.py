@@ -1,8 +1,33 @@
-"""Per-listener counters: what /healthz, metrics and the CLI read, updated on the hot path."""
+"""Per-listener counters: what /healthz, metrics and the CLI read, updated on the hot path.
+
+Plain integers and one bucket array: the hot path pays an increment, never a lock or a
+metrics-library call; the Prometheus collector reads them at scrape time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Cumulative-ready bucket counts (the last slot is +Inf) and a running sum."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
 
 
 @dataclass(slots=True)
@@ -19,3 +44,5 @@ class ListenerStats:
     reads: int = 0
     redis_errors: int = 0
     last_poll: float = 0.0
+    handler_seconds: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))

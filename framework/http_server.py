@@ -1,0 +1,74 @@
+"""A minimal asyncio HTTP server for ``/metrics`` and ``/healthz`` (no framework needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CollectorRegistry
+
+from framework.listener.poll import Subscription
+from framework.operator import RedisOperator
+
+
+async def health(operator: RedisOperator,
+                 subscriptions: dict[str, Subscription]) -> dict[str, object]:
+    """Healthy: Redis answers PING within 1s, and every poll loop read or handled within
+    2 × its poll_timeout (a loop stuck in backoff or ended by an error is not)."""
+    problems: list[str] = []
+    try:
+        await asyncio.wait_for(operator.ping(), 1.0)
+    except Exception as exc:
+        problems.append(f"redis unreachable: {type(exc).__name__}: {exc}")
+    now = time.monotonic()
+    for name, sub in subscriptions.items():
+        limit = 2 * sub.spec.poll_timeout.total_seconds()
+        if sub.failure is not None:
+            problems.append(f"listener {name} stopped: {sub.failure}")
+        elif now - sub.stats.last_poll > limit:
+            problems.append(f"listener {name} has not polled for "
+                            f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s)")
+    return {"healthy": not problems, "problems": problems}
+
+
+class MetricsServer:
+    def __init__(self, registry: CollectorRegistry,
+                 healthz: Callable[[], Awaitable[dict[str, object]]]) -> None:
+        self._registry = registry
+        self._healthz = healthz
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            path = request.split(b" ", 2)[1].decode() if request.count(b" ") >= 2 else "/"
+            if path.startswith("/metrics"):
+                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+            elif path.startswith("/healthz"):
+                report = await self._healthz()
+                status = 200 if report["healthy"] else 503
+                ctype, body = "application/json", json.dumps(report).encode()
+            else:
+                status, ctype, body = 404, "text/plain", b"not found\n"
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                         + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,93 @@
+"""Prometheus metrics, read from the listeners' own counters at scrape time.
+
+Counters and histograms cost the hot path nothing beyond the integer increments it does
+anyway; stream gauges (length, lag, pending) come from a scheduled refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+from typing import Any
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from framework.alerts import AlertState
+from framework.inspect_streams import StreamView
+from framework.listener.poll import Subscription
+from framework.listener.stats import Histogram
+
+_COUNTERS = {
+    "handled": "Entries handled successfully.",
+    "failed": "Handler failures (each attempt).",
+    "dead_lettered": "Entries written to the dead-letter stream.",
+    "deduplicated": "Entries skipped because their idempotency key was already handled.",
+    "reclaimed": "Entries reclaimed from dead or hung consumers.",
+    "invalid": "Entries whose payload failed validation.",
+    "retried": "In-process retries.",
+    "redis_errors": "Redis errors met by the poll loop.",
+}
+
+
+class StreambootCollector(Collector):
+    def __init__(self, subscriptions: Callable[[], dict[str, Subscription]],
+                 streams: Callable[[], dict[str, StreamView]], alerts: AlertState) -> None:
+        self._subscriptions = subscriptions
+        self._streams = streams
+        self._alerts = alerts
+
+    def collect(self) -> Iterator[Any]:
+        subs = self._subscriptions()
+        for name, help_text in _COUNTERS.items():
+            family = CounterMetricFamily(f"streamboot_entries_{name}", help_text,
+                                         labels=["listener", "stream"])
+            for sub in subs.values():
+                family.add_metric([sub.spec.name, sub.spec.stream], getattr(sub.stats, name))
+            yield family
+        yield _histogram("streamboot_handler_duration_seconds", "Handler duration.", subs,
+                         lambda s: s.stats.handler_seconds)
+        yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", subs,
+                         lambda s: s.stats.batch_sizes)
+        yield from self._stream_gauges()
+        alert = GaugeMetricFamily("streamboot_alert", "1 while a threshold is crossed.",
+                                  labels=["listener", "stream", "alert"])
+        for (listener, stream, name), on in self._alerts.active.items():
+            alert.add_metric([listener, stream, name], 1.0 if on else 0.0)
+        yield alert
+
+    def _stream_gauges(self) -> Iterator[Any]:
+        length = GaugeMetricFamily("streamboot_stream_length", "XLEN.", labels=["stream"])
+        lag = GaugeMetricFamily("streamboot_group_lag", "Entries not yet delivered.",
+                                labels=["stream", "group"])
+        pending = GaugeMetricFamily("streamboot_group_pending", "Entries in the PEL.",
+                                    labels=["stream", "group"])
+        for key, view in self._streams().items():
+            length.add_metric([key], view.length)
+            for group in view.groups:
+                lag.add_metric([key, group.name], float(group.lag or 0))
+                pending.add_metric([key, group.name], group.pending)
+        yield from (length, lag, pending)
+
+
+def _histogram(name: str, doc: str, subs: dict[str, Subscription],
+               pick: Callable[[Subscription], Histogram]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["listener"])
+    for sub in subs.values():
+        hist = pick(sub)
+        cumulative = list(accumulate(hist.counts))
+        buckets = [(str(b), float(c)) for b, c in zip(hist.bounds, cumulative, strict=False)]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        family.add_metric([sub.spec.name], buckets, hist.total)
+    return family
+
+
+def build_registry(collector: StreambootCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,91 @@
+"""Metrics and health, scraped over HTTP from a running application; alert crossings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+from loguru import logger
+from redis.asyncio import Redis
+
+from framework import Application
+from framework.alerts import AlertState
+from framework.config import settings_from_mapping
+from framework.config.models import AlertSettings
+from framework.devserver import RedisServer
+from framework.inspect_streams import GroupView
+from tests.conftest import wait_until
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_metrics_and_health_over_http() -> None:
+    with RedisServer() as server:
+        settings = settings_from_mapping({
+            "redis": {"url": server.url, "socket_timeout": "1s"},
+            "container": {"poll_timeout": "100ms"},
+            "metrics": {"enabled": True, "port": 0, "refresh": "100ms"},
+            "listeners": {"m": {"stream": "m", "group": "g",
+                                "handler": "tests.handlers:LoggingHandler"}},
+        })
+        application = Application(settings)
+        await application.start()
+        try:
+            assert application.metrics_server is not None
+            base = f"http://127.0.0.1:{application.metrics_server.port}"
+            client = Redis.from_url(server.url)
+            for i in range(10):
+                await client.xadd("m", {"n": str(i)})
+            await client.aclose()
+            sub = application.listeners.subscriptions["m"]  # type: ignore[union-attr]
+            await wait_until(lambda: _true(sub.stats.acked == 10))
+            await asyncio.sleep(0.3)  # one monitor refresh
+            status, text = await asyncio.to_thread(get, f"{base}/metrics")
+            assert status == 200
+            assert 'streamboot_entries_handled_total{listener="m",stream="m"} 10.0' in text
+            assert 'streamboot_handler_duration_seconds_count{listener="m"} 10.0' in text
+            assert 'streamboot_batch_size_bucket{le="+Inf",listener="m"}' in text
+            assert 'streamboot_group_lag{group="g",stream="m"} 0.0' in text
+            assert 'streamboot_stream_length{stream="m"} 10.0' in text
+            status, body = await asyncio.to_thread(get, f"{base}/healthz")
+            assert (status, json.loads(body)["healthy"]) == (200, True)
+            server.stop()  # Redis goes away: health turns red
+            status, body = await asyncio.to_thread(get, f"{base}/healthz")
+            report = json.loads(body)
+            assert status == 503
+            assert any("redis unreachable" in p for p in report["problems"])
+        finally:
+            await application.stop()
+
+
+def test_an_alert_is_logged_once_per_crossing() -> None:
+    state = AlertState()
+    settings = AlertSettings(max_pending_per_consumer=10, max_lag=100,
+                             max_oldest_pending_idle=None)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    try:
+        calm = GroupView("g", 5, 3, None, "0-0", [])
+        busy = GroupView("g", 500, 30, 1000, "0-0", [])
+        for view in (calm, busy, busy, busy, calm):
+            state.update("orders", "orders", view, settings)
+    finally:
+        logger.remove(sink)
+    warnings = [ln for ln in lines if ln.startswith("WARNING")]
+    assert len(warnings) == 2  # pending and lag, once each, not three times
+    assert any("alert lag" in ln for ln in warnings)
+    assert any("alert pending" in ln for ln in warnings)
+    assert sum("cleared" in ln for ln in lines) == 2
+    assert state.active[("orders", "orders", "lag")] is False
+
+
+async def _true(value: bool) -> bool:
+    return value
