@@ -42,6 +42,7 @@ class RedisServer:
         self.binary = shutil.which(binary) or ""
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -61,7 +62,7 @@ class RedisServer:
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", self._dir.name, "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
-            "--daemonize", "no", "--loglevel", "warning",
+            "--daemonize", "no", "--loglevel", "warning", *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.PIPE)
@@ -114,6 +115,49 @@ class RedisServer:
             self._dir = None
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class RedisClusterServer:
+    """A throwaway three-master Redis Cluster on loopback (for the cluster tests)."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.servers = [RedisServer() for _ in range(nodes)]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.servers[0].port}"
+
+    def start(self, timeout: float = 20.0) -> RedisClusterServer:
+        for server in self.servers:
+            server.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file",
+                                 f"nodes-{server.port}.conf"]
+            server.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RedisServerNotFound()
+        subprocess.run([cli, "--cluster", "create",
+                        *[f"127.0.0.1:{s.port}" for s in self.servers],
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = subprocess.run([cli, "-p", str(self.servers[0].port), "cluster", "info"],
+                                  capture_output=True, text=True, timeout=5).stdout
+            if "cluster_state:ok" in info:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> RedisClusterServer:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -1,0 +1,66 @@
+"""The listener path on a real three-master Redis Cluster: reads, batched acks, dead
+letters (a two-key script: the stream and its DLQ share a slot), idempotency markers
+spread over other nodes, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from framework import ListenerContainer, RedisOperator
+from framework.client import build_client, build_sync_client
+from framework.config.models import IdempotencySettings, RedisSettings, RetrySettings
+from framework.devserver import RedisClusterServer
+from framework.jobs.recovery import PendingRecovery
+from framework.reliability.slots import slot
+from tests.conftest import wait_until
+from tests.handlers import FailingHandler, Recorder
+from tests.streams import make_spec, true
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterServer]:
+    with RedisClusterServer() as servers:
+        yield servers
+
+
+async def test_listener_on_redis_cluster(cluster: RedisClusterServer) -> None:
+    settings = RedisSettings(url=cluster.url, cluster=True)
+    client = build_client(settings)
+    keeper = build_sync_client(settings)
+    operator = RedisOperator(client)
+    stream = "orders-cluster"
+    assert slot(stream) == slot(f"{{{stream}}}:dlq")
+    pipe = client.pipeline(transaction=False)
+    for i in range(200):
+        fields = {"order_id": f"o{i}", "n": str(i)}
+        if i % 10 == 0:
+            fields["fail"] = "yes"
+        pipe.xadd(stream, fields)
+    await pipe.execute()
+    recorder = Recorder()
+    spec = make_spec(stream, batch_size=25, concurrency=8,
+                     retry=RetrySettings(max_deliveries=2, backoff=timedelta(milliseconds=10)),
+                     idempotency=IdempotencySettings(key="order_id"))
+    listeners = ListenerContainer(operator, keeper)
+    sub = listeners.register(spec, FailingHandler(recorder))
+    await listeners.start(timeout=10)
+    try:
+        await wait_until(lambda: true(len(recorder.seen) == 180), timeout=30)
+        await wait_until(lambda: true(sub.stats.dead_lettered == 20), timeout=30)
+        await asyncio.sleep(0.2)
+        assert (await PendingRecovery(sub, operator).run_once()).claimed == 0
+    finally:
+        await listeners.stop()
+    assert max(recorder.seen.values()) == 1
+    assert await operator.xlen(f"{{{stream}}}:dlq") == 20
+    assert (await operator.pending_summary(stream, "g")).count == 0
+    # markers live on whichever node their business key hashes to
+    assert await client.exists("streamboot:done:g:{o1}")
+    assert await operator.create_stream("rotated-cluster", ttl=timedelta(hours=1), group="g")
+    assert await operator.ttl("rotated-cluster") is not None
+    await client.aclose()
+    keeper.close()
