@@ -97,11 +97,14 @@ def check(client: redis.Redis, stream: str, expected: int, handled: int) -> str 
     return "; ".join(problems) or None
 
 
+EXTRA_ARGS: list[str] = []
+
+
 def consumer_cmd(name: str, url: str, stream: str, count: int, total: int,
                  *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "consumers.py"), name, "--url", url,
             "--stream", stream, "--group", "g", "--count", str(count), "--total", str(total),
-            *extra]
+            *extra, *EXTRA_ARGS]
 
 
 def run_consumer(cmd: list[str], timeout: float) -> dict[str, Any]:
@@ -227,10 +230,13 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--skip", default="", help="comma list of: throughput,latency,scaling")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--uvloop", action="store_true", help="run every consumer on uvloop")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     if args.quick:
         args.entries, args.repeats, args.latency_seconds = 20_000, 1, 2.0
+    if args.uvloop:
+        EXTRA_ARGS.append("--uvloop")
     consumers = [c for c in args.consumers.split(",") if c]
     counts = [int(c) for c in args.counts.split(",")]
     skip = set(args.skip.split(","))
