@@ -32,6 +32,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 <= 65535 and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisServer:
     """Start with ``start()`` (or ``with``); ``url`` is ready once it returns."""
 
@@ -66,7 +84,11 @@ class RedisServer:
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.PIPE)
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.close()  # no process, pipe or temporary directory left behind
+            raise
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -126,13 +148,20 @@ class RedisClusterServer:
     """A throwaway three-master Redis Cluster on loopback (for the cluster tests)."""
 
     def __init__(self, nodes: int = 3) -> None:
-        self.servers = [RedisServer() for _ in range(nodes)]
+        self.servers = [RedisServer(port=free_cluster_port()) for _ in range(nodes)]
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.servers[0].port}"
 
     def start(self, timeout: float = 20.0) -> RedisClusterServer:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> RedisClusterServer:
         for server in self.servers:
             server.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file",
                                  f"nodes-{server.port}.conf"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from framework.devserver import RedisServer
@@ -65,3 +68,34 @@ def project_env(redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
     env["REDIS_URL"] = redis_url
     return env
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """The synchronous twin of ``wait_until``, for tests that drive subprocesses."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM,
+                 timeout: float = 20) -> str:
+    """Send ``sig`` and wait; kill it if it does not end. Returns its stderr."""
+    try:
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return stderr or ""
+
+
+@pytest.fixture
+def keeper_client(redis_url: str) -> Iterator[redis.Redis]:
+    """The synchronous client the ownership keeper renews entries with."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from redis import Redis
+
+from tests.conftest import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,12 +97,9 @@ listeners:
     with subprocess.Popen([str(Path(sys.executable).with_name("streamboot")), "run", str(app)],
                           cwd=ROOT, env=project_env, stderr=subprocess.PIPE, text=True) as proc:
         try:
-            _wait_for(lambda: out.exists() and len(out.read_text().split()) == 20)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=20)
+            wait_for(lambda: out.exists() and len(out.read_text().split()) == 20)
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            stderr = stop_process(proc)
     assert proc.returncode == 0, stderr
     assert sorted(out.read_text().split()) == sorted(ids)
     assert redis.xpending("cli-run", "g")["pending"] == 0
@@ -132,38 +129,3 @@ def _drained(redis: Redis, stream: str, group: str) -> bool:
     """The group exists, has read everything, and holds nothing pending."""
     groups = {g["name"]: g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
     return group in groups and groups[group]["lag"] == 0 and groups[group]["pending"] == 0
-
-
-def _wait_for(condition: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def test_json_lines_logging_from_the_environment(
-    tmp_path: Path, project_env: dict[str, str]
-) -> None:
-    import json
-
-    app = tmp_path / "app.yaml"
-    app.write_text(f"""
-redis: {{url: "{project_env['REDIS_URL']}"}}
-container: {{poll_timeout: 100ms}}
-listeners:
-  files: {{stream: cli-json, group: g, handler: "tests.handlers:LoggingHandler"}}
-""")
-    env = {**project_env, "STREAMBOOT_LOGGING__JSON_LINES": "true"}
-    with subprocess.Popen([str(Path(sys.executable).with_name("streamboot")), "run", str(app)],
-                          cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as proc:
-        with Redis.from_url(project_env["REDIS_URL"], decode_responses=True) as redis:
-            entry = redis.xadd("cli-json", {"a": "b"})
-            _wait_for(lambda: _drained(redis, "cli-json", "g"))
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=20)
-    records = [json.loads(line)["record"] for line in stderr.splitlines() if line.strip()]
-    (user_line,) = [r for r in records if r["message"].startswith("user log line")]
-    assert user_line["extra"]["entry_id"] == entry
-    assert user_line["extra"]["stream"] == "cli-json"
-    assert proc.returncode == 0

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,11 @@ from framework import Application, StreamHandler
 from framework.config import settings_from_mapping
 from framework.devserver import RedisServer
 from framework.message import Message
+from tests.conftest import stop_process, wait_for
 
 pytestmark = pytest.mark.fault
 ROOT = Path(__file__).resolve().parents[2]
 STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def worker_config(tmp_path: Path, url: str, stream: str, handler: str, **scan: str) -> Path:
@@ -83,11 +75,8 @@ def test_kill_9_worker_entries_reclaimed_and_applied_once(
     second = start_worker(config, "w2", project_env)
     try:
         wait_for(lambda: applied() == len(orders) and pending(redis, stream) == 0, timeout=60)
-        second.send_signal(signal.SIGTERM)
-        _, stderr = second.communicate(timeout=20)
     finally:
-        if second.poll() is None:
-            second.kill()
+        stderr = stop_process(second)
     assert second.returncode == 0, stderr
     assert "reclaimed" in stderr
     assert [redis.get(f"applied:{{{o}}}") for o in orders] == ["1"] * len(orders)
@@ -165,11 +154,8 @@ def test_sigterm_waits_for_in_flight_then_exits_0(
     try:
         wait_for(lambda: redis.exists(stream) and bool(redis.xinfo_groups(stream))
                  and pending(redis, stream) == 4)
-        worker.send_signal(signal.SIGTERM)  # all four are mid-handler
-        _, stderr = worker.communicate(timeout=20)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        stderr = stop_process(worker)  # SIGTERM while all four are mid-handler
     assert worker.returncode == 0, stderr
     assert pending(redis, stream) == 0
     assert [redis.get(f"applied:{{s{i}}}") for i in range(4)] == ["1"] * 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,13 +21,6 @@ from tests.streams import equals, make_spec, pel, produce, true
 
 FAST_RETRY = RetrySettings(max_deliveries=3, backoff=timedelta(milliseconds=20),
                            backoff_max=timedelta(milliseconds=100))
-
-
-@pytest.fixture
-def keeper_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 import redis
 from loguru import logger
 
@@ -21,13 +19,6 @@ from tests.streams import equals, make_spec, pel, produce, true
 QUICK_SCAN = PendingScanSettings(interval=timedelta(milliseconds=100),
                                  min_idle=timedelta(milliseconds=600), count=50,
                                  warn_after=timedelta(minutes=5))
-
-
-@pytest.fixture
-def keeper_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 async def orphan(operator: RedisOperator, key: str, n: int) -> list[str]:
