@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,29 @@ def _drained(redis: Redis, stream: str, group: str) -> bool:
     """The group exists, has read everything, and holds nothing pending."""
     groups = {g["name"]: g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
     return group in groups and groups[group]["lag"] == 0 and groups[group]["pending"] == 0
+
+
+def test_json_lines_logging_from_the_environment(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    import json
+
+    app = tmp_path / "app.yaml"
+    app.write_text(f"""
+redis: {{url: "{project_env['REDIS_URL']}"}}
+container: {{poll_timeout: 100ms}}
+listeners:
+  files: {{stream: cli-json, group: g, handler: "tests.handlers:LoggingHandler"}}
+""")
+    env = {**project_env, "STREAMBOOT_LOGGING__JSON_LINES": "true"}
+    with subprocess.Popen([str(Path(sys.executable).with_name("streamboot")), "run", str(app)],
+                          cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        with Redis.from_url(project_env["REDIS_URL"], decode_responses=True) as redis:
+            entry = redis.xadd("cli-json", {"a": "b"})
+            wait_for(lambda: _drained(redis, "cli-json", "g"))
+        stderr = stop_process(proc, signal.SIGINT)
+    records = [json.loads(line)["record"] for line in stderr.splitlines() if line.strip()]
+    (user_line,) = [r for r in records if r["message"].startswith("user log line")]
+    assert user_line["extra"]["entry_id"] == entry
+    assert user_line["extra"]["stream"] == "cli-json"
+    assert proc.returncode == 0
