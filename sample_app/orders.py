@@ -11,10 +11,6 @@ class OrderBook:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    async def outcome(self, order_id: str) -> str | None:
-        value = await self._client.hget(keys.order(order_id), "status")
-        return None if value is None else str(value)
-
     async def counts(self) -> dict[str, int]:
         raw = await self._client.hgetall(keys.OUTCOMES)
         return {str(k): int(v) for k, v in raw.items()}

@@ -24,6 +24,8 @@ from framework.client import build_client
 from framework.publisher import Publisher
 from sample_app import keys
 from sample_app.api import LOCK_TTL, DuplicateRequest, OrderApi
+from sample_app.inventory import InventoryService
+from sample_app.orders import OrderBook
 
 PRODUCT = "ps5"
 DLQ = "{orders}:dlq"
@@ -86,7 +88,7 @@ async def run(scenario: Scenario, console: Console) -> Report:
     client = build_client(settings.redis)
     operator = RedisOperator(client)
     await client.flushdb()  # the sample owns its database
-    await client.set(keys.stock(PRODUCT), scenario.stock)
+    await InventoryService(client).set_stock(PRODUCT, scenario.stock)
     for name, listener in settings.listeners.items():
         await operator.create_group(listener.stream, listener.group, "0")
         del name
@@ -109,7 +111,7 @@ async def run(scenario: Scenario, console: Console) -> Report:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
-    await _fill(report, api, operator, settings)
+    await _fill(report, api, operator)
     report.check(None if scenario.forever else scenario.stock)
     await client.aclose()
     return report
@@ -180,8 +182,8 @@ async def _kill_when(api: OrderApi, scenario: Scenario, workers: list[subprocess
 
 
 async def _accounted(operator: RedisOperator) -> int:
-    raw = await operator.client.hgetall(keys.OUTCOMES)
-    done = int(raw.get("accepted", 0)) + int(raw.get("rejected", 0))
+    counts = await OrderBook(operator.client).counts()
+    done = counts.get("accepted", 0) + counts.get("rejected", 0)
     return done + (await operator.xlen(DLQ) if await operator.exists(DLQ) else 0)
 
 
@@ -210,17 +212,18 @@ async def _settled(operator: RedisOperator) -> bool:
     return True
 
 
-async def _fill(report: Report, api: OrderApi, operator: RedisOperator, settings: object) -> None:
+async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
     client = operator.client
-    raw = await client.hgetall(keys.OUTCOMES)
+    book = OrderBook(client)
+    counts = await book.counts()
     report.placed = len(api.placed)
     report.duplicates = api.duplicates
-    report.accepted = int(raw.get("accepted", 0))
-    report.rejected = int(raw.get("rejected", 0))
-    report.accepted_qty = int(raw.get("accepted_qty", 0))
+    report.accepted = counts.get("accepted", 0)
+    report.rejected = counts.get("rejected", 0)
+    report.accepted_qty = counts.get("accepted_qty", 0)
     report.dead_lettered = await operator.xlen(DLQ) if await operator.exists(DLQ) else 0
-    report.stock_left = int(await client.get(keys.stock(PRODUCT)) or 0)
-    report.audited = await operator.xlen(keys.AUDIT) if await operator.exists(keys.AUDIT) else 0
+    report.stock_left = await InventoryService(client).stock(PRODUCT)
+    report.audited = await book.audit_length()
     per_product = await client.hgetall(keys.PER_PRODUCT)
     report.analytics = sum(int(v) for v in per_product.values())
     report.pending = {g.name: g.pending for g in await operator.info_groups(keys.ORDERS)}
