@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -22,7 +23,16 @@ from framework.config.durations import to_ms
 from framework.errors import translate_response_error
 from framework.records import StreamEntry
 
-ReadResult = tuple[int, list[StreamEntry]]
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What one round trip brought back. ``ack_error`` is set when the acknowledgement part
+    (XACK, markers) was refused while the read itself succeeded: the entries are valid and
+    must be handled; only the acks have to be sent again."""
+
+    acked: int
+    entries: list[StreamEntry]
+    ack_error: Exception | None = None
 
 
 class GroupReader(Protocol):
@@ -95,23 +105,27 @@ class ConnectionGroupReader:
 
     async def receive(self) -> ReadResult:
         replies: list[Any] = []
-        error: ResponseError | None = None
+        errors: list[ResponseError | None] = []
         try:
             for _ in range(self._expected):
                 try:
                     replies.append(await self._conn.read_response())
+                    errors.append(None)
                 except ResponseError as exc:  # a whole error reply: the stream stays in sync
-                    error = error or exc
                     replies.append(None)
+                    errors.append(exc)
         except BaseException:  # connection lost or cancelled mid-reply: start afresh
             await self._drop()
             raise
         finally:
             self._expected = 0
-        if error is not None:
-            raise translate_response_error(error, self._stream, self._group) from error
-        acked = int(replies[-2]) if self._acking else 0
-        return acked, parse_read_reply(replies[-1])
+        if errors and errors[-1] is not None:  # the read itself failed
+            raise translate_response_error(errors[-1], self._stream, self._group) from errors[-1]
+        ack_error = next((e for e in errors[:-1] if e is not None), None)
+        acked = int(replies[-2]) if self._acking and errors[-2] is None else 0
+        return ReadResult(acked, parse_read_reply(replies[-1]),
+                          None if ack_error is None
+                          else translate_response_error(ack_error, self._stream, self._group))
 
     async def interrupt(self) -> None:
         """CLIENT UNBLOCK (timeout mode): the blocked XREADGROUP returns nil at once, as if
@@ -142,7 +156,7 @@ class PipelineGroupReader:
     def __init__(self, operator: Any, stream: str, group: str, consumer: str) -> None:
         self._operator = operator
         self._stream, self._group, self._consumer = stream, group, consumer
-        self._task: asyncio.Future[ReadResult] | None = None
+        self._task: asyncio.Future[tuple[int, list[StreamEntry]]] | None = None
 
     async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
                    marker_ttl: timedelta | None, *, count: int, block: timedelta,
@@ -155,7 +169,8 @@ class PipelineGroupReader:
     async def receive(self) -> ReadResult:
         assert self._task is not None
         task, self._task = self._task, None
-        return await task
+        acked, entries = await task
+        return ReadResult(acked, entries)
 
     async def interrupt(self) -> None:
         """Cluster: the pooled read cannot be told apart from others; let BLOCK expire."""

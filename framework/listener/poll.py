@@ -29,6 +29,7 @@ from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
 from framework.operator import RedisOperator
+from framework.reader import ReadResult
 from framework.records import StreamEntry
 from framework.reliability.idempotency import Idempotency
 from framework.reliability.ownership import OwnershipKeeper, SyncClient
@@ -169,7 +170,7 @@ class Subscription:
         sent, self._sent = self._sent, None
         assert sent is not None
         try:
-            acked, entries = await self._receive()
+            received = await self._receive()
         except NoGroupError as exc:
             if not self.spec.owns_stream:
                 self._log.info("{}: the period's stream is gone; subscription ends", exc)
@@ -181,15 +182,20 @@ class Subscription:
             self._untrack(sent.ack)
             return
         except Exception as exc:
+            # Whatever failed, the acks that rode with this read go with the next one.
+            self._dispatcher.give_back(sent.ack, sent.markers)
             if not is_transient(exc):
                 raise
-            self._dispatcher.give_back(sent.ack, sent.markers)
             await self._redis_down(exc)
+            return
+        entries = received.entries
+        if received.ack_error is not None:
+            await self._ack_refused(received.ack_error, sent, entries)
             return
         self._untrack(sent.ack)
         self._backoff.reset()
         self.stats.reads += 1
-        self.stats.acked += acked
+        self.stats.acked += received.acked
         self.stats.last_poll = time.monotonic()
         if self._cursor != NEW:
             await self._replay_own_pending(entries)
@@ -205,6 +211,23 @@ class Subscription:
             # full batch: a partial one means the stream is drained for now.
             await self._send_ahead()
         await self._process(entries, None)
+
+    async def _ack_refused(self, error: Exception, sent: _Sent,
+                           entries: list[StreamEntry]) -> None:
+        """The server refused the XACK (an ACL change, say) but delivered the read: handle
+        the entries, keep every ack for the next round trip, and back off."""
+        self._dispatcher.give_back(sent.ack, sent.markers)
+        self.stats.redis_errors += 1
+        delay = self._backoff.next_delay()
+        self._log.error("acknowledgement refused ({}); entries stay pending and the ack is "
+                        "retried in {:.2f}s", error, delay)
+        if entries:
+            if self._cursor != NEW:
+                await self._replay_own_pending(entries)
+            else:
+                self._track(e.id for e in entries)
+                await self._process(entries, None)
+        await self._backoff.wait(delay, self._stop)
 
     async def _send(self) -> None:
         spec = self.spec
@@ -226,7 +249,7 @@ class Subscription:
             # The batch in hand is still handled; the next step meets the error again.
             self._log.debug("read-ahead not sent: {}", exc)
 
-    async def _receive(self) -> tuple[int, list[StreamEntry]]:
+    async def _receive(self) -> ReadResult:
         """Receive the read; if handled entries wait for their ack meanwhile and the read
         is slow to come back (blocked on a drained stream), ack them separately."""
         if not self._dispatcher.succeeded:
@@ -262,13 +285,17 @@ class Subscription:
         if sent is None:
             return
         try:
-            acked, entries = await self._reader.receive()
+            received = await self._reader.receive()
         except Exception as exc:
             self._dispatcher.give_back(sent.ack, sent.markers)
             self._log.warning("read-ahead failed at stop ({}); its entries stay pending", exc)
             return
-        self._untrack(sent.ack)
-        self.stats.acked += acked
+        entries = received.entries
+        if received.ack_error is not None:
+            self._dispatcher.give_back(sent.ack, sent.markers)
+        else:
+            self._untrack(sent.ack)
+            self.stats.acked += received.acked
         if entries:
             self._track(e.id for e in entries)
             await self._process(entries, None)

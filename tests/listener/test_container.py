@@ -307,3 +307,35 @@ async def test_stop_does_not_wait_out_a_long_blocking_read(
     await asyncio.wait_for(container.stop(), timeout=10)
     assert not container.running
     assert sub.stats.acked == 1
+
+
+async def test_an_unknown_server_error_is_survived_and_no_ack_is_lost(
+    redis_url: str, client: Redis, key: str
+) -> None:
+    """NOPERM on XACK (an ACL change) mid-run: the loop logs, backs off and keeps the acks;
+    once the permission is back they are sent, and nothing stays pending."""
+    from framework.client import build_client
+    from framework.config import RedisSettings
+
+    await client.execute_command("ACL", "SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all")
+    settings = RedisSettings(url=redis_url, username="app", password="s3cret")  # type: ignore[arg-type]
+    app_client = build_client(settings)
+    operator = RedisOperator(app_client)
+    listeners = ListenerContainer(operator)
+    recorder = Recorder()
+    sub = listeners.register(make_spec(key, batch_size=5), RawHandler(recorder))
+    await listeners.start(timeout=5)
+    try:
+        await client.execute_command("ACL", "SETUSER", "app", "-xack")
+        ids = await produce(operator, key, 5)
+        await wait_until(lambda: true(set(ids) <= set(recorder.seen)))
+        await wait_until(lambda: true(sub.stats.redis_errors >= 1))  # XACK refused
+        assert await pel(operator, key) == 5
+        await client.execute_command("ACL", "SETUSER", "app", "+xack")
+        await wait_until(lambda: equals(pel(operator, key), 0), timeout=20)
+    finally:
+        await listeners.stop()
+        await app_client.aclose()
+        await client.execute_command("ACL", "DELUSER", "app")
+    assert sub.stats.acked == 5
+    assert max(recorder.seen.values()) == 1  # kept, not handled again
