@@ -15,6 +15,7 @@ import redis
 from redis.asyncio import Redis
 
 from framework.devserver import RedisServer
+from framework.listener.container import ListenerContainer
 from framework.operator import RedisOperator
 
 
@@ -99,3 +100,12 @@ def keeper_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+async def container(operator: RedisOperator,
+                    keeper_client: redis.Redis) -> AsyncIterator[ListenerContainer]:
+    """A listener container on the test server, stopped after the test."""
+    listeners = ListenerContainer(operator, keeper_client)
+    yield listeners
+    await listeners.stop()

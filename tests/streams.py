@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from framework import ListenerSpec, RedisOperator
+from framework import ListenerContainer, ListenerSpec, RedisOperator, StreamHandler
 from framework.reliability.slots import colocated
 
 
@@ -44,3 +44,10 @@ async def awaited(value: Any) -> bool:
 
 async def equals(value: Any, expected: object) -> bool:
     return bool(await value == expected)
+
+
+async def start(container: ListenerContainer, spec: ListenerSpec,
+                handler: StreamHandler[Any]) -> None:
+    """Register one listener and wait until it is live."""
+    container.register(spec, handler)
+    await container.start(timeout=5)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from loguru import logger
 from redis.asyncio import Redis
 
-from framework import ListenerContainer, ListenerSpec, RedisOperator, StreamHandler
+from framework import ListenerContainer, RedisOperator
 from tests.conftest import wait_until
 from tests.handlers import (
     BlockingSyncHandler,
@@ -22,20 +20,7 @@ from tests.handlers import (
     Recorder,
     RecordingHandler,
 )
-from tests.streams import awaited, equals, lag, make_spec, pel, produce, true
-
-
-@pytest.fixture
-async def container(operator: RedisOperator) -> AsyncIterator[ListenerContainer]:
-    listeners = ListenerContainer(operator)
-    yield listeners
-    await listeners.stop()
-
-
-async def start(container: ListenerContainer, spec: ListenerSpec,
-                handler: StreamHandler[Any]) -> None:
-    container.register(spec, handler)
-    await container.start(timeout=5)
+from tests.streams import awaited, equals, lag, make_spec, pel, produce, start, true
 
 
 async def test_ten_thousand_entries_each_handled_exactly_once(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 import redis
@@ -12,36 +10,21 @@ from redis.asyncio import Redis
 
 from framework import ListenerContainer, RedisOperator, StreamHandler
 from framework.config.models import IdempotencySettings, RetrySettings
-from framework.listener.spec import ListenerSpec
 from framework.message import Message
 from framework.reliability.idempotency import IdempotentScript
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, FlakyHandler, RawHandler, Recorder, RecordingHandler
-from tests.streams import equals, make_spec, pel, produce, true
+from tests.streams import equals, make_spec, pel, produce, start, true
 
 FAST_RETRY = RetrySettings(max_deliveries=3, backoff=timedelta(milliseconds=20),
                            backoff_max=timedelta(milliseconds=100))
-
-
-@pytest.fixture
-async def container(operator: RedisOperator,
-                    keeper_client: redis.Redis) -> AsyncIterator[ListenerContainer]:
-    listeners = ListenerContainer(operator, keeper_client)
-    yield listeners
-    await listeners.stop()
-
-
-async def run(container: ListenerContainer, spec: ListenerSpec,
-              handler: StreamHandler[Any]) -> None:
-    container.register(spec, handler)
-    await container.start(timeout=5)
 
 
 async def test_fails_twice_then_succeeds(operator: RedisOperator, container: ListenerContainer,
                                          key: str) -> None:
     (entry,) = await produce(operator, key, 1)
     recorder = Recorder()
-    await run(container, make_spec(key, retry=FAST_RETRY), FlakyHandler(recorder, fail_times=2))
+    await start(container, make_spec(key, retry=FAST_RETRY), FlakyHandler(recorder, fail_times=2))
     await wait_until(lambda: true(entry in recorder.seen))
     assert recorder.deliveries[entry] == 3  # counted by Redis: read, retry, retry
     await wait_until(lambda: equals(pel(operator, key), 0))
@@ -53,7 +36,7 @@ async def test_always_failing_entry_is_dead_lettered_with_every_field(
     operator: RedisOperator, container: ListenerContainer, key: str
 ) -> None:
     entry = await operator.xadd(key, {"n": "7", "fail": "yes"})
-    await run(container, make_spec(key, retry=FAST_RETRY), FailingHandler(Recorder()))
+    await start(container, make_spec(key, retry=FAST_RETRY), FailingHandler(Recorder()))
     dlq = f"{{{key}}}:dlq"
     await wait_until(lambda: equals(operator.xlen(dlq), 1))
     (dead,) = await operator.xrange(dlq)
@@ -72,7 +55,7 @@ async def test_invalid_payload_is_dead_lettered_at_first_delivery(
     operator: RedisOperator, container: ListenerContainer, key: str
 ) -> None:
     entry = await operator.xadd(key, {"order_id": "o1", "qty": "lots"})
-    await run(container, make_spec(key, retry=FAST_RETRY), RecordingHandler(Recorder()))
+    await start(container, make_spec(key, retry=FAST_RETRY), RecordingHandler(Recorder()))
     dlq = f"{{{key}}}:dlq"
     await wait_until(lambda: equals(operator.xlen(dlq), 1))
     (dead,) = await operator.xrange(dlq)
@@ -87,7 +70,7 @@ async def test_custom_dead_letter_stream(operator: RedisOperator, container: Lis
                                          key: str) -> None:
     await operator.xadd(key, {"n": "1", "fail": "yes"})
     spec = make_spec(key, retry=FAST_RETRY, dead_letter_stream=f"{{{key}}}:poison")
-    await run(container, spec, FailingHandler(Recorder()))
+    await start(container, spec, FailingHandler(Recorder()))
     await wait_until(lambda: equals(operator.xlen(f"{{{key}}}:poison"), 1))
 
 
@@ -180,7 +163,7 @@ async def test_retry_waits_are_not_in_the_poll_loop(
     await operator.xadd(key, {"n": "0", "fail": "yes"})
     recorder = Recorder()
     slow_retry = RetrySettings(max_deliveries=5, backoff=timedelta(seconds=30))
-    await run(container, make_spec(key, retry=slow_retry), FailingHandler(recorder))
+    await start(container, make_spec(key, retry=slow_retry), FailingHandler(recorder))
     later = await produce(operator, key, 20)
     await wait_until(lambda: true(set(recorder.seen) == set(later)))
     await wait_until(lambda: equals(pel(operator, key), 1))  # acks ride with the next read
@@ -191,7 +174,7 @@ async def test_raw_handler_untouched_by_idempotency_without_key(
 ) -> None:
     entry = await operator.xadd(key, {"x": "1"})  # no order_id field: handled normally
     recorder = Recorder()
-    await run(container, make_spec(key, idempotency=IdempotencySettings(key="order_id")),
+    await start(container, make_spec(key, idempotency=IdempotencySettings(key="order_id")),
               RawHandler(recorder))
     await wait_until(lambda: true(entry in recorder.seen))
 
