@@ -20,6 +20,7 @@ from redis.retry import Retry as SyncRetry
 from redis.utils import HIREDIS_AVAILABLE
 
 from framework.config.models import RedisSettings
+from framework.decoding import WIRE_ERRORS, to_wire
 from framework.operator import RedisClient
 from framework.reliability.ownership import SyncClient
 
@@ -27,6 +28,9 @@ from framework.reliability.ownership import SyncClient
 def _options(settings: RedisSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "decode_responses": True,
+        # Non-UTF-8 bytes in an entry decode to lone surrogates instead of failing the whole
+        # reply, and encode back to the same bytes (decoding.py).
+        "encoding_errors": WIRE_ERRORS,
         "socket_timeout": settings.socket_timeout.total_seconds(),
         "socket_connect_timeout": settings.socket_connect_timeout.total_seconds(),
         "client_name": settings.client_name,
@@ -55,7 +59,11 @@ class HiredisPackingConnection(Connection):
     _packer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return self._packer.pack(*args)  # type: ignore[no-any-return]
+        try:
+            return self._packer.pack(*args)  # type: ignore[no-any-return]
+        except UnicodeEncodeError:  # a string carrying escaped raw bytes (decoding.py)
+            wire: list[Any] = [to_wire(a) if isinstance(a, str) else a for a in args]
+            return self._packer.pack(*wire)  # type: ignore[no-any-return]
 
 
 def build_client(settings: RedisSettings) -> RedisClient:

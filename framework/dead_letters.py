@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from framework.operator import RedisOperator
 from framework.records import StreamEntry
-from framework.reliability.dead_letter import original_fields
+from framework.reliability.dead_letter import original_pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +29,27 @@ async def list_dead_letters(operator: RedisOperator, dlq: str,
 
 async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None) -> list[Replayed]:
     """Replay the given dead letters (all when ``ids`` is None), oldest first."""
-    entries = await operator.xrange(dlq) if ids is None else [
-        e for e in [await operator.read_entry(dlq, i) for i in ids] if e is not None]
+    entries = await _exact(operator, dlq) if ids is None else [
+        e for i in ids for e in await operator.xrange_exact(dlq, i, i, 1)]
     done = []
     for entry in entries:
         target = entry.fields.get("dlq_stream")
         if not target:
             raise ValueError(f"dead letter {entry.id} has no dlq_stream field")
-        new_id = await operator.xadd(target, original_fields(entry.fields))
+        new_id = await operator.xadd_pairs(target, original_pairs(entry))
         await operator.xdel(dlq, [entry.id])  # only once the publish succeeded
         done.append(Replayed(entry.id, target, new_id))
     return done
+
+
+async def _exact(operator: RedisOperator, dlq: str, page: int = 500) -> list[StreamEntry]:
+    """Every dead letter with its exact fields, oldest first, read a page at a time."""
+    out: list[StreamEntry] = []
+    start = "-"
+    while rows := await operator.xrange_exact(dlq, start, "+", page):
+        out.extend(rows)
+        start = "(" + rows[-1].id
+    return out
 
 
 async def purge(operator: RedisOperator, dlq: str) -> int:

@@ -15,12 +15,19 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import ResponseError
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError, ResponseError
 
 from framework import scripts
 from framework.config.durations import to_ms
+from framework.decoding import from_wire, to_wire
 from framework.errors import translate_response_error
-from framework.reader import ConnectionGroupReader, GroupReader, PipelineGroupReader
+from framework.reader import (
+    ConnectionGroupReader,
+    GroupReader,
+    PipelineGroupReader,
+    parse_entries,
+)
 from framework.records import (
     AutoClaimResult,
     ConsumerInfo,
@@ -49,6 +56,7 @@ class RedisOperator:
         self._claim_if_owner = client.register_script(scripts.CLAIM_IF_OWNER)
         self._dead_letter = client.register_script(scripts.DEAD_LETTER)
         self._delete_idle_consumer = client.register_script(scripts.DELETE_IDLE_CONSUMER)
+        self._range = client.register_script(scripts.RANGE)
 
     # -- keys ---------------------------------------------------------------------------
     async def create_stream(
@@ -98,6 +106,13 @@ class RedisOperator:
                 minid=minid, approximate=approximate, nomkstream=nomkstream,
             )
         )
+
+    async def xadd_pairs(self, key: str, pairs: Sequence[str]) -> str:
+        """XADD a flat ``[name, value, …]`` list exactly as given: repeated names kept,
+        escaped raw bytes sent as the bytes they came from (decoding.py)."""
+        reply = await self._run(key, "", self.client.execute_command,
+                                "XADD", key, "*", *(to_wire(p) for p in pairs))
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def xlen(self, key: str) -> int:
         return int(await self._run(key, "", self.client.xlen, key))
@@ -370,19 +385,25 @@ class RedisOperator:
 
     async def dead_letter(
         self, key: str, dead_letter_key: str, group: str, consumer: str, entry_id: str,
-        fields: Mapping[str, str],
+        pairs: Sequence[str],
     ) -> str | None:
-        """XADD ``fields`` to the dead-letter stream and XACK ``entry_id``, atomically.
+        """XADD ``pairs`` (``[name, value, …]``) to the dead-letter stream and XACK
+        ``entry_id``, atomically. Binary-safe: escaped raw bytes are written as they came.
 
         None when this consumer no longer owns the entry (another consumer took it over or
         acked it): then nothing is written, so no entry is dead-lettered twice.
         """
-        flat: list[str] = []
-        for name, value in fields.items():
-            flat.extend((name, value))
-        reply = await self._run(key, group, self._dead_letter, keys=[key, dead_letter_key],
-                                args=[group, consumer, entry_id, *flat])
+        reply = await self._eval_exact(key, group, self._dead_letter,
+                                       [key, dead_letter_key], [group, consumer, entry_id,
+                                                                *pairs])
         return None if reply is None else str(reply)
+
+    async def xrange_exact(self, key: str, start: str = "-", end: str = "+",
+                           count: int = 100) -> list[StreamEntry]:
+        """XRANGE whose entries keep their exact field lists (``StreamEntry.raw``): repeated
+        names and non-UTF-8 bytes survive, whatever the client's decoding settings."""
+        return parse_entries(await self._eval_exact(key, "", self._range, [key],
+                                                    [start, end, count]))
 
     # -- introspection ------------------------------------------------------------------
     async def info_stream(self, key: str) -> StreamInfo:
@@ -406,6 +427,23 @@ class RedisOperator:
         return bool(await self.client.ping())
 
     # -- plumbing -----------------------------------------------------------------------
+    async def _eval_exact(self, key: str, group: str, script: Any, keys: Sequence[str],
+                          args: Sequence[str | int]) -> Any:
+        """Run a registered script with its arguments sent as bytes and its reply read
+        undecoded, then decoded as the listener's connections decode (decoding.py)."""
+        wire = [to_wire(k) for k in keys] + [a if isinstance(a, int) else to_wire(a)
+                                             for a in args]
+        try:
+            try:
+                reply = await self.client.execute_command(
+                    "EVALSHA", script.sha, len(keys), *wire, **{NEVER_DECODE: True})
+            except NoScriptError:
+                reply = await self.client.execute_command(
+                    "EVAL", script.script, len(keys), *wire, **{NEVER_DECODE: True})
+        except ResponseError as exc:
+            raise translate_response_error(exc, key, group) from exc
+        return from_wire(reply)
+
     async def _run(self, key: str, group: str, command: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await command(*args, **kwargs)

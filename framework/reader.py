@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from framework.config.durations import to_ms
+from framework.decoding import WIRE_ERRORS
 from framework.errors import translate_response_error
 from framework.records import StreamEntry
 
@@ -57,18 +58,31 @@ def parse_read_reply(reply: Any) -> list[StreamEntry]:
     if not reply:
         return []
     rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    return parse_entries(rows)
+
+
+def parse_entries(rows: Any) -> list[StreamEntry]:
+    """``[[id, [f, v, …]], …]`` (XRANGE, XREADGROUP, XAUTOCLAIM rows) as entries that keep
+    their flat field list too (see ``StreamEntry.raw``)."""
     out = []
-    for entry_id, flat in rows:
+    for entry_id, flat in rows or ():
         if flat:
             it = iter(flat)
-            out.append(StreamEntry(entry_id, dict(zip(it, it, strict=True))))
+            out.append(StreamEntry(entry_id, dict(zip(it, it, strict=True)), flat))
         else:
             out.append(StreamEntry(entry_id, {}))
     return out
 
 
 class ConnectionGroupReader:
-    """Standalone Redis: a dedicated connection, commands written and replies read in turn."""
+    """Standalone Redis: a dedicated connection, commands written and replies read in turn.
+
+    The connection is the reader's own, made from the client's settings but outside its
+    pool: a read blocked for ``poll_timeout`` would otherwise hold a pooled connection, and
+    with more listeners than ``max_connections`` the rest would never read. It always
+    decodes with ``surrogateescape`` (see decoding.py), whatever the client does, so one
+    entry with non-UTF-8 bytes cannot fail the read of its whole batch.
+    """
 
     def __init__(self, client: Redis, stream: str, group: str, consumer: str) -> None:
         self._client = client
@@ -79,13 +93,24 @@ class ConnectionGroupReader:
         self._expected = 0  # replies owed by the server for the last send
         self._acking = False
 
+    async def _connect(self) -> Any:
+        kwargs = {**self._pool.connection_kwargs, "decode_responses": True,
+                  "encoding_errors": WIRE_ERRORS}
+        conn = self._pool.connection_class(**kwargs)
+        try:
+            await conn.connect()  # type: ignore[no-untyped-call]
+            await conn.send_command("CLIENT", "ID")
+            self._client_id = int(await conn.read_response())
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        return conn
+
     async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
                    marker_ttl: timedelta | None, *, count: int, block: timedelta,
                    entry_id: str) -> None:
         if self._conn is None:
-            self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-            await self._conn.send_command("CLIENT", "ID")
-            self._client_id = int(await self._conn.read_response())
+            self._conn = await self._connect()
         commands: list[tuple[Any, ...]] = []
         ttl = str(to_ms(marker_ttl)) if marker_ttl else None
         for marker in markers:
@@ -140,14 +165,9 @@ class ConnectionGroupReader:
         self._expected = 0
         if conn is not None:
             await conn.disconnect(nowait=True)
-            await self._pool.release(conn)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            if self._expected:
-                await conn.disconnect(nowait=True)  # replies still owed: do not reuse
-            await self._pool.release(conn)
+        await self._drop()
 
 
 class PipelineGroupReader:

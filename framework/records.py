@@ -7,10 +7,23 @@ from typing import Any, NamedTuple
 
 
 class StreamEntry(NamedTuple):
-    """One stream entry. ``fields`` is empty when the entry was deleted while pending."""
+    """One stream entry. ``fields`` is empty when the entry was deleted while pending.
+
+    ``raw`` is the entry's ``[name, value, …]`` list exactly as stored, set when the
+    framework parsed the reply itself (the poll loop, recovery, exact ranges): it keeps what
+    a dict cannot, a field name given twice, so a dead letter can carry the entry as it came.
+    """
 
     id: str
     fields: dict[str, str]
+    raw: list[str] | None = None
+
+    @property
+    def pairs(self) -> list[str]:
+        """``[name, value, …]`` as stored (from ``raw`` when known, else from ``fields``)."""
+        if self.raw is not None:
+            return self.raw
+        return [text for pair in self.fields.items() for text in pair]
 
     @property
     def deleted(self) -> bool:

@@ -47,6 +47,10 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return id
 """
 
+# XRANGE through a script, so the reply can be read undecoded and parsed by the framework:
+# a field name given twice and non-UTF-8 bytes survive (decoding.py). ARGV: start, end, count.
+RANGE = "return redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])"
+
 # Prefix of IdempotentScript: the marker is KEYS[1] and its TTL (ms) ARGV[1]; both are
 # removed before the user's body runs, so the body sees its own KEYS/ARGV from 1.
 IDEMPOTENT_PREFIX = """

@@ -85,3 +85,18 @@ def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
     assert r.exists("{src}:dlq")
     assert "1 dead letters" in cli(redis_url, "dlq", "purge", "{src}:dlq", "--yes")
     assert not r.exists("{src}:dlq")
+
+
+def test_dlq_replay_writes_back_the_exact_bytes(redis_url: str, r: redis.Redis) -> None:
+    """A dead letter of an entry that is not UTF-8, with a name given twice, goes back to
+    its stream byte for byte (what the listener dead-letters, see decoding.py)."""
+    original = [b"currency", b"\xe9UR", b"tag", b"a", b"tag", b"b", b"dlq_reason", b"mine"]
+    r.execute_command("XADD", "{bin}:dlq", "*", *original, "dlq_reason", "undecodable",
+                      "dlq_stream", "bin", "dlq_id", "1-0", "dlq_group", "g", "dlq_fields", "4")
+    assert "replayed 1" in cli(redis_url, "dlq", "replay", "{bin}:dlq", "--all")
+    raw = redis.Redis.from_url(redis_url)
+    ((_, flat),) = raw.execute_command("EVAL", "return redis.call('XRANGE', KEYS[1], '-', '+')",
+                                       1, "bin")
+    raw.close()
+    assert flat == original
+    assert r.xlen("{bin}:dlq") == 0

@@ -16,6 +16,7 @@ from time import perf_counter
 from typing import Any
 
 from framework.codecs import PayloadError, codec_for
+from framework.decoding import undecodable
 from framework.handler import StreamHandler
 from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
@@ -23,6 +24,7 @@ from framework.listener.stats import ListenerStats
 from framework.logs import ENTRY_ID, install_entry_context
 from framework.message import Message
 from framework.records import StreamEntry
+from framework.reliability.dead_letter import REASON_UNDECODABLE
 from framework.reliability.idempotency import Idempotency
 from framework.reliability.retry import exhausted
 
@@ -92,15 +94,27 @@ class Dispatcher:
 
     async def _one(self, entry: StreamEntry, deliveries: int) -> None:
         spec = self._spec
-        entry_id, fields = entry
+        entry_id, fields, _ = entry
         if spec.dead_letter_stream is not None and exhausted(deliveries, spec.retry):
             await self._failures.exhausted(entry, deliveries)
+            return
+        problem = undecodable(entry)
+        if problem is not None:
+            self._stats.invalid += 1
+            await self._failures.invalid(entry, PayloadError(problem), deliveries,
+                                         REASON_UNDECODABLE)
             return
         try:
             payload = self._decode(fields)
         except PayloadError as exc:
             self._stats.invalid += 1
             await self._failures.invalid(entry, exc, deliveries)
+            return
+        except Exception as exc:  # a validator that raised something else: same verdict
+            self._stats.invalid += 1
+            await self._failures.invalid(
+                entry, PayloadError(f"payload could not be built: {type(exc).__name__}: "
+                                    f"{exc}", exc), deliveries)
             return
         idempotency = self._idempotency
         marker = idempotency.marker_for(fields) if idempotency is not None else None

@@ -15,7 +15,7 @@ from framework.records import StreamEntry
 from framework.reliability.dead_letter import (
     REASON_INVALID_PAYLOAD,
     REASON_MAX_DELIVERIES,
-    dead_letter_fields,
+    dead_letter_pairs,
 )
 from framework.reliability.ownership import OwnershipKeeper
 from framework.reliability.retry import Next, after_failure
@@ -54,15 +54,17 @@ class FailurePolicy:
                         deliveries, type(exc).__name__, exc)
             self._release(entry.id)
 
-    async def invalid(self, entry: StreamEntry, exc: Exception, deliveries: int) -> None:
-        """A payload that fails validation cannot succeed on retry: dead-letter it now."""
+    async def invalid(self, entry: StreamEntry, exc: Exception, deliveries: int,
+                      reason: str = REASON_INVALID_PAYLOAD) -> None:
+        """An entry that cannot become the handler's payload (not UTF-8, fails validation)
+        cannot succeed on retry: dead-letter it now."""
         log = logger.bind(entry_id=entry.id)
         if self._spec.dead_letter_stream is None:
-            log.error("payload rejected ({}); no dead-letter stream, so it stays pending", exc)
+            log.error("entry rejected ({}); no dead-letter stream, so it stays pending", exc)
             self._release(entry.id)
             return
-        log.error("payload rejected ({}); dead-lettering", exc)
-        await self.dead_letter(entry, REASON_INVALID_PAYLOAD, exc, deliveries)
+        log.error("entry rejected ({}); dead-lettering", exc)
+        await self.dead_letter(entry, reason, exc, deliveries)
 
     async def exhausted(self, entry: StreamEntry, deliveries: int) -> None:
         """Delivered too often without an outcome (its consumers died on it)."""
@@ -75,12 +77,12 @@ class FailurePolicy:
                           deliveries: int | None) -> None:
         spec = self._spec
         assert spec.dead_letter_stream is not None
-        fields = dead_letter_fields(entry.fields, reason=reason, error=exc, stream=spec.stream,
-                                    entry_id=entry.id, group=spec.group, deliveries=deliveries)
+        pairs = dead_letter_pairs(entry, reason=reason, error=exc, stream=spec.stream,
+                                  group=spec.group, deliveries=deliveries)
         try:
             written = await self._operator.dead_letter(spec.stream, spec.dead_letter_stream,
                                                        spec.group, spec.consumer, entry.id,
-                                                       fields)
+                                                       pairs)
         except Exception as err:
             logger.bind(entry_id=entry.id).warning(
                 "could not dead-letter ({}); left pending, it will be reclaimed", err)

@@ -13,6 +13,7 @@ from typing import Any
 
 from framework.config.durations import to_ms
 from framework.config.models import IdempotencySettings
+from framework.decoding import is_text
 from framework.message import Message
 from framework.operator import RedisClient
 from framework.scripts import IDEMPOTENT_PREFIX
@@ -49,8 +50,12 @@ class Idempotency:
         self.ttl = settings.ttl
 
     def marker_for(self, fields: dict[str, str]) -> str | None:
+        """None when the entry has no usable key (absent, or not UTF-8: such an entry is
+        dead-lettered, and a key made of escaped bytes must not reach the server)."""
         value = business_key(fields, self.settings.key, self.json_field)
-        return None if value is None else marker_key(self.settings.prefix, self.group, value)
+        if value is None or not is_text(value):
+            return None
+        return marker_key(self.settings.prefix, self.group, value)
 
 
 class IdempotentScript:

@@ -167,8 +167,12 @@ def test_replay_shows_then_redelivers_from_the_given_id(
 ) -> None:
     import redis as sync_redis
 
-    with sync_redis.Redis.from_url(redis_url, decode_responses=True) as r:
-        ids = [r.xadd("replay-me", {"n": str(i)}) for i in range(5)]
+    with sync_redis.Redis.from_url(redis_url, decode_responses=True,
+                                   encoding_errors="surrogateescape") as r:
+        ids = [r.xadd("replay-me", {"n": str(i)}) for i in range(2)]
+        # An entry that is not UTF-8 once made the replay command crash.
+        ids.append(r.execute_command("XADD", "replay-me", "*", "currency", b"\xe9UR"))
+        ids += [r.xadd("replay-me", {"n": str(i)}) for i in range(3, 5)]
         r.xgroup_create("replay-me", "g", "0")
         r.xreadgroup("g", "c", {"replay-me": ">"}, count=5)
         r.xack("replay-me", "g", *ids)

@@ -97,7 +97,7 @@ async def test_invalid_payload_without_dead_letter_stream_is_logged_and_left_pen
     finally:
         logger.remove(sink)
     assert container.subscriptions["orders"].stats.invalid == 1
-    assert any("payload rejected (invalid Order: qty: Input should be a valid integer" in ln
+    assert any("entry rejected (invalid Order: qty: Input should be a valid integer" in ln
                and "it stays pending" in ln for ln in lines)
     await wait_until(lambda: equals(pel(operator, key), 1))
 

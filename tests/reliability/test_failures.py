@@ -44,7 +44,7 @@ async def test_always_failing_entry_is_dead_lettered_with_every_field(
     assert dead.fields == {
         "n": "7", "fail": "yes", "dlq_reason": "max_deliveries",
         "dlq_error": "RuntimeError: boom on 7", "dlq_stream": key, "dlq_id": entry,
-        "dlq_group": "g", "dlq_deliveries": "3"}
+        "dlq_group": "g", "dlq_deliveries": "3", "dlq_fields": "2"}
     assert abs((datetime.fromisoformat(at) - datetime.now(datetime.fromisoformat(at).tzinfo))
                .total_seconds()) < 30
     assert await pel(operator, key) == 0  # acked in the same step

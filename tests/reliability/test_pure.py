@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 from framework.config.models import RetrySettings
-from framework.reliability.dead_letter import dead_letter_fields, original_fields
+from framework.records import StreamEntry
+from framework.reliability.dead_letter import dead_letter_pairs, original_pairs
 from framework.reliability.idempotency import business_key, marker_key
 from framework.reliability.retry import Next, after_failure, exhausted
 from framework.reliability.slots import colocated, hash_tag, same_slot, slot
@@ -34,16 +35,25 @@ def test_exhausted_only_past_the_limit() -> None:
     assert exhausted(5, RETRY)
 
 
-def test_dead_letter_fields() -> None:
+def test_dead_letter_pairs_keep_the_entry_as_it_came() -> None:
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    fields = dead_letter_fields({"order_id": "o1", "dlq_reason": "old"}, reason="max_deliveries",
-                                error=ValueError("no stock"), stream="orders", entry_id="1-0",
-                                group="g", deliveries=5, now=now)
-    assert fields == {
-        "order_id": "o1", "dlq_reason": "max_deliveries", "dlq_error": "ValueError: no stock",
-        "dlq_stream": "orders", "dlq_id": "1-0", "dlq_group": "g", "dlq_deliveries": "5",
-        "dlq_at": "2026-11-23T12:00:00.000+00:00"}
-    assert original_fields(fields) == {"order_id": "o1"}
+    # A name of ours (dlq_reason), a repeated name and escaped raw bytes: all kept, in order.
+    stored = ["order_id", "o1", "dlq_reason", "old", "a", "1", "a", "\udce9UR"]
+    entry = StreamEntry("1-0", {"order_id": "o1", "dlq_reason": "old", "a": "\udce9UR"}, stored)
+    pairs = dead_letter_pairs(entry, reason="max_deliveries", error=ValueError("no stock"),
+                              stream="orders", group="g", deliveries=5, now=now)
+    assert pairs == [*stored,
+                     "dlq_reason", "max_deliveries", "dlq_error", "ValueError: no stock",
+                     "dlq_stream", "orders", "dlq_id", "1-0", "dlq_group", "g",
+                     "dlq_deliveries", "5", "dlq_at", "2026-11-23T12:00:00.000+00:00",
+                     "dlq_fields", "4"]
+    fields = dict(zip(pairs[0::2], pairs[1::2], strict=True))
+    assert original_pairs(StreamEntry("9-0", fields, pairs)) == stored
+
+
+def test_original_pairs_of_a_legacy_dead_letter() -> None:
+    legacy = {"order_id": "o1", "dlq_reason": "max_deliveries", "dlq_stream": "orders"}
+    assert original_pairs(StreamEntry("9-0", legacy)) == ["order_id", "o1"]
 
 
 def test_hash_tags_and_slots() -> None:
