@@ -29,6 +29,15 @@ class WrongTypeError(StreambootError):
         self.key = key
 
 
+class MissingStreamError(StreambootError):
+    """A write that must not create the stream (``NOMKSTREAM``) found none: nothing was
+    written. A rotated period's stream is created with its group and TTL, never by XADD."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"stream {key!r} does not exist; the entry was not written")
+        self.key = key
+
+
 class HandlerResolutionError(StreambootError):
     """A listener's ``handler`` cannot be imported, found or constructed."""
 

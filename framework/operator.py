@@ -21,7 +21,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from framework import scripts
 from framework.config.durations import to_ms
 from framework.decoding import from_wire, to_wire
-from framework.errors import translate_response_error
+from framework.errors import MissingStreamError, translate_response_error
 from framework.reader import (
     ConnectionGroupReader,
     GroupReader,
@@ -99,13 +99,38 @@ class RedisOperator:
         approximate: bool = True,
         nomkstream: bool = False,
     ) -> str:
-        """Append an entry; ``maxlen``/``minid`` trim in the same command (``~`` by default)."""
-        return str(
-            await self._run(
-                key, "", self.client.xadd, key, dict(fields), id=entry_id, maxlen=maxlen,
-                minid=minid, approximate=approximate, nomkstream=nomkstream,
-            )
+        """Append an entry; ``maxlen``/``minid`` trim in the same command (``~`` by default).
+
+        With ``nomkstream`` a missing stream is not created: that raises
+        :class:`MissingStreamError` — nothing was written, and no placeholder id is returned.
+        """
+        reply = await self._run(
+            key, "", self.client.xadd, key, dict(fields), id=entry_id, maxlen=maxlen,
+            minid=minid, approximate=approximate, nomkstream=nomkstream,
         )
+        if reply is None:
+            raise MissingStreamError(key)
+        return str(reply)
+
+    async def xadd_many(
+        self,
+        key: str,
+        entries: Sequence[Mapping[str, str]],
+        *,
+        maxlen: int | None = None,
+        nomkstream: bool = False,
+    ) -> list[str | None]:
+        """XADD every entry in one pipelined round trip, in order. None where NOMKSTREAM
+        found no stream (that entry was not written)."""
+        pipe = self.client.pipeline(transaction=False)
+        for fields in entries:
+            pipe.xadd(key, dict(fields), maxlen=maxlen,  # type: ignore[arg-type]
+                      approximate=True, nomkstream=nomkstream)
+        try:
+            replies = await pipe.execute()
+        except ResponseError as exc:
+            raise translate_response_error(exc, key) from exc
+        return [None if r is None else str(r) for r in replies]
 
     async def xadd_pairs(self, key: str, pairs: Sequence[str]) -> str:
         """XADD a flat ``[name, value, …]`` list exactly as given: repeated names kept,

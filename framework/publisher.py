@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from framework.clock import Clock, SystemClock
 from framework.codecs import Codec, codec_for
 from framework.config.models import BackpressureSettings, ListenerSettings
-from framework.errors import StreambootError
+from framework.errors import MissingStreamError, StreambootError
 from framework.lifecycle.rotation import RotationPolicy
 from framework.operator import RedisOperator
 
@@ -42,6 +42,7 @@ class Publisher:
         self._group = group
         self._checked_at = -1.0
         self._full = False
+        self._ready: str | None = None  # the period stream known to exist
 
     @classmethod
     def for_listener(cls, operator: RedisOperator, listener: ListenerSettings,
@@ -67,27 +68,48 @@ class Publisher:
     async def publish(self, payload: BaseModel) -> str:
         """XADD the payload with the listener's codec (MAXLEN ~ from its retention).
 
-        A rotated key is never created here (NOMKSTREAM): the rotation job creates each
-        period's stream with its TTL, so a publish cannot leave a stream without expiry.
+        A rotated period's stream is never created by XADD (NOMKSTREAM): when no consumer
+        has created it yet (a deploy across a boundary), the publisher creates it first
+        with its group and TTL in one step, as the rotation job does. Either the entry is
+        written and its id returned, or this raises.
         """
-        key = self.key()
-        await self._admit(key)
-        return await self._operator.xadd(key, self.fields(payload), maxlen=self._max_len,
-                                         nomkstream=self._rotation is not None)
+        return (await self.publish_many([payload]))[0]
 
     async def publish_many(self, payloads: Sequence[BaseModel], chunk: int = 500) -> list[str]:
-        """XADD many payloads, ``chunk`` per pipelined round trip."""
+        """XADD many payloads, ``chunk`` per pipelined round trip, in order."""
         key = self.key()
         ids: list[str] = []
         for start in range(0, len(payloads), chunk):
             await self._admit(key)
-            pipe = self._operator.client.pipeline(transaction=False)
-            for payload in payloads[start:start + chunk]:
-                pipe.xadd(key, self.fields(payload),  # type: ignore[arg-type]
-                          maxlen=self._max_len, approximate=True,
-                          nomkstream=self._rotation is not None)
-            ids.extend(str(i) for i in await pipe.execute())
+            ids.extend(await self._write(key, [self.fields(p)
+                                               for p in payloads[start:start + chunk]]))
         return ids
+
+    async def _write(self, key: str, entries: list[dict[str, str]]) -> list[str]:
+        rotated = self._rotation is not None
+        await self._ensure_period(key)
+        ids = await self._operator.xadd_many(key, entries, maxlen=self._max_len,
+                                             nomkstream=rotated)
+        missing = [i for i, entry_id in enumerate(ids) if entry_id is None]
+        if missing:  # the period's stream vanished since it was made (deleted, flushed)
+            self._ready = None
+            await self._ensure_period(key)
+            again = await self._operator.xadd_many(key, [entries[i] for i in missing],
+                                                   maxlen=self._max_len, nomkstream=rotated)
+            for index, entry_id in zip(missing, again, strict=True):
+                if entry_id is None:
+                    raise MissingStreamError(key)
+                ids[index] = entry_id
+        return [str(i) for i in ids]
+
+    async def _ensure_period(self, key: str) -> None:
+        """Create the period's stream (with the listener's group and the TTL) unless this
+        publisher already saw it: one round trip per period, not per publish."""
+        if self._rotation is None or key == self._ready:
+            return
+        await self._operator.create_stream(key, ttl=self._rotation.settings.ttl,
+                                           group=self._group, start_id="0")
+        self._ready = key
 
     async def _admit(self, key: str) -> None:
         """Refuse (or wait) while the stream is over its limits; checked at most every

@@ -1,12 +1,14 @@
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
 
 from framework import RedisOperator
+from framework.clock import FakeClock
 from framework.codecs import FlatCodec
-from framework.config.models import BackpressureSettings
+from framework.config.models import BackpressureSettings, ListenerSettings, RotationSettings
+from framework.errors import MissingStreamError
 from framework.publisher import Backpressure, Publisher
 
 
@@ -53,3 +55,48 @@ async def test_backpressure_on_group_lag_can_wait(operator: RedisOperator, key: 
     await operator.xreadgroup(key, "g", "c", count=10)  # the consumer catches up
     await asyncio.wait_for(waiting, timeout=5)
     assert await operator.xlen(key) == 3
+
+
+def rotated_listener(key: str) -> ListenerSettings:
+    return ListenerSettings(stream=key, group="g", handler="-", rotation=RotationSettings(
+        period=timedelta(hours=1), key_format=key + ":%Y%m%d%H", ttl=timedelta(hours=3)))
+
+
+async def test_publish_before_any_consumer_creates_the_period_stream(
+        operator: RedisOperator, key: str) -> None:
+    """A deploy across a boundary: no rotation job has made this period's stream yet. The
+    entry still lands in the right period stream, which has its group and its TTL (it once
+    came back as the string 'None', with nothing written)."""
+    clock = FakeClock(datetime(2026, 12, 1, 10, 30, tzinfo=UTC))
+    publisher = Publisher.for_listener(operator, rotated_listener(key), clock)
+    entry_id = await publisher.publish(Event(n=1))
+    period = f"{key}:2026120110"
+    (entry,) = await operator.xrange(period)
+    assert entry.id == entry_id
+    assert entry.fields == {"n": "1"}
+    assert [g.name for g in await operator.info_groups(period)] == ["g"]
+    ttl = await operator.ttl(period)
+    assert ttl is not None
+    assert timedelta(hours=2, minutes=59) < ttl <= timedelta(hours=3)
+    clock.advance(timedelta(hours=1))  # the next period: created on the first publish too
+    ids = await publisher.publish_many([Event(n=i) for i in range(3)])
+    assert [e.id for e in await operator.xrange(f"{key}:2026120111")] == ids
+
+
+async def test_publish_recreates_a_period_stream_deleted_meanwhile(
+        operator: RedisOperator, key: str) -> None:
+    clock = FakeClock(datetime(2026, 12, 1, 10, 30, tzinfo=UTC))
+    publisher = Publisher.for_listener(operator, rotated_listener(key), clock)
+    await publisher.publish(Event(n=1))
+    await operator.client.delete(f"{key}:2026120110")  # flushed, or expired early
+    entry_id = await publisher.publish(Event(n=2))
+    assert [e.id for e in await operator.xrange(f"{key}:2026120110")] == [entry_id]
+    assert await operator.ttl(f"{key}:2026120110") is not None
+
+
+async def test_xadd_without_mkstream_raises_instead_of_a_fake_id(
+        operator: RedisOperator, key: str) -> None:
+    with pytest.raises(MissingStreamError, match="does not exist"):
+        await operator.xadd(key, {"n": "1"}, nomkstream=True)
+    assert await operator.xadd_many(key, [{"n": "1"}], nomkstream=True) == [None]
+    assert not await operator.exists(key)
