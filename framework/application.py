@@ -28,10 +28,11 @@ from framework.jobs.recovery import PendingRecovery
 from framework.jobs.retention import RetentionJob
 from framework.jobs.rotation import RotationJob
 from framework.lifecycle.rotation import RotationPolicy
-from framework.listener.container import ListenerContainer
+from framework.listener.container import CANCEL_GRACE, ListenerContainer
 from framework.listener.spec import resolve_listener
 from framework.metrics import StreambootCollector, build_registry
 from framework.operator import RedisOperator
+from framework.shutdown import EXIT_FORCED, EXIT_OK, STOP_MARGIN, StopDeadline, take_signals
 
 
 def container_class(settings: AppSettings, file: str = "<settings>") -> type[StreambootContainer]:
@@ -198,11 +199,22 @@ class Application:
         await _maybe_await(self.container.shutdown_resources())
         logger.info("{} stopped", self.settings.application.name)
 
-    async def run_until_signalled(self) -> None:
-        """Run until SIGINT/SIGTERM, then stop gracefully; a second signal forces."""
+    def stop_bound(self) -> float:
+        """Seconds within which a stop ends, whatever handlers do (see shutdown.py)."""
+        subs = self.listeners.subscriptions.values() if self.listeners is not None else ()
+        listeners = max((sub.stop_bound for sub in subs), default=0.0)
+        return listeners + CANCEL_GRACE + STOP_MARGIN
+
+    async def run_until_signalled(self) -> int:
+        """Run until SIGINT/SIGTERM, then stop gracefully; a second signal forces.
+
+        Returns the exit code: :data:`EXIT_OK`, or :data:`EXIT_FORCED` when handlers were
+        still running at the end of the stop (their entries stay pending).
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
+        deadline = StopDeadline()
 
         def on_signal(signum: int) -> None:
             if stop.is_set():
@@ -213,15 +225,16 @@ class Application:
             logger.info("{} received: stopping gracefully", signal.Signals(signum).name)
             stop.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig)
+        restore = take_signals(loop, on_signal, lambda: deadline.arm(self.stop_bound()))
         try:
             await self.start(wait_live=None)
             await stop.wait()
             await self.stop()  # still under our handlers: a second signal cancels this
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            restore()
+            deadline.cancel()
+        forced = self.listeners is not None and self.listeners.forced
+        return EXIT_FORCED if forced else EXIT_OK
 
 
 def _log_missed(event: Any) -> None:

@@ -17,6 +17,7 @@ from framework.cli_inspect import register as register_inspect_commands
 from framework.config.errors import ConfigError
 from framework.config.loader import load_settings
 from framework.logs import configure_logging
+from framework.shutdown import EXIT_FORCED
 
 app = typer.Typer(help="Streamboot: declarative Redis Streams consumers.", no_args_is_help=True,
                   add_completion=False)
@@ -45,10 +46,11 @@ def run(config: ConfigArg) -> None:
         _print_problems(exc)
         raise typer.Exit(2) from None
     try:
-        asyncio.run(application.run_until_signalled())
+        code = asyncio.run(application.run_until_signalled())
     except asyncio.CancelledError:
         err.print("[red]forced stop: in-flight entries stay pending[/red]")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FORCED) from None
+    raise typer.Exit(code)
 
 
 @app.command()

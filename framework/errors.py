@@ -38,6 +38,16 @@ class MissingStreamError(StreambootError):
         self.key = key
 
 
+class HandlerTimeout(StreambootError):
+    """A handler ran past ``handler_timeout``: it was cancelled (a sync one's thread was
+    abandoned) and the delivery counts as failed."""
+
+    def __init__(self, entry_id: str, seconds: float) -> None:
+        super().__init__(f"handler did not finish entry {entry_id} within "
+                         f"handler_timeout ({seconds:g}s)")
+        self.entry_id = entry_id
+
+
 class HandlerResolutionError(StreambootError):
     """A listener's ``handler`` cannot be imported, found or constructed."""
 

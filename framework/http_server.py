@@ -16,8 +16,14 @@ from framework.operator import RedisOperator
 
 async def health(operator: RedisOperator,
                  subscriptions: dict[str, Subscription]) -> dict[str, object]:
-    """Healthy: Redis answers PING within 1s, and every poll loop read or handled within
-    2 × its poll_timeout (a loop stuck in backoff or ended by an error is not)."""
+    """Healthy: Redis answers PING within 1s, and every listener makes progress.
+
+    Progress is judged by what the listener is doing. Handling entries, however long they
+    legitimately take, is progress — unless a handler runs past ``handler_timeout`` (one
+    that ignored its cancellation, or a sync handler's abandoned thread still running):
+    that is what a restart would cure. Otherwise the loop must have read within
+    2 × ``poll_timeout`` (+1s): one stuck in backoff or ended by an error has not.
+    """
     problems: list[str] = []
     try:
         await asyncio.wait_for(operator.ping(), 1.0)
@@ -25,10 +31,17 @@ async def health(operator: RedisOperator,
         problems.append(f"redis unreachable: {type(exc).__name__}: {exc}")
     now = time.monotonic()
     for name, sub in subscriptions.items():
-        limit = 2 * sub.spec.poll_timeout.total_seconds()
+        limit = 2 * sub.spec.poll_timeout.total_seconds() + 1.0
+        timeout = sub.spec.handler_timeout.total_seconds()
+        late = sub.overdue()
         if sub.failure is not None:
             problems.append(f"listener {name} stopped: {sub.failure}")
-        elif now - sub.stats.last_poll > limit:
+        elif late:
+            for entry_id, seconds in late:
+                what = f"entry {entry_id}" if entry_id else "an abandoned sync thread"
+                problems.append(f"listener {name}: handler on {what} running for "
+                                f"{seconds:.1f}s (handler_timeout {timeout:g}s)")
+        elif not sub.busy and now - sub.stats.last_poll > limit:
             problems.append(f"listener {name} has not polled for "
                             f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s)")
     return {"healthy": not problems, "problems": problems}

@@ -34,6 +34,7 @@ from framework.records import (
     GroupInfo,
     PendingEntry,
     PendingSummary,
+    ReclaimStep,
     StreamEntry,
     StreamInfo,
 )
@@ -57,6 +58,7 @@ class RedisOperator:
         self._dead_letter = client.register_script(scripts.DEAD_LETTER)
         self._delete_idle_consumer = client.register_script(scripts.DELETE_IDLE_CONSUMER)
         self._range = client.register_script(scripts.RANGE)
+        self._reclaim_one = client.register_script(scripts.RECLAIM_ONE)
 
     # -- keys ---------------------------------------------------------------------------
     async def create_stream(
@@ -380,6 +382,17 @@ class RedisOperator:
                                 to_ms(min_idle), start_id=start_id, count=count)
         deleted = [str(i) for i in reply[2]] if len(reply) > 2 else []
         return AutoClaimResult(str(reply[0]), _entries(reply[1]), deleted)
+
+    async def reclaim_one(self, key: str, group: str, consumer: str, min_idle: timedelta,
+                          start_id: str = "0-0", steps: int = 100) -> ReclaimStep:
+        """XAUTOCLAIM at most one entry idle for ``min_idle`` (scanning up to ``steps`` × 10
+        PEL rows), with its delivery count, in one round trip. Binary-safe: the entry keeps
+        its exact fields (``StreamEntry.raw``)."""
+        cursor, row, deleted, deliveries = await self._eval_exact(
+            key, group, self._reclaim_one, [key], [group, consumer, to_ms(min_idle), start_id,
+                                                   steps])
+        entry = parse_entries([row])[0] if row else None
+        return ReclaimStep(str(cursor), entry, int(deliveries), [str(i) for i in deleted])
 
     async def delivery_counts(self, key: str, group: str, ids: Sequence[str]) -> dict[str, int]:
         """How often each pending id was delivered (absent: no longer pending)."""

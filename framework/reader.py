@@ -37,6 +37,9 @@ class ReadResult:
 
 
 class GroupReader(Protocol):
+    interruptible: bool
+    """Whether ``interrupt`` really ends a blocked read (else it ends with its BLOCK)."""
+
     async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
                    marker_ttl: timedelta | None, *, count: int, block: timedelta,
                    entry_id: str) -> None: ...
@@ -83,6 +86,8 @@ class ConnectionGroupReader:
     decodes with ``surrogateescape`` (see decoding.py), whatever the client does, so one
     entry with non-UTF-8 bytes cannot fail the read of its whole batch.
     """
+
+    interruptible = True
 
     def __init__(self, client: Redis, stream: str, group: str, consumer: str) -> None:
         self._client = client
@@ -172,6 +177,8 @@ class ConnectionGroupReader:
 
 class PipelineGroupReader:
     """Redis Cluster (or any client): the same round trip through a pooled pipeline."""
+
+    interruptible = False
 
     def __init__(self, operator: Any, stream: str, group: str, consumer: str) -> None:
         self._operator = operator

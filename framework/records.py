@@ -65,6 +65,21 @@ class AutoClaimResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ReclaimStep:
+    """One entry reclaimed (or none found this step), with its delivery count."""
+
+    next_id: str
+    entry: StreamEntry | None
+    deliveries: int
+    deleted_ids: list[str]
+
+    @property
+    def done(self) -> bool:
+        """The scan reached the end of the PEL."""
+        return self.next_id == "0-0"
+
+
+@dataclass(frozen=True, slots=True)
 class StreamInfo:
     length: int
     first_entry: StreamEntry | None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from framework.errors import StreambootError
-from framework.lifecycle.retention import parse_id
+from framework.ids import before
 from framework.operator import RedisOperator
 
 _COUNT_LIMIT = 10_000
@@ -25,14 +25,6 @@ class ReplayPlan:
         count = f"{self.entries}{'+' if self.more else ''}"
         return (f"group {self.group!r} on {self.stream!r}: last-delivered {self.current} -> "
                 f"{self.target}; {count} entries will be delivered again")
-
-
-def before(entry_id: str) -> str:
-    """The largest id smaller than ``entry_id`` (``0-0`` for the start of the stream)."""
-    ms, seq = parse_id(entry_id)
-    if seq:
-        return f"{ms}-{seq - 1}"
-    return f"{ms - 1}-18446744073709551615" if ms else "0-0"
 
 
 async def plan_replay(operator: RedisOperator, stream: str, group: str,

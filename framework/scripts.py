@@ -36,6 +36,58 @@ end
 return owned
 """
 
+# The ownership keeper's renewal (reliability/ownership.py). Resets the idle time of the ids
+# this consumer still owns, and of its pending entries above ARGV[3] (entries delivered by a
+# read whose reply it has not received yet). ARGV: group, consumer, after ('' = none),
+# how many such entries at most, ids… Returns {owned ids, how many unreceived were renewed}.
+RENEW_OWNED = """
+local owned = {}
+for i = 5, #ARGV do
+  local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #row > 0 and row[1][2] == ARGV[2] then owned[#owned + 1] = ARGV[i] end
+end
+local ahead = {}
+if ARGV[3] ~= '' then
+  for _, row in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '(' .. ARGV[3], '+',
+                                  tonumber(ARGV[4]), ARGV[2])) do
+    ahead[#ahead + 1] = row[1]
+  end
+end
+local function touch(ids)
+  for start = 1, #ids, 1000 do
+    local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+    for i = start, math.min(start + 999, #ids) do args[#args + 1] = ids[i] end
+    args[#args + 1] = 'JUSTID'
+    redis.call(unpack(args))
+  end
+end
+touch(owned)
+touch(ahead)
+return {owned, #ahead}
+"""
+
+# The recovery job's claim: one entry at a time (see jobs/recovery.py), with its delivery
+# count. XAUTOCLAIM COUNT 1 claims at most one entry, so only the entry about to be handled
+# has its delivery counter raised; up to ARGV[5] steps of the PEL are scanned per call.
+# ARGV: group, consumer, min idle (ms), cursor, steps. Returns
+# {cursor, entry or false, ids deleted while pending, deliveries}.
+RECLAIM_ONE = """
+local cursor = ARGV[4]
+local deleted = {}
+for step = 1, tonumber(ARGV[5]) do
+  local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', 1)
+  cursor = reply[1]
+  for _, id in ipairs(reply[3] or {}) do deleted[#deleted + 1] = id end
+  local entry = reply[2][1]
+  if entry then
+    local row = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
+    return {cursor, entry, deleted, row[1][4]}
+  end
+  if cursor == '0-0' then break end
+end
+return {cursor, false, deleted, 0}
+"""
+
 # Dead-letter one entry: XADD to the DLQ and XACK the source in one atomic step, only
 # while this consumer still owns it, so a crash or a race neither loses nor duplicates.
 # KEYS: source stream, dead-letter stream (same slot). ARGV: group, consumer, id, fields…

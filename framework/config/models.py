@@ -80,6 +80,18 @@ class ContainerSettings(StrictModel):
     batch_size: int = Field(default=100, ge=1, le=10_000, description="XREADGROUP COUNT.")
     concurrency: int = Field(default=8, ge=1, le=1024, description="Handlers in flight.")
     shutdown_timeout: Duration = timedelta(seconds=30)
+    handler_timeout: Duration = Field(
+        default=timedelta(minutes=5),
+        description="How long one handler call may run; past it, it is cancelled (a sync "
+        "handler's thread is abandoned) and the delivery counts as failed.",
+    )
+
+    @field_validator("handler_timeout")
+    @classmethod
+    def _positive_handler_timeout(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=1):
+            raise ValueError("handler_timeout must be at least 1ms")
+        return value
 
     @field_validator("poll_timeout")
     @classmethod
@@ -231,6 +243,7 @@ class ListenerSettings(StrictModel):
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
     concurrency: int | None = Field(default=None, ge=1, le=1024)
     shutdown_timeout: Duration | None = None
+    handler_timeout: Duration | None = None
     retry: RetrySettings = RetrySettings()
     dead_letter: DeadLetterSettings = DeadLetterSettings()
     pending_scan: PendingScanSettings = PendingScanSettings()
@@ -257,6 +270,13 @@ class ListenerSettings(StrictModel):
                 f"use {colocated(self.stream, ':dlq')!r} or a common {{hash tag}}"
             )
         return self
+
+    @field_validator("handler_timeout")
+    @classmethod
+    def _handler_timeout(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(milliseconds=1):
+            raise ValueError("handler_timeout must be at least 1ms")
+        return value
 
     @field_validator("start_id")
     @classmethod

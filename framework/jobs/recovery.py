@@ -1,15 +1,24 @@
 """Pending recovery: reclaim entries of dead or hung consumers and handle them again.
 
-Per listener, each run makes one bounded ``XAUTOCLAIM`` step (``COUNT pending_scan.count``,
-``min-idle pending_scan.min_idle``) to this process's consumer, continuing the cursor of
-the previous run, and hands the claimed entries to the listener's own loop — the same
-handler path as fresh entries, with the same retry, dead-letter and idempotency rules.
 Live owners renew their entries every ``min_idle / 3`` (see ownership.py), so what is
-idle that long belongs to a consumer that is dead or hung.
+idle for ``pending_scan.min_idle`` belongs to a consumer that is dead or hung.
+
+Reclaimed entries are handled **one at a time, each acknowledged before the next is
+claimed**. They come back because their consumer died — perhaps because one of them killed
+it (``os._exit``, the OOM killer, a segfault). Claimed and handled as a batch, a poison
+entry would take its batch mates down with it on every attempt: their delivery counts
+would grow with its crashes until all of them were dead-lettered, though they had been
+applied already (their acks died with the process). Claimed one by one (XAUTOCLAIM COUNT
+1), only the entry being handled has its delivery counter raised by a crash, so only the
+poison entry reaches ``max_deliveries`` and the dead-letter stream.
+
+Each run continues the cursor of the previous one and is bounded: at most
+``pending_scan.count`` entries and about one ``interval`` of time.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from loguru import logger
@@ -37,27 +46,37 @@ class PendingRecovery:
     async def run_once(self) -> RecoveryReport:
         sub = self.subscription
         spec, scan = sub.spec, sub.spec.pending_scan
-        result = await self._operator.xautoclaim(spec.stream, spec.group, spec.consumer,
-                                                 scan.min_idle, self.cursor, scan.count)
-        self.cursor = result.next_id
         log = logger.bind(stream=spec.stream, group=spec.group, consumer=spec.consumer)
-        if result.deleted_ids:
-            # XAUTOCLAIM already removed them from the PEL: the data is gone, count it.
-            sub.stats.deleted_while_pending += len(result.deleted_ids)
-            log.warning("{} pending entries were deleted or trimmed before being handled: {}",
-                        len(result.deleted_ids), ", ".join(result.deleted_ids[:_WARN_ROWS]))
-        if result.entries:
-            ids = [e.id for e in result.entries]
-            counts = await self._operator.delivery_counts(spec.stream, spec.group, ids)
-            sub.stats.reclaimed += len(ids)
-            log.info("reclaimed {} entries idle over {}s", len(ids),
-                     scan.min_idle.total_seconds())
-            sub.inject(result.entries, counts)
+        deadline = time.monotonic() + scan.interval.total_seconds()
+        claimed: list[str] = []
+        deleted = 0
+        while len(claimed) < scan.count and not sub.stopping and time.monotonic() < deadline:
+            step = await self._operator.reclaim_one(spec.stream, spec.group, spec.consumer,
+                                                    scan.min_idle, self.cursor)
+            self.cursor = step.next_id
+            if step.deleted_ids:
+                # XAUTOCLAIM already removed them from the PEL: the data is gone, count it.
+                deleted += len(step.deleted_ids)
+                sub.stats.deleted_while_pending += len(step.deleted_ids)
+                log.warning("{} pending entries were deleted or trimmed before being handled: "
+                            "{}", len(step.deleted_ids),
+                            ", ".join(step.deleted_ids[:_WARN_ROWS]))
+            if step.entry is not None:
+                claimed.append(step.entry.id)
+                sub.stats.reclaimed += 1
+                if not await sub.recover(step.entry, step.deliveries):
+                    break  # its ack did not go out: claim no more this run
+            if step.done or step.entry is None:
+                break
+        if claimed:
+            log.info("reclaimed {} entries idle over {:g}s and handled them one at a time: {}",
+                     len(claimed), scan.min_idle.total_seconds(),
+                     ", ".join(claimed[:_WARN_ROWS]) + (" …" if len(claimed) > _WARN_ROWS
+                                                        else ""))
         overdue = await self._operator.pending_range(spec.stream, spec.group,
                                                      min_idle=scan.warn_after, count=_WARN_ROWS)
         for row in overdue:
             log.bind(entry_id=row.id).warning(
                 "entry pending for {:.0f}s (owner {}, {} deliveries)", row.idle_ms / 1000,
                 row.consumer, row.deliveries)
-        return RecoveryReport(len(result.entries), len(result.deleted_ids), len(overdue),
-                              self.cursor)
+        return RecoveryReport(len(claimed), deleted, len(overdue), self.cursor)

@@ -9,10 +9,10 @@ from loguru import logger
 from framework.clock import Clock
 from framework.config.durations import to_ms
 from framework.config.models import RetentionSettings
+from framework.ids import after
 from framework.lifecycle.retention import (
     GroupPosition,
     TrimPlan,
-    after,
     later,
     minid_for_age,
     plan_trim,

@@ -1,11 +1,13 @@
 """Rotation job: keep a rotated listener subscribed to every period that has work.
 
 Each run: create the current period's stream — and the next one's, ``precreate`` before
-its start — with its group and TTL in one atomic step; subscribe to each period's stream
-that still has undelivered or pending entries; release (unsubscribe) a past period once
-its group has lag 0 and an empty PEL. Unlike seed 004, a rotation never abandons
-unconsumed or pending entries of the previous period. A period that expired while it
-still had unconsumed entries is reported (error log and counter), never ignored.
+its start — with its group and TTL in one atomic step; keep consuming every past period
+until ``drain_margin`` after its end *and* until its group has lag 0 and an empty PEL;
+then release (unsubscribe) it, but keep looking at it on every run while it lives under
+its TTL: an entry written late (a producer with a skewed clock) subscribes it again.
+Unlike seed 004, a rotation never abandons unconsumed or pending entries of the previous
+period. A period that expired while it still had entries to consume is reported (error log
+and ``expired_unconsumed``), never ignored.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class RotationJob:
         self.subscribed: dict[str, str] = {}  # stream key -> subscription name
         self.released: set[str] = set()
         self.expired_unconsumed: list[str] = []
+        self.late_periods: list[str] = []
+        """Past periods that received entries after they were released (then consumed)."""
         self._last_seen: dict[str, int] = {}  # key -> lag + pending at the last look
         self._log = logger.bind(listener=spec.name)
 
@@ -50,7 +54,7 @@ class RotationJob:
             if period is not None:
                 await self._prepare(period)
         for period in self.policy.live_periods(now):
-            if period.start < current.start and period.key not in self.released:
+            if period.start < current.start:
                 await self._follow(period, now)
 
     async def _prepare(self, period: Period) -> None:
@@ -65,6 +69,7 @@ class RotationJob:
         self._subscribe(period.key)
 
     async def _follow(self, period: Period, now: Any) -> None:
+        """A past period: consumed while it may still receive or hold work."""
         key = period.key
         groups = {g.name: g for g in await self._operator.info_groups(key)}
         group = groups.get(self.spec.group)
@@ -73,14 +78,22 @@ class RotationJob:
                 self.expired_unconsumed.append(key)
                 self._log.error("{} expired with about {} entries unconsumed or pending: "
                                 "raise rotation.ttl or drain faster", key, self._last_seen[key])
+            self._last_seen.pop(key, None)
             await self._release(key)
             return
         remaining = (group.lag or 0) + group.pending
         self._last_seen[key] = remaining
-        if remaining == 0 and period.end <= now:
-            self._log.info("{} drained (lag 0, nothing pending): released", key)
-            await self._release(key)
-        else:
+        if key in self.subscribed:
+            if remaining == 0 and now >= period.end + self.policy.settings.drain_margin:
+                self._log.info("{} drained (lag 0, nothing pending) and past its drain "
+                               "margin: released", key)
+                await self._release(key)
+        elif remaining > 0:
+            if key in self.released:
+                self._log.warning("{} received {} entries after it was released (a producer's "
+                                  "clock is behind?): consuming it again", key, remaining)
+                self.late_periods.append(key)
+            self.released.discard(key)
             self._subscribe(key)
 
     def _subscribe(self, key: str) -> None:
@@ -95,7 +108,6 @@ class RotationJob:
 
     async def _release(self, key: str) -> None:
         self.released.add(key)
-        self._last_seen.pop(key, None)
         name = self.subscribed.pop(key, None)
         if name is not None:
             await self._listeners.unregister(name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from framework.ids import after, format_id, parse_id
+
 
 @dataclass(frozen=True, slots=True)
 class GroupPosition:
@@ -25,21 +27,6 @@ class TrimPlan:
     """Trim everything older than this id; None: nothing to trim."""
     held_back_by: list[GroupPosition]
     """Groups whose unfinished work stopped the policy from trimming as far as it asked."""
-
-
-def parse_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def format_id(parts: tuple[int, int]) -> str:
-    return f"{parts[0]}-{parts[1]}"
-
-
-def after(entry_id: str) -> str:
-    """The smallest id greater than ``entry_id``."""
-    ms, seq = parse_id(entry_id)
-    return format_id((ms, seq + 1))
 
 
 def safe_point(group: GroupPosition) -> str:

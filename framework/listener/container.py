@@ -24,17 +24,23 @@ from framework.handler import StreamHandler
 from framework.listener.poll import Subscription
 from framework.listener.spec import ListenerSpec
 from framework.operator import RedisOperator
-from framework.reliability.ownership import SyncClient
+from framework.reliability.ownership import RenewalThread, SyncClient
+
+CANCEL_GRACE = 2.0
+"""After cancelling a subscription that overran its stop bound, how long its cleanup (the
+last acks, closing its connection) may take before the stop goes on without it."""
 
 
 class ListenerContainer:
     def __init__(self, operator: RedisOperator, keeper_client: SyncClient | None = None) -> None:
         """``keeper_client`` (a synchronous client) renews ownership of in-flight entries
-        from a thread; without it, slow entries may be reclaimed by other consumers."""
+        from one thread; without it, slow entries may be reclaimed by other consumers."""
         self._operator = operator
-        self._keeper_client = keeper_client
+        self._renewals = RenewalThread(keeper_client) if keeper_client is not None else None
         self._subscriptions: dict[str, Subscription] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.forced = False
+        """Set when a stop had to cancel handlers still running at shutdown_timeout."""
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
@@ -47,7 +53,7 @@ class ListenerContainer:
     def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> Subscription:
         if spec.name in self._subscriptions:
             raise ValueError(f"listener {spec.name!r} is already registered")
-        subscription = Subscription(spec, self._operator, handler, self._keeper_client)
+        subscription = Subscription(spec, self._operator, handler, self._renewals)
         self._subscriptions[spec.name] = subscription
         if self._tasks:  # registered after start: start it now
             self._spawn(subscription)
@@ -61,7 +67,7 @@ class ListenerContainer:
         subscription.request_stop()
         task = self._tasks.pop(name, None)
         if task is not None:
-            await self._drain(name, task, subscription.spec)
+            await self._drain(name, task, subscription)
 
     async def start(self, timeout: float | None = 30.0) -> None:
         """Start every subscription; with a timeout, wait until each is live."""
@@ -83,19 +89,27 @@ class ListenerContainer:
         """Stop polling, let in-flight handlers finish within ``shutdown_timeout``, ack them."""
         for subscription in self._subscriptions.values():
             subscription.request_stop()
-        await asyncio.gather(*(self._drain(name, task, self._subscriptions[name].spec)
+        await asyncio.gather(*(self._drain(name, task, self._subscriptions[name])
                                for name, task in self._tasks.items()))
         self._tasks.clear()
+        if self._renewals is not None:
+            self._renewals.stop()
 
-    async def _drain(self, name: str, task: asyncio.Task[None], spec: ListenerSpec) -> None:
-        # The read in progress may block for poll_timeout before the drain can begin.
-        limit = spec.shutdown_timeout.total_seconds() + spec.poll_timeout.total_seconds()
+    async def _drain(self, name: str, task: asyncio.Task[None],
+                     subscription: Subscription) -> None:
+        """Wait for the subscription to finish its entries, at most its stop bound; then
+        cancel what still runs — those entries stay pending, never acked unhandled."""
+        limit = subscription.stop_bound
         done, _ = await asyncio.wait({task}, timeout=limit)
         if not done:
-            logger.warning("listener {} did not finish within {}s; cancelling (its unacked "
-                           "entries stay pending)", name, limit)
+            self.forced = True
+            logger.warning("listener {} did not finish within {:g}s (shutdown_timeout); "
+                           "cancelling its handlers, their entries stay pending", name, limit)
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE)
+            if not done:
+                logger.error("listener {} still busy {:g}s after cancel; stopping without "
+                             "it", name, CANCEL_GRACE)
             return
         exc = task.exception()
         if exc is not None:

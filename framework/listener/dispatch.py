@@ -1,100 +1,232 @@
-"""Run a batch of entries through one handler, at most ``concurrency`` at a time.
+"""Run entries through one handler, at most ``concurrency`` at a time, none unbounded.
 
 Successes are collected for acknowledgement (with their idempotency markers); every
 other outcome goes to the :class:`FailurePolicy`, which retries, leaves pending or
 dead-letters — nothing is acknowledged unhandled.
+
+Handlers never run in the poll task: up to ``concurrency`` long-lived worker tasks take
+entries from a queue, and the poll loop only waits until every entry of its batch has
+*started*. So a slow or hung handler holds one worker, never the listener — the others
+keep taking entries and the loop keeps reading. (An earlier design ran cheap handlers
+inline in the poll task; the first handler that awaited and never returned stalled the
+whole listener.) A batch of cheap handlers costs one worker wake-up and one wake-up of the
+poll task — two event-loop turns, whatever the batch size.
+
+Every handler runs under ``handler_timeout`` (see timeouts.py); a sync handler runs in a
+daemon thread that is abandoned when it overruns (see threads.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from time import perf_counter
-from typing import Any
+from time import monotonic, perf_counter
+from typing import Any, Literal
+
+from loguru import logger
 
 from framework.codecs import PayloadError, codec_for
 from framework.decoding import undecodable
+from framework.errors import HandlerTimeout
 from framework.handler import StreamHandler
 from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
+from framework.listener.threads import HandlerThreads
+from framework.listener.timeouts import Running, Watchdog
 from framework.logs import ENTRY_ID, install_entry_context
 from framework.message import Message
 from framework.records import StreamEntry
 from framework.reliability.dead_letter import REASON_UNDECODABLE
 from framework.reliability.idempotency import Idempotency
+from framework.reliability.ownership import OwnershipKeeper
 from framework.reliability.retry import exhausted
 
 FRESH = 1
+Until = Literal["started", "finished"]
+StillOwned = Callable[[StreamEntry], Awaitable[bool]]
+_Job = tuple[StreamEntry, int, "asyncio.Future[None] | None"]
 
 
 class Dispatcher:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats,
-                 failures: FailurePolicy, idempotency: Idempotency | None) -> None:
+                 failures: FailurePolicy, idempotency: Idempotency | None,
+                 keeper: OwnershipKeeper | None = None,
+                 still_owned: StillOwned | None = None,
+                 on_success: Callable[[], None] | None = None) -> None:
         self._spec = spec
         self._stats = stats
         self._failures = failures
         self._idempotency = idempotency
+        self._keeper = keeper
+        self._still_owned = still_owned
+        self._on_success = on_success
         self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_model)
         self._handle = handler.handle
         self._is_async = handler.is_async()
-        self._pool = (
-            None
-            if self._is_async
-            else ThreadPoolExecutor(spec.concurrency, thread_name_prefix=f"sb-{spec.name}")
-        )
+        self._threads = (None if self._is_async
+                         else HandlerThreads(spec.concurrency, f"sb-{spec.name}"))
+        self._watchdog = Watchdog(spec.handler_timeout.total_seconds())
+        self._queue: deque[_Job] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._sleeping: list[asyncio.Event] = []
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.succeeded: list[str] = []
         """Ids handled successfully and not yet acknowledged; the poll loop drains it."""
         self.markers: list[str] = []
         """Idempotency markers of those ids, set in the same round trip as their XACK."""
         self._marker_ttl = idempotency.ttl if idempotency is not None else timedelta(0)
+        self._context = contextvars.copy_context()
         install_entry_context()
 
-    async def dispatch(self, entries: Sequence[StreamEntry],
-                       deliveries: Mapping[str, int] | None = None) -> None:
-        """``deliveries`` maps ids to delivery counts; absent ids were delivered once.
+    def bind_context(self) -> None:
+        """Workers run in the context of the caller (the listener's log context), whichever
+        task first hands them work."""
+        self._context = contextvars.copy_context()
 
-        The batch runs inline in the poll task. Only if a handler really suspends (waits
-        for I/O) do up to ``concurrency - 1`` more workers start, sharing one iterator over
-        the batch: a cheap async handler costs no task at all, a slow one gets the full
-        concurrency. The spawn is a ``call_soon`` callback, which the event loop can only
-        run when the poll task yields; if it never yields, the callback is cancelled.
+    # -- running entries ----------------------------------------------------------------
+    async def dispatch(self, entries: Sequence[StreamEntry],
+                       deliveries: Mapping[str, int] | None = None,
+                       until: Until = "started") -> None:
+        """Run ``entries`` (``deliveries``: id -> delivery count; absent ids: 1).
+
+        Returns once every entry has started (``until="started"``, what the poll loop
+        needs to read on) or finished (``"finished"``: one entry's outcome, for recovery).
         """
         counts = deliveries or {}
-        width = min(self._spec.concurrency, len(entries))
-        pending = iter(entries)
-
-        async def worker() -> None:
-            for entry in pending:
-                await self._one(entry, counts.get(entry.id, FRESH))
-
-        if width <= 1:
-            await worker()
-            return
         loop = asyncio.get_running_loop()
-        extra: list[asyncio.Task[None]] = []
+        done: list[asyncio.Future[None]] = []
+        for entry in entries:
+            future = loop.create_future() if until == "finished" else None
+            if future is not None:
+                done.append(future)
+            self._queue.append((entry, counts.get(entry.id, FRESH), future))
+        if not self._queue:
+            return
+        self._drained.clear()
+        self._idle.clear()
+        self._wake_one()
+        if done:
+            await asyncio.gather(*done)
+        else:
+            await self._drained.wait()
 
-        def widen() -> None:
-            extra.extend(loop.create_task(worker()) for _ in range(width - 1))
+    def _wake_one(self) -> None:
+        """One more worker on the queue: a sleeping one, else a new one up to concurrency."""
+        if not self._queue:
+            return
+        if self._sleeping:
+            self._sleeping.pop().set()
+        elif len(self._workers) < self._spec.concurrency:
+            task = asyncio.get_running_loop().create_task(
+                self._work_loop(), name=f"sb-worker:{self._spec.name}",
+                context=self._context.copy())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
-        spawn = loop.call_soon(widen)
+    async def _work_loop(self) -> None:
+        """Take entries until the queue is empty, then sleep until woken.
+
+        A worker runs entries one after the other as long as their handlers never suspend.
+        When one does, a ``call_soon`` relay (which the loop can only run while this worker
+        is suspended) wakes another worker for the rest of the queue — so a cheap batch
+        costs one wake-up, and slow handlers get the whole ``concurrency``.
+        """
+        loop = asyncio.get_running_loop()
+        running = self._watchdog.worker()
+        wake = asyncio.Event()
+        relayed = False
+
+        def relay() -> None:
+            nonlocal relayed
+            relayed = True
+            self._wake_one()
+
         try:
-            await worker()
-        except BaseException:  # cancelled (shutdown timeout): the extra workers stop too
-            spawn.cancel()
-            for task in extra:
-                task.cancel()
-            raise
-        spawn.cancel()
-        if extra:
-            await asyncio.gather(*extra)  # cancelling this gather cancels them as well
+            while True:
+                if not self._queue:
+                    wake.clear()
+                    self._sleeping.append(wake)
+                    await wake.wait()
+                    continue
+                relayed = False
+                handle = loop.call_soon(relay)
+                try:
+                    while self._queue:
+                        if relayed:  # this worker suspended and woke another: once more
+                            relayed = False
+                            handle = loop.call_soon(relay)
+                        await self._take(running)
+                finally:
+                    handle.cancel()
+        finally:
+            self._watchdog.retire(running)
+            if wake in self._sleeping:
+                self._sleeping.remove(wake)
 
-    async def _one(self, entry: StreamEntry, deliveries: int) -> None:
+    async def _take(self, running: Running) -> None:
+        entry, deliveries, done = self._queue.popleft()
+        if not self._queue:
+            self._drained.set()
+        self._active += 1
+        try:
+            await self._one(entry, deliveries, running)
+        except Exception as exc:  # a bug: never lose the worker over it
+            logger.bind(entry_id=entry.id).opt(exception=exc).error(
+                "unexpected error around the handler; the entry stays pending")
+            if self._keeper is not None:
+                self._keeper.discard((entry.id,))  # recovery will take it
+        finally:
+            self._leave()
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if self._active == 0 and not self._queue:
+            self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """Entries are being handled or wait for a worker."""
+        return self._active > 0 or bool(self._queue)
+
+    async def idle(self) -> None:
+        """Until every entry handed over has finished (the stop's drain)."""
+        await self._idle.wait()
+
+    def overdue(self) -> list[tuple[str | None, float]]:
+        """Handlers running past ``handler_timeout``: (entry id, seconds); for health. An
+        abandoned sync thread still running counts too (entry id None)."""
+        late: list[tuple[str | None, float]] = list(self._watchdog.overdue())
+        if self._threads is not None:
+            now = monotonic()
+            late += [(None, now - since) for since in self._threads.abandoned()]
+        return late
+
+    # -- one entry ----------------------------------------------------------------------
+    async def _one(self, entry: StreamEntry, deliveries: int, running: Running) -> None:
         spec = self._spec
         entry_id, fields, _ = entry
+        keeper = self._keeper
+        if keeper is not None and not (keeper.holds(entry_id) and keeper.safe):
+            # Renewals found it taken over, or have failed for long enough that it may
+            # have been: never run a handler on an entry another consumer now owns.
+            owned = keeper.holds(entry_id) and self._still_owned is not None \
+                and await self._still_owned(entry)
+            if not owned:
+                self._stats.lost += 1
+                logger.bind(entry_id=entry_id).warning(
+                    "not handled here: another consumer took the entry over (this process "
+                    "missed its renewals)")
+                return
         if spec.dead_letter_stream is not None and exhausted(deliveries, spec.retry):
             await self._failures.exhausted(entry, deliveries)
             return
@@ -120,27 +252,53 @@ class Dispatcher:
         marker = idempotency.marker_for(fields) if idempotency is not None else None
         message = Message(entry_id, spec.stream, spec.group, spec.consumer, fields, payload,
                           deliveries, None if marker is None else (marker, self._marker_ttl))
-        token = ENTRY_ID.set(entry_id)
-        started = perf_counter()
-        try:
-            if self._is_async:
-                await self._handle(message)
-            else:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._pool, contextvars.copy_context().run,
-                                           self._handle, message)
-        except Exception as exc:
+        error = await self._run(message, running)
+        if error is not None:
             self._stats.failed += 1
-            await self._failures.failed(entry, exc, deliveries)
+            await self._failures.failed(entry, error, deliveries)
             return
-        finally:
-            ENTRY_ID.reset(token)
-            self._stats.handler_seconds.observe(perf_counter() - started)
         self._stats.handled += 1
         self.succeeded.append(entry_id)
         if marker is not None:
             self.markers.append(marker)
+        if self._on_success is not None:
+            self._on_success()
 
+    async def _run(self, message: Message[Any], running: Running) -> Exception | None:
+        """The handler call itself, under the watchdog: None on success, else the error."""
+        token = ENTRY_ID.set(message.id)
+        started = perf_counter()
+        self._watchdog.begin(running, message.id)
+        try:
+            if self._is_async:
+                await self._handle(message)
+            else:
+                assert self._threads is not None
+                job = self._threads.submit(contextvars.copy_context().run, self._handle,
+                                           message)
+                running.future = job
+                await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not running.timed_out:
+                raise  # a stop past shutdown_timeout: the entry stays pending
+            if running.task.uncancel() > 0:
+                raise  # cancelled by the stop as well
+            if running.future is not None and self._threads is not None:
+                self._threads.abandon(running.future)
+            self._stats.timed_out += 1
+            return HandlerTimeout(message.id, self._watchdog.timeout)
+        except Exception as exc:
+            return exc
+        else:
+            if running.timed_out:  # it swallowed the cancellation and finished anyway
+                running.task.uncancel()
+            return None
+        finally:
+            Watchdog.end(running)
+            ENTRY_ID.reset(token)
+            self._stats.handler_seconds.observe(perf_counter() - started)
+
+    # -- acknowledgement state ----------------------------------------------------------
     def take(self) -> tuple[list[str], list[str]]:
         """The ids to acknowledge and their markers, handing ownership to the caller."""
         ids, markers = self.succeeded, self.markers
@@ -153,5 +311,13 @@ class Dispatcher:
         self.markers[:0] = markers
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """At stop: workers still running are cancelled (their entries stay pending)."""
+        for task in list(self._workers):
+            task.cancel()
+        for _, _, done in self._queue:
+            if done is not None and not done.done():
+                done.cancel()
+        self._queue.clear()
+        self._watchdog.close()
+        if self._threads is not None:
+            self._threads.shutdown()

@@ -24,7 +24,7 @@ from loguru import logger
 from framework.backoff import Backoff
 from framework.errors import NoGroupError, WrongTypeError, is_transient
 from framework.handler import StreamHandler
-from framework.listener.dispatch import FRESH, Dispatcher
+from framework.listener.dispatch import FRESH, Dispatcher, Until
 from framework.listener.failures import FailurePolicy
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
@@ -32,7 +32,7 @@ from framework.operator import RedisOperator
 from framework.reader import ReadResult
 from framework.records import StreamEntry
 from framework.reliability.idempotency import Idempotency
-from framework.reliability.ownership import OwnershipKeeper, SyncClient
+from framework.reliability.ownership import OwnershipKeeper, RenewalThread
 
 NEW = ">"
 OWN_PEL_START = "0"
@@ -53,16 +53,18 @@ class Subscription:
     """A live consumer of one group on one stream, feeding one handler."""
 
     def __init__(self, spec: ListenerSpec, operator: RedisOperator, handler: StreamHandler[Any],
-                 keeper_client: SyncClient | None = None) -> None:
+                 renewals: RenewalThread | None = None) -> None:
         self.spec = spec
         self.stats = ListenerStats()
         self.failure: BaseException | None = None
         """Set when a terminal error (such as WRONGTYPE) ended this subscription."""
         self._operator = operator
+        self._renewals = renewals
+        # Unreceived reads span at most the read in flight and one more, plus reclaims.
         self.keeper = (
-            OwnershipKeeper(keeper_client, spec.stream, spec.group, spec.consumer,
-                            spec.pending_scan.min_idle.total_seconds() / 3)
-            if keeper_client is not None else None
+            OwnershipKeeper(spec.stream, spec.group, spec.consumer,
+                            spec.pending_scan.min_idle.total_seconds(), 2 * spec.batch_size + 100)
+            if renewals is not None else None
         )
         self._idempotency = (
             Idempotency(spec.idempotency, spec.group,
@@ -71,7 +73,8 @@ class Subscription:
         )
         self._failures = FailurePolicy(spec, operator, self.keeper, self.stats, self._reinject)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
-                                      self._idempotency)
+                                      self._idempotency, self.keeper, self._verify_owned,
+                                      self._handled_one)
         self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
@@ -79,6 +82,8 @@ class Subscription:
         self._cursor = OWN_PEL_START
         self._reader = operator.group_reader(spec.stream, spec.group, spec.consumer)
         self._sent: _Sent | None = None
+        self._receiving = False
+        self._side_ack_timer: asyncio.TimerHandle | None = None
         self._side_acks: set[asyncio.Task[None]] = set()
         self._log = logger.bind(listener=spec.name, stream=spec.stream, group=spec.group,
                                 consumer=spec.consumer)
@@ -86,6 +91,24 @@ class Subscription:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def stop_bound(self) -> float:
+        """Seconds a stop waits for this subscription before cancelling its handlers:
+        ``shutdown_timeout``, plus ``poll_timeout`` where a blocked read cannot be ended
+        early (Redis Cluster)."""
+        spec = self.spec
+        extra = 0.0 if self._reader.interruptible else spec.poll_timeout.total_seconds()
+        return spec.shutdown_timeout.total_seconds() + extra
+
+    @property
+    def busy(self) -> bool:
+        """Handling entries (a long batch is progress, not a stall)."""
+        return self._dispatcher.busy
+
+    def overdue(self) -> list[tuple[str | None, float]]:
+        """Handlers running past handler_timeout (entry id, seconds)."""
+        return self._dispatcher.overdue()
 
     def request_stop(self) -> None:
         """Stop reading; the batch in hand is finished and acknowledged. A read blocked on
@@ -111,11 +134,23 @@ class Subscription:
             return False
         return True
 
-    def inject(self, entries: Sequence[StreamEntry], deliveries: Mapping[str, int]) -> None:
-        """Hand entries this consumer now owns (reclaimed) to the loop's handler path."""
-        self._track(e.id for e in entries)
-        for entry in entries:
-            self._injected.append((entry, deliveries.get(entry.id, 1)))
+    def holds(self, entry_id: str) -> bool:
+        """Whether this subscription has the entry in hand (handling, waiting, acking)."""
+        return (self.keeper is not None and self.keeper.holds(entry_id)) \
+            or entry_id in self._acking
+
+    async def recover(self, entry: StreamEntry, deliveries: int) -> bool:
+        """Handle one entry reclaimed from a consumer that died, and acknowledge it before
+        returning — so if it kills this process too, the entries before it are already
+        acked and its crash is counted against it alone (see jobs/recovery.py).
+
+        False when the acknowledgement could not be sent: the caller stops claiming.
+        """
+        if self.holds(entry.id):
+            return True  # already in hand here: never handled twice
+        self._track((entry.id,))
+        await self._process([entry], {entry.id: deliveries}, until="finished")
+        return await self._ack_now()
 
     def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
         self._injected.append((entry, deliveries))
@@ -124,6 +159,7 @@ class Subscription:
         spec = self.spec
         with logger.contextualize(listener=spec.name, stream=spec.stream, group=spec.group,
                                   consumer=spec.consumer):
+            self._dispatcher.bind_context()
             try:
                 try:
                     await self._ensure_group()
@@ -132,8 +168,8 @@ class Subscription:
                         raise
                     self._log.info("the period's stream is gone; nothing to consume")
                     return
-                if self.keeper is not None:
-                    self.keeper.start()
+                if self.keeper is not None and self._renewals is not None:
+                    self._renewals.register(self.keeper)
                 self._started.set()
                 self._log.info("listening (batch {}, concurrency {}, block {}s)",
                                spec.batch_size, spec.concurrency,
@@ -147,19 +183,24 @@ class Subscription:
                         if not is_transient(exc):
                             self._log.opt(exception=exc).error("poll loop error: {}", exc)
                         await self._redis_down(exc)
+                # Stopped: a read already sent is received and handled too, then every entry
+                # in hand finishes (the container cancels this past shutdown_timeout).
+                await self._finish_read_ahead()
+                await self._dispatcher.idle()
             except WrongTypeError as exc:
                 self.failure = exc
                 self._log.error("listener stopped: {}; the other listeners run on", exc)
             finally:
-                await self._finish_read_ahead()
+                self._dispatcher.close()  # cancels what still runs: those stay pending
+                if self._side_ack_timer is not None:
+                    self._side_ack_timer.cancel()
                 if self._side_acks:
                     await asyncio.gather(*self._side_acks, return_exceptions=True)
                 await self._flush_acks()
                 await self._reader.close()
                 self._failures.close()
-                if self.keeper is not None:
-                    self.keeper.stop()
-                self._dispatcher.close()
+                if self.keeper is not None and self._renewals is not None:
+                    self._renewals.unregister(self.keeper)
 
     async def _step(self) -> None:
         if self._injected:
@@ -232,8 +273,12 @@ class Subscription:
     async def _send(self) -> None:
         spec = self.spec
         ack, markers = self._dispatcher.take()
+        # The own PEL is re-read one entry at a time: each is handled and its ack rides
+        # ahead of the next read, so an entry that kills the process is the only one whose
+        # delivery count grows with its crashes (its batch mates are not re-delivered).
+        count = spec.batch_size if self._cursor == NEW else 1
         try:
-            await self._reader.send(ack, markers, self._marker_ttl, count=spec.batch_size,
+            await self._reader.send(ack, markers, self._marker_ttl, count=count,
                                     block=spec.poll_timeout, entry_id=self._cursor)
         except BaseException:
             self._dispatcher.give_back(ack, markers)
@@ -250,17 +295,28 @@ class Subscription:
             self._log.debug("read-ahead not sent: {}", exc)
 
     async def _receive(self) -> ReadResult:
-        """Receive the read; if handled entries wait for their ack meanwhile and the read
-        is slow to come back (blocked on a drained stream), ack them separately."""
-        if not self._dispatcher.succeeded:
-            return await self._reader.receive()
-        timer = asyncio.get_running_loop().call_later(_ACK_PATIENCE, self._ack_separately)
+        """Receive the read; if handled entries wait for their ack meanwhile — finished
+        before, or by workers during the read — and the read is slow to come back (blocked
+        on a drained stream), ack them separately."""
+        self._receiving = True
+        if self._dispatcher.succeeded:
+            self._handled_one()
         try:
             return await self._reader.receive()
         finally:
-            timer.cancel()
+            self._receiving = False
+            if self._side_ack_timer is not None:
+                self._side_ack_timer.cancel()
+                self._side_ack_timer = None
+
+    def _handled_one(self) -> None:
+        """A success while the loop waits on a read: its ack goes out on its own shortly."""
+        if self._receiving and self._side_ack_timer is None:
+            self._side_ack_timer = asyncio.get_running_loop().call_later(
+                _ACK_PATIENCE, self._ack_separately)
 
     def _ack_separately(self) -> None:
+        self._side_ack_timer = None
         ids, markers = self._dispatcher.take()
         if ids or markers:
             task = asyncio.get_running_loop().create_task(self._ack(ids, markers))
@@ -310,7 +366,7 @@ class Subscription:
         await self._process(batch, counts)
 
     async def _process(self, entries: list[StreamEntry],
-                       deliveries: Mapping[str, int] | None) -> None:
+                       deliveries: Mapping[str, int] | None, until: Until = "started") -> None:
         if self._idempotency is not None:
             try:
                 entries = await self._skip_done(entries)
@@ -318,8 +374,40 @@ class Subscription:
                 self._abandon(entries)
                 raise
         if entries:
-            await self._dispatcher.dispatch(entries, deliveries)
+            await self._dispatcher.dispatch(entries, deliveries, until)
             self.stats.last_poll = time.monotonic()  # alive: a long batch is progress too
+
+    async def _ack_now(self) -> bool:
+        """Acknowledge every success in hand, waiting for the reply."""
+        ids, markers = self._dispatcher.take()
+        if not ids and not markers:
+            return True
+        try:
+            acked = await self._operator.ack(self.spec.stream, self.spec.group, ids, markers,
+                                             self._marker_ttl)
+        except Exception as exc:
+            self._dispatcher.give_back(ids, markers)
+            self._log.warning("could not acknowledge a recovered entry ({}); it rides with "
+                              "the next read", exc)
+            return False
+        self.stats.acked += acked
+        self._untrack(ids)
+        return True
+
+    async def _verify_owned(self, entry: StreamEntry) -> bool:
+        """Renewals have not confirmed ownership lately: ask Redis (and renew) before the
+        handler starts. Unsure (Redis down) counts as no: the entry is left to recovery."""
+        spec = self.spec
+        try:
+            owned = await self._operator.claim_owned(spec.stream, spec.group, spec.consumer,
+                                                     [entry.id], count_delivery=False)
+        except Exception as exc:
+            self._log.bind(entry_id=entry.id).warning(
+                "cannot confirm ownership ({}); leaving the entry to recovery", exc)
+            owned = []
+        if not owned:
+            self._untrack((entry.id,))
+        return bool(owned)
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:
         """A batch read but not dispatched (Redis failed in between): stop holding it, so
@@ -365,10 +453,9 @@ class Subscription:
             self._cursor = NEW
             return
         self._cursor = entries[-1].id
-        tracked = self.keeper.tracked if self.keeper is not None else set()
         # Entries already in hand (being handled, or handled and awaiting their ack) are
         # not handled twice just because the PEL still lists them.
-        fresh = [e for e in entries if e.id not in tracked and e.id not in self._acking]
+        fresh = [e for e in entries if not self.holds(e.id)]
         gone = [e.id for e in fresh if e.deleted]
         live = [e for e in fresh if not e.deleted]
         if gone:
@@ -378,7 +465,8 @@ class Subscription:
             self._log.warning("{} pending entries no longer exist in the stream; acking them",
                               len(gone))
         if live:
-            self._log.info("re-reading {} entries from own pending list", len(live))
+            self._log.info("re-reading {} from own pending list (delivery count grows)",
+                           ", ".join(e.id for e in live))
             try:
                 counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
                                                               [e.id for e in live])
@@ -386,7 +474,8 @@ class Subscription:
                 self._abandon(live)
                 raise
             self._track(e.id for e in live)
-            await self._process(live, counts)
+            # Finished before the next read, whose pipeline carries its ack first.
+            await self._process(live, counts, until="finished")
 
     @property
     def _acking(self) -> set[str]:

@@ -27,6 +27,7 @@ class ListenerSpec:
     concurrency: int
     poll_timeout: timedelta
     shutdown_timeout: timedelta
+    handler_timeout: timedelta = timedelta(minutes=5)
     codec: Literal["flat", "json"] = "flat"
     json_field: str = "payload"
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -52,6 +53,7 @@ def resolve_listener(
         concurrency=listener.concurrency or defaults.concurrency,
         poll_timeout=listener.poll_timeout or defaults.poll_timeout,
         shutdown_timeout=listener.shutdown_timeout or defaults.shutdown_timeout,
+        handler_timeout=listener.handler_timeout or defaults.handler_timeout,
         codec=listener.codec,
         json_field=listener.json_field,
         retry=listener.retry,

@@ -40,6 +40,9 @@ class ListenerStats:
     dead_lettered: int = 0
     deduplicated: int = 0
     retried: int = 0
+    timed_out: int = 0
+    lost: int = 0
+    """Entries another consumer took over before this one started them (not handled)."""
     reclaimed: int = 0
     reads: int = 0
     redis_errors: int = 0

@@ -70,11 +70,50 @@ async def test_rotation_across_a_boundary_drains_then_releases_the_old_stream(
     await job.run_once()
     await wait_until(lambda: true(set(recorder.seen) == set(before) | set(after)))
     await wait_until(lambda: _drained(operator, old))
-    await job.run_once()  # old period drained and past: released
+    await job.run_once()  # drained, but within its drain margin: still followed
+    assert f"orders@{old}" in listeners.subscriptions
+    clock.advance(settings.drain_margin)
+    await job.run_once()  # drained and past its drain margin: released
     assert old in job.released
     assert job.streams() == [new]
     assert f"orders@{old}" not in listeners.subscriptions
     assert job.expired_unconsumed == []
+
+
+async def test_late_writes_to_a_past_period_are_consumed(
+    operator: RedisOperator, listeners: ListenerContainer, key: str
+) -> None:
+    """A producer whose clock is behind writes to the previous period's stream after the
+    boundary: within the drain margin (still followed) and after it (released, then
+    followed again). Both entries are handled; once it was never, while the stream lived
+    on under its TTL."""
+    clock = FakeClock(datetime(2026, 11, 23, 5, 59, tzinfo=UTC))
+    settings = RotationSettings(period=timedelta(minutes=1), key_format=f"{key}:%H%M",
+                                ttl=timedelta(minutes=30), precreate=timedelta(seconds=30),
+                                drain_margin=timedelta(minutes=2),
+                                check_interval=timedelta(seconds=10))
+    recorder = Recorder()
+    job = RotationJob(make_spec(key, name="orders"), RawHandler(recorder),
+                      RotationPolicy(settings), operator, listeners, clock)
+    await job.run_once()
+    await listeners.start(timeout=5)
+    old = f"{key}:0559"
+    on_time = await operator.xadd(old, {"n": "on time"})
+    clock.set(datetime(2026, 11, 23, 6, 0, 5, tzinfo=UTC))  # across the boundary
+    await job.run_once()
+    await wait_until(lambda: true(on_time in recorder.seen))
+    late = await operator.xadd(old, {"n": "5 s late"}, nomkstream=True)
+    await job.run_once()
+    await wait_until(lambda: true(late in recorder.seen))
+    clock.set(datetime(2026, 11, 23, 6, 3, tzinfo=UTC))  # past end + drain_margin
+    await job.run_once()
+    assert old in job.released
+    assert f"orders@{old}" not in listeners.subscriptions
+    very_late = await operator.xadd(old, {"n": "3 min late"}, nomkstream=True)
+    await job.run_once()  # it still lives under its TTL: looked at, and followed again
+    await wait_until(lambda: true(very_late in recorder.seen))
+    assert job.late_periods == [old]
+    assert max(recorder.seen.values()) == 1
 
 
 async def test_a_period_that_expires_unconsumed_is_reported(

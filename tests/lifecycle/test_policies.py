@@ -6,7 +6,8 @@ import pytest
 
 from framework.config import ConfigError, settings_from_mapping
 from framework.config.models import RotationSettings
-from framework.lifecycle.retention import GroupPosition, after, minid_for_age, plan_trim
+from framework.ids import after
+from framework.lifecycle.retention import GroupPosition, minid_for_age, plan_trim
 from framework.lifecycle.rotation import RotationPolicy
 
 HOURLY = RotationSettings(period=timedelta(hours=1), key_format="orders:%Y%m%d%H",

@@ -1,0 +1,31 @@
+"""Stream-id arithmetic (``<ms>-<seq>``), in one place."""
+
+from __future__ import annotations
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_id(parts: tuple[int, int]) -> str:
+    return f"{parts[0]}-{parts[1]}"
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """Sort key: ids order by their numbers, not as text (``9-0`` < ``10-0``)."""
+    return parse_id(entry_id)
+
+
+def after(entry_id: str) -> str:
+    """The smallest id greater than ``entry_id``."""
+    ms, seq = parse_id(entry_id)
+    return format_id((ms, seq + 1))
+
+
+def before(entry_id: str) -> str:
+    """The largest id smaller than ``entry_id`` (``0-0`` for the start of the stream)."""
+    ms, seq = parse_id(entry_id)
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-18446744073709551615" if ms else "0-0"

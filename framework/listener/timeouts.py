@@ -1,0 +1,85 @@
+"""``handler_timeout``: a handler that overruns it is cancelled and counts as a failure.
+
+Not ``asyncio.timeout`` around every call: that is a timer per entry on the hot path. Each
+dispatch worker has one :class:`Running` record that says which entry it runs since when;
+one timer per listener, armed for the earliest deadline, cancels the worker that overran.
+The record is set right before the handler is awaited and cleared right after it returns,
+with no suspension point in between, so while it is set the worker is suspended inside the
+handler and the cancellation lands there — nowhere else in the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from typing import Any
+
+
+class Running:
+    """What one dispatch worker is running now."""
+
+    __slots__ = ("entry_id", "future", "started", "task", "timed_out")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.entry_id: str | None = None
+        self.started = 0.0
+        self.timed_out = False
+        self.future: Future[Any] | None = None
+        """The thread job of a sync handler, so a timeout can abandon its thread."""
+
+
+class Watchdog:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._running: set[Running] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def worker(self) -> Running:
+        task = asyncio.current_task()
+        assert task is not None
+        running = Running(task)
+        self._running.add(running)
+        return running
+
+    def retire(self, running: Running) -> None:
+        self._running.discard(running)
+
+    def begin(self, running: Running, entry_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        running.entry_id, running.started, running.timed_out = entry_id, loop.time(), False
+        if self._timer is None:
+            self._timer = loop.call_at(running.started + self.timeout, self._check)
+
+    @staticmethod
+    def end(running: Running) -> None:
+        running.entry_id = None
+        running.future = None
+
+    def overdue(self) -> list[tuple[str, float]]:
+        """(entry id, seconds running) of handlers past the timeout and still running."""
+        now = asyncio.get_running_loop().time()
+        return [(r.entry_id, now - r.started) for r in list(self._running)
+                if r.entry_id is not None and now - r.started > self.timeout]
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        upcoming: float | None = None
+        for running in list(self._running):
+            if running.entry_id is None or running.timed_out:
+                continue
+            deadline = running.started + self.timeout
+            if deadline <= now:
+                running.timed_out = True
+                running.task.cancel()
+            elif upcoming is None or deadline < upcoming:
+                upcoming = deadline
+        if upcoming is not None:
+            self._timer = loop.call_at(upcoming, self._check)
