@@ -40,7 +40,12 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
         options["username"] = settings.username
     if settings.password is not None:
         options["password"] = settings.password.get_secret_value()
-    options["max_connections"] = settings.max_connections or 100
+    if settings.max_connections is not None:
+        options["max_connections"] = settings.max_connections
+    elif not settings.cluster:
+        # Readers have connections of their own (reader.py): the pool serves acks, scripts
+        # and handlers. On Cluster every read is pooled, so no cap unless one is set.
+        options["max_connections"] = 100
     if settings.db is not None and not settings.cluster:
         options["db"] = settings.db
     return options

@@ -79,6 +79,23 @@ def translate_response_error(exc: ResponseError, key: str, group: str = "") -> E
 _TRANSIENT_PREFIXES = ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
+def pool_exhausted(exc: BaseException) -> bool:
+    """The client's own connection pool had no free connection in time: not Redis down."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import MaxConnectionsError
+
+    return isinstance(exc, MaxConnectionsError) or (
+        isinstance(exc, RedisConnectionError) and str(exc) == "No connection available.")
+
+
+def describe_unavailable(exc: BaseException) -> str:
+    """What a transient failure was, for the log line that says it is retried."""
+    if pool_exhausted(exc):
+        return ("every pooled connection is busy (redis.max_connections); Redis itself "
+                f"may be fine ({type(exc).__name__}: {exc})")
+    return f"redis unavailable ({type(exc).__name__}: {exc})"
+
+
 def is_transient(exc: BaseException) -> bool:
     """Connection refused/reset/timeout and the server's temporary refusals."""
     from redis.exceptions import ConnectionError as RedisConnectionError

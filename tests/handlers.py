@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -152,3 +154,37 @@ class LedgerHandler(StreamHandler[dict[str, str]]):
         await asyncio.sleep(float(message.payload.get("sleep", "0")))
         order_id = message.payload["order_id"]
         await self.apply(message, keys=[f"applied:{{{order_id}}}"])
+
+
+class PoisonHandler(StreamHandler[dict[str, str]]):
+    """Records each application (with the delivery it came with) in Redis; an entry with
+    ``poison`` kills the process from inside its handler, as a segfault or OOM kill would."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        if message.payload.get("poison"):
+            os._exit(1)
+        await self.redis.rpush(f"applied:{message.payload['n']}", str(message.delivery_count))
+
+
+class HangingHandler(StreamHandler[dict[str, str]]):
+    """Writes 'started <id>' to the entry's ``out`` file, then, for ``hang`` entries, never
+    returns: ``how=thread`` blocks its thread, ``how=loop`` blocks the event loop itself."""
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        with open(message.payload["out"], "a") as out:  # noqa: ASYNC230 - a tiny test file
+            out.write(f"started {message.id}\n")
+        if message.payload.get("hang") == "loop":
+            time.sleep(60)  # noqa: ASYNC251 - the point: an async handler blocking the loop
+        elif message.payload.get("hang") == "await":
+            await asyncio.Event().wait()
+
+
+class HangingSyncHandler(StreamHandler[dict[str, str]]):
+    def handle(self, message: Message[dict[str, str]]) -> None:
+        with open(message.payload["out"], "a") as out:
+            out.write(f"started {message.id}\n")
+        if message.payload.get("hang"):
+            time.sleep(60)

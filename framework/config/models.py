@@ -21,6 +21,8 @@ from framework.config.durations import Duration, format_duration
 from framework.reliability.slots import colocated, same_slot
 
 _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
+POOL_HEADROOM = 8
+"""Pooled connections kept for acks, scripts and jobs beside the listeners' reads."""
 _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 
 
@@ -353,6 +355,27 @@ class AppSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML arrives as init kwargs; the environment wins over it.
         return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _pool_serves_the_listeners(self) -> AppSettings:
+        """On Redis Cluster every blocking read holds a pooled connection for up to
+        ``poll_timeout`` (standalone readers have connections of their own): a pool smaller
+        than the reads would starve listeners, so refuse it here rather than at 3 a.m."""
+        redis = self.redis
+        if not redis.cluster or redis.max_connections is None:
+            return self
+        # A rotated listener reads the current period, the pre-created next one and the
+        # previous one while it drains.
+        reads = sum(3 if listener.rotation is not None else 1
+                    for listener in self.listeners.values() if listener.enabled)
+        needed = reads + POOL_HEADROOM
+        if redis.max_connections < needed:
+            raise ValueError(
+                f"redis.max_connections ({redis.max_connections}) cannot serve the listeners "
+                f"declared on Redis Cluster: their reads hold up to {reads} connections at "
+                f"once, plus {POOL_HEADROOM} for acks and jobs; set at least {needed}, or "
+                "leave it unset (no cap)")
+        return self
 
     @model_validator(mode="after")
     def _block_below_socket_timeout(self) -> AppSettings:

@@ -8,7 +8,7 @@ from typing import Any
 
 from loguru import logger
 
-from framework.errors import is_transient
+from framework.errors import describe_unavailable, is_transient
 
 
 def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
@@ -18,7 +18,7 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaita
                 await job()
             except Exception as exc:
                 if is_transient(exc):
-                    logger.warning("job skipped, redis unavailable: {}", exc)
+                    logger.warning("job skipped: {}", describe_unavailable(exc))
                 else:
                     logger.opt(exception=exc).error("job failed; it runs again next time")
 

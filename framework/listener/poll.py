@@ -22,7 +22,7 @@ from typing import Any
 from loguru import logger
 
 from framework.backoff import Backoff
-from framework.errors import NoGroupError, WrongTypeError, is_transient
+from framework.errors import NoGroupError, WrongTypeError, describe_unavailable, is_transient
 from framework.handler import StreamHandler
 from framework.listener.dispatch import FRESH, Dispatcher, Until
 from framework.listener.failures import FailurePolicy
@@ -510,8 +510,7 @@ class Subscription:
         self.stats.redis_errors += 1
         self._cursor = OWN_PEL_START
         delay = self._backoff.next_delay()
-        self._log.warning("redis unavailable ({}: {}); retrying in {:.2f}s",
-                          type(exc).__name__, exc, delay)
+        self._log.warning("{}; retrying in {:.2f}s", describe_unavailable(exc), delay)
         await self._backoff.wait(delay, self._stop)
 
     async def _flush_acks(self) -> None:
