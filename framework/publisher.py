@@ -47,10 +47,11 @@ class Publisher:
     @classmethod
     def for_listener(cls, operator: RedisOperator, listener: ListenerSettings,
                      clock: Clock | None = None) -> Publisher:
+        # No MAXLEN from the listener's retention: XADD MAXLEN trims whatever is oldest,
+        # consumed or not. The retention job trims, never past what a group still needs.
         rotation = RotationPolicy(listener.rotation) if listener.rotation else None
-        max_len = listener.retention.max_len if listener.retention else None
         return cls(operator, listener.stream, codec_for(listener.codec, listener.json_field),
-                   rotation, clock, max_len, listener.publish.schema_version,
+                   rotation, clock, None, listener.publish.schema_version,
                    listener.publish.backpressure, listener.group)
 
     def key(self) -> str:
@@ -66,7 +67,7 @@ class Publisher:
         return fields
 
     async def publish(self, payload: BaseModel) -> str:
-        """XADD the payload with the listener's codec (MAXLEN ~ from its retention).
+        """XADD the payload with the listener's codec (``MAXLEN ~ max_len`` if given).
 
         A rotated period's stream is never created by XADD (NOMKSTREAM): when no consumer
         has created it yet (a deploy across a boundary), the publisher creates it first

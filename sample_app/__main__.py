@@ -37,12 +37,17 @@ def blackfriday(
     config: Annotated[Path, typer.Option(help="Application file.")] = Scenario.config,
     forever: Annotated[bool, typer.Option("--forever", help="Keep ordering until Ctrl-C.")] = (
         False),
+    minute_periods: Annotated[bool, typer.Option(
+        "--minute-periods",
+        help="Rotate the notification streams every minute (not hourly), and keep ordering "
+             "until the run has crossed a period boundary (about a minute).")] = False,
 ) -> None:
     """Users race for limited stock; workers consume; the report checks every invariant."""
     if name != "blackfriday":
         raise typer.BadParameter(f"unknown scenario {name!r}: the sample has 'blackfriday'")
     scenario = Scenario(users, stock, orders_per_user, double_click, payment_failure, workers,
-                        kill_worker_after, config, forever=forever)
+                        kill_worker_after, config, forever=forever,
+                        minute_periods=minute_periods)
     server = None
     if not os.environ.get("REDIS_URL"):
         try:
@@ -73,6 +78,12 @@ def show(report: Report, scenario: Scenario) -> None:
         ("stock left", f"{report.stock_left} of {scenario.stock}"),
         ("analytics: orders counted", report.analytics),
         ("pending entries", ", ".join(f"{g}={n}" for g, n in report.pending.items())),
+        ("notifications sent", ", ".join(f"{s}={n}" for s, n in sorted(report.notified.items()))
+         or "none"),
+        ("notification streams (rotated)", f"{len(report.notification_periods)}: "
+         + ", ".join(k.rsplit(":", 1)[-1] for k in report.notification_periods)),
+        ("orders stream length", f"{report.orders_length} (retention max_len "
+         f"{report.orders_max_len})"),
         ("a worker was killed (SIGKILL)", "yes" if report.killed_worker else "no"),
     ]:
         table.add_row(name, str(value))
@@ -82,7 +93,8 @@ def show(report: Report, scenario: Scenario) -> None:
             console.print(f"[red]invariant failed: {failure}[/red]")
     else:
         console.print("[green]all invariants hold[/green]: accepted == stock sold, no order "
-                      "applied twice, every order accounted for, PEL empty")
+                      "applied twice, every order accounted for and notified once, every "
+                      "PEL empty, streams bounded")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ AUDIT = "{orders}:audit"
 OUTCOMES = "{orders}:outcomes"
 PER_PRODUCT = "{orders}:analytics:per-product"
 DONE_PREFIX = "{orders}:done"
+NOTIFICATIONS = "{orders}:notifications"
+"""The rotated stream's logical name; its period keys are ``{orders}:notifications:<hour>``."""
+SENT = "{orders}:notifications-sent"
+"""Notifications sent, per outcome (the notifier's effect)."""
 
 
 def stock(product_id: str) -> str:

@@ -15,6 +15,13 @@ class OrderBook:
         raw = await self._client.hgetall(keys.OUTCOMES)
         return {str(k): int(v) for k, v in raw.items()}
 
-    async def audit_length(self) -> int:
-        return int(await self._client.xlen(keys.AUDIT)) if await self._client.exists(
-            keys.AUDIT) else 0
+    async def audit_added(self) -> int:
+        """Entries ever added to the audit stream (XINFO ``entries-added``): the audit is
+        capped (MAXLEN ~), so its length is not the count of applications."""
+        if not await self._client.exists(keys.AUDIT):
+            return 0
+        return int((await self._client.xinfo_stream(keys.AUDIT))["entries-added"])
+
+    async def notifications_sent(self) -> dict[str, int]:
+        raw = await self._client.hgetall(keys.SENT)
+        return {str(k): int(v) for k, v in raw.items()}

@@ -13,7 +13,9 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -30,6 +32,19 @@ from sample_app.orders import OrderBook
 PRODUCT = "ps5"
 DLQ = "{orders}:dlq"
 
+MINUTE_PERIODS = {
+    # --minute-periods: the notification streams rotate every minute, so a run of about a
+    # minute crosses a period boundary (the hourly setting of config/application.yaml
+    # would need an hour). Environment overrides, as an operator would set them.
+    "STREAMBOOT_LISTENERS__NOTIFICATIONS__ROTATION__PERIOD": "1m",
+    "STREAMBOOT_LISTENERS__NOTIFICATIONS__ROTATION__KEY_FORMAT":
+        "{orders}:notifications:%Y%m%d%H%M",
+    "STREAMBOOT_LISTENERS__NOTIFICATIONS__ROTATION__TTL": "5m",
+    "STREAMBOOT_LISTENERS__NOTIFICATIONS__ROTATION__PRECREATE": "20s",
+    "STREAMBOOT_LISTENERS__NOTIFICATIONS__ROTATION__DRAIN_MARGIN": "1m",
+    "STREAMBOOT_LISTENERS__NOTIFICATIONS__ROTATION__CHECK_INTERVAL": "5s",
+}
+
 
 @dataclass
 class Scenario:
@@ -44,6 +59,18 @@ class Scenario:
     seed: int = 7
     timeout: float = 120.0
     forever: bool = False
+    minute_periods: bool = False
+
+    def __post_init__(self) -> None:
+        self.began = datetime.now(UTC)
+
+    def crossed_a_boundary(self) -> bool:
+        """With --minute-periods: users keep ordering until the clock is a few seconds
+        past the next minute, so orders (and their notifications) fall on both sides."""
+        if not self.minute_periods:
+            return True
+        boundary = self.began.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        return datetime.now(UTC) >= boundary + timedelta(seconds=3)
 
 
 @dataclass
@@ -58,6 +85,15 @@ class Report:
     audited: int = 0
     analytics: int = 0
     pending: dict[str, int] = field(default_factory=dict)
+    notified: dict[str, int] = field(default_factory=dict)
+    notification_periods: list[str] = field(default_factory=list)
+    notification_backlog: int = 0
+    orders_length: int = 0
+    orders_old: int = 0
+    """Entries of ``orders`` older than three retention intervals at the end."""
+    orders_max_len: int | None = None
+    ran_for: float = 0.0
+    retention_interval: float = 0.0
     killed_worker: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -81,17 +117,34 @@ class Report:
                f"analytics counted {self.analytics} != placed {self.placed}")
         for group, count in self.pending.items():
             expect(count == 0, f"group {group} still has {count} pending entries")
+        # The work happened: a run that placed nothing, or notified nobody, proves nothing.
+        expect(self.placed > 0 and self.accepted > 0, "no order was placed and accepted")
+        for status, applied in (("accepted", self.accepted), ("rejected", self.rejected)):
+            sent = self.notified.get(status, 0)
+            expect(sent == applied, f"{status} notifications sent {sent} != orders "
+                   f"{status} {applied}: one was lost or sent twice")
+        expect(bool(self.notification_periods), "no notification period stream was used")
+        expect(self.notification_backlog == 0, f"{self.notification_backlog} notifications "
+               "still unconsumed or pending across the period streams")
+        if self.orders_max_len is not None and self.ran_for > 3 * self.retention_interval:
+            # Trimmed within the last retention interval to about max_len (approximate
+            # trimming keeps whole nodes of up to 100 entries).
+            expect(self.orders_old <= self.orders_max_len + 100,
+                   f"orders holds {self.orders_old} entries older than three retention "
+                   f"intervals (max_len {self.orders_max_len}): it is not bounded")
 
 
 async def run(scenario: Scenario, console: Console) -> Report:
+    if scenario.minute_periods:
+        os.environ.update(MINUTE_PERIODS)  # for the workers and for this process alike
     settings = load_settings(scenario.config)
     client = build_client(settings.redis)
     operator = RedisOperator(client)
     await client.flushdb()  # the sample owns its database
     await InventoryService(client).set_stock(PRODUCT, scenario.stock)
-    for name, listener in settings.listeners.items():
-        await operator.create_group(listener.stream, listener.group, "0")
-        del name
+    for listener in settings.listeners.values():
+        if listener.rotation is None:  # rotated streams are made by their rotation job
+            await operator.create_group(listener.stream, listener.group, "0")
     workers = [_start_worker(scenario, i) for i in range(scenario.workers)]
     api = OrderApi(operator, Publisher.for_listener(operator, settings.listeners["orders"]))
     report = Report()
@@ -111,6 +164,11 @@ async def run(scenario: Scenario, console: Console) -> Report:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
+    retention = settings.listeners["orders"].retention
+    if retention is not None:
+        report.orders_max_len = retention.max_len
+        report.retention_interval = retention.interval.total_seconds()
+    report.ran_for = (datetime.now(UTC) - scenario.began).total_seconds()
     await _fill(report, api, operator)
     report.check(None if scenario.forever else scenario.stock)
     await client.aclose()
@@ -121,6 +179,7 @@ def _start_worker(scenario: Scenario, index: int) -> subprocess.Popen[bytes]:
     env = {**os.environ,
            "STREAMBOOT_LISTENERS__ORDERS__CONSUMER": f"worker-{index}",
            "STREAMBOOT_LISTENERS__ANALYTICS__CONSUMER": f"worker-{index}",
+           "STREAMBOOT_LISTENERS__NOTIFICATIONS__CONSUMER": f"worker-{index}",
            "STREAMBOOT_LOGGING__LEVEL": "ERROR",
            "SAMPLE_PAYMENT_FAILURE": str(scenario.payment_failure)}
     return subprocess.Popen([sys.executable, "-m", "framework", "run", str(scenario.config)],
@@ -145,12 +204,13 @@ async def _user(api: OrderApi, scenario: Scenario, index: int) -> None:
     rng = random.Random(scenario.seed * 100_003 + index)
     user = f"user-{index}"
     purchase = 0
-    while scenario.forever or purchase < scenario.orders_per_user:
+    while (scenario.forever or purchase < scenario.orders_per_user
+           or not scenario.crossed_a_boundary()):
         purchase += 1
-        if scenario.forever:
+        if scenario.forever or purchase > scenario.orders_per_user:
             await asyncio.sleep(rng.uniform(0.5, 2.0))
-            if index == 0 and purchase % 20 == 0:  # restock now and then
-                await api.operator.client.incrby(keys.stock(PRODUCT), scenario.stock)
+        if scenario.forever and index == 0 and purchase % 20 == 0:  # restock now and then
+            await api.operator.client.incrby(keys.stock(PRODUCT), scenario.stock)
         clicks = 2 if rng.random() < scenario.double_click else 1
         await asyncio.gather(*(_click(api, user) for _ in range(clicks)))
         await _wait_unlocked(api, user)
@@ -209,7 +269,24 @@ async def _settled(operator: RedisOperator) -> bool:
     for group in await operator.info_groups(keys.ORDERS):
         if group.pending or group.lag:
             return False
-    return True
+    counts = await OrderBook(operator.client).counts()
+    sent = await OrderBook(operator.client).notifications_sent()
+    if sum(sent.values()) < counts.get("accepted", 0) + counts.get("rejected", 0):
+        return False
+    return await _notification_backlog(operator) == 0
+
+
+async def _notification_periods(operator: RedisOperator) -> list[str]:
+    """The period streams of the rotated notifications listener that exist now."""
+    found = [str(k) async for k in operator.client.scan_iter(match=f"{keys.NOTIFICATIONS}:*")]
+    return sorted(k for k in found if not k.endswith(":dlq"))
+
+
+async def _notification_backlog(operator: RedisOperator) -> int:
+    backlog = 0
+    for key in await _notification_periods(operator):
+        backlog += sum((g.lag or 0) + g.pending for g in await operator.info_groups(key))
+    return backlog
 
 
 async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
@@ -223,7 +300,14 @@ async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
     report.accepted_qty = counts.get("accepted_qty", 0)
     report.dead_lettered = await operator.xlen(DLQ) if await operator.exists(DLQ) else 0
     report.stock_left = await InventoryService(client).stock(PRODUCT)
-    report.audited = await book.audit_length()
+    report.audited = await book.audit_added()
+    report.notified = await book.notifications_sent()
+    report.notification_periods = await _notification_periods(operator)
+    report.notification_backlog = await _notification_backlog(operator)
+    report.orders_length = await operator.xlen(keys.ORDERS)
+    cutoff_ms = int((time.time() - 3 * report.retention_interval) * 1000)
+    report.orders_old = len(await operator.xrange(keys.ORDERS, "-", f"{cutoff_ms}-0",
+                                                  count=1_000_000))
     per_product = await client.hgetall(keys.PER_PRODUCT)
     report.analytics = sum(int(v) for v in per_product.values())
     report.pending = {g.name: g.pending for g in await operator.info_groups(keys.ORDERS)}

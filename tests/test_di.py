@@ -24,7 +24,10 @@ def settings(redis_url: str, **listener: Any) -> Any:
         "listeners": {"orders": {"stream": "orders", "group": "g", "consumer": "c",
                                  "handler": "order_handler",
                                  "retry": {"max_deliveries": 2, "backoff": "50ms"},
-                                 **listener}},
+                                 **listener},
+                      "notifications": {"stream": "{orders}:notifications", "group": "n",
+                                        "handler": "notification_handler", "rotation": {
+                                            "key_format": "{orders}:notifications:%H"}}},
     })
 
 

@@ -22,14 +22,17 @@ def own_server() -> Iterator[RedisServer]:
         yield server
 
 
-def blackfriday(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def sample_env(url: str, **extra: str) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
-    env["REDIS_URL"] = url
+    return {**env, "REDIS_URL": url, **extra}
+
+
+def blackfriday(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sample_app", "blackfriday", "--users", "40",
                            "--stock", "30", "--orders-per-user", "3", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=240)
+                          env=sample_env(url), capture_output=True, text=True, timeout=240)
 
 
 def figure(output: str, name: str) -> int:
@@ -50,6 +53,25 @@ def test_blackfriday_invariants_hold(own_server: RedisServer) -> None:
         out, "dead-lettered (payment kept failing)")
     assert figure(out, "duplicates refused by the lock") > 0
     assert figure(out, "analytics: orders counted") == placed
+    applied = accepted + figure(out, "rejected: out of stock")
+    assert re.search(rf"notifications sent\s*│\s*accepted=30, rejected={applied - 30}\b", out)
+    assert figure(out, "notification streams (rotated)") == 1  # hourly: one period
+
+
+def test_minute_periods_cross_a_boundary_and_every_period_is_drained(
+        own_server: RedisServer) -> None:
+    """The rotated stream end to end: periods of a minute, so the run (about a minute)
+    crosses a boundary; the outcome of every applied order is notified exactly once,
+    whichever period its notification fell in, and every period's PEL ends empty."""
+    result = subprocess.run([sys.executable, "-m", "sample_app", "--users", "15", "--stock",
+                             "10", "--orders-per-user", "1", "--minute-periods"], cwd=ROOT,
+                            env=sample_env(own_server.url), capture_output=True, text=True,
+                            timeout=240)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-2000:]
+    assert "all invariants hold" in out
+    assert figure(out, "notification streams (rotated)") >= 2
+    assert figure(out, "accepted") == 10
 
 
 @pytest.mark.fault
@@ -62,19 +84,23 @@ def test_blackfriday_survives_a_worker_killed_mid_way(own_server: RedisServer) -
 
 
 def test_forever_runs_until_ctrl_c_then_reports(own_server: RedisServer) -> None:
-    import os
     import signal
     import time
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
-    env["REDIS_URL"] = own_server.url
-    with subprocess.Popen([sys.executable, "-m", "sample_app", "--users", "5", "--stock", "3",
+    # A small retention bound, trimmed every second, so a short run must trim.
+    env = sample_env(own_server.url, STREAMBOOT_LISTENERS__ORDERS__RETENTION__MAX_LEN="40",
+                     STREAMBOOT_LISTENERS__ORDERS__RETENTION__INTERVAL="1s",
+                     STREAMBOOT_LISTENERS__ORDERS__RETENTION__APPROXIMATE="false")
+    with subprocess.Popen([sys.executable, "-m", "sample_app", "--users", "30", "--stock", "3",
                            "--forever"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:
-        time.sleep(4)
+        time.sleep(8)
         assert proc.poll() is None  # still running: it does not end by itself
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err[-2000:]
     assert "running until Ctrl-C" in out
-    assert "all invariants hold" in out
+    assert "all invariants hold" in out  # includes: orders is bounded by its retention
+    placed = figure(out, "orders placed")
+    assert placed > 100
+    assert figure(out, "orders stream length") < placed  # trimmed while it ran

@@ -3,6 +3,7 @@ runs again at its next time; it never kills the scheduler or the process."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,11 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaita
         with logger.contextualize(job=name):
             try:
                 await job()
+            except asyncio.CancelledError:
+                # The scheduler's shutdown cancels a run in progress (a recovery run may be
+                # handling an entry): the job's task ends here, quietly; the entry it was
+                # handling stays with the listener, which finishes or leaves it pending.
+                logger.debug("job run cancelled at stop")
             except Exception as exc:
                 if is_transient(exc):
                     logger.warning("job skipped: {}", describe_unavailable(exc))
