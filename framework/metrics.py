@@ -31,6 +31,8 @@ _COUNTERS = {
     "reclaimed": "Entries reclaimed from dead or hung consumers.",
     "invalid": "Entries whose payload failed validation.",
     "retried": "In-process retries.",
+    "timed_out": "Handler calls cancelled (or their thread abandoned) at handler_timeout.",
+    "lost": "Entries not handled because another consumer had taken them over.",
     "redis_errors": "Redis errors met by the poll loop.",
 }
 

@@ -80,6 +80,7 @@ class Subscription:
         self._started = asyncio.Event()
         self._backoff = Backoff()
         self._cursor = OWN_PEL_START
+        self._replayed = 0
         self._reader = operator.group_reader(spec.stream, spec.group, spec.consumer)
         self._sent: _Sent | None = None
         self._receiving = False
@@ -451,6 +452,10 @@ class Subscription:
     async def _replay_own_pending(self, entries: list[StreamEntry]) -> None:
         if not entries:
             self._cursor = NEW
+            if self._replayed:
+                self._log.info("handled {} entries from own pending list, one at a time",
+                               self._replayed)
+                self._replayed = 0
             return
         self._cursor = entries[-1].id
         # Entries already in hand (being handled, or handled and awaiting their ack) are
@@ -465,8 +470,9 @@ class Subscription:
             self._log.warning("{} pending entries no longer exist in the stream; acking them",
                               len(gone))
         if live:
-            self._log.info("re-reading {} from own pending list (delivery count grows)",
-                           ", ".join(e.id for e in live))
+            self._replayed += len(live)
+            self._log.debug("re-reading {} from own pending list (delivery count grows)",
+                            ", ".join(e.id for e in live))
             try:
                 counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
                                                               [e.id for e in live])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
+from time import perf_counter
 from typing import Any
 
 
@@ -30,6 +31,9 @@ class Running:
 
 
 class Watchdog:
+    """Times are ``time.perf_counter()``: the dispatcher reads it once per entry for the
+    duration histogram anyway, and the same reading starts the deadline."""
+
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._running: set[Running] = set()
@@ -45,20 +49,20 @@ class Watchdog:
     def retire(self, running: Running) -> None:
         self._running.discard(running)
 
-    def begin(self, running: Running, entry_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        running.entry_id, running.started, running.timed_out = entry_id, loop.time(), False
-        if self._timer is None:
-            self._timer = loop.call_at(running.started + self.timeout, self._check)
+    @property
+    def idle(self) -> bool:
+        """No timer armed: the next handler to start arms one."""
+        return self._timer is None
 
-    @staticmethod
-    def end(running: Running) -> None:
-        running.entry_id = None
-        running.future = None
+    def arm(self, started: float) -> None:
+        """A timer for the deadline of a handler that started at ``started``; later
+        handlers' deadlines are later, so the earliest one is always the armed one."""
+        self._timer = asyncio.get_running_loop().call_later(
+            max(0.0, started + self.timeout - perf_counter()), self._check)
 
     def overdue(self) -> list[tuple[str, float]]:
         """(entry id, seconds running) of handlers past the timeout and still running."""
-        now = asyncio.get_running_loop().time()
+        now = perf_counter()
         return [(r.entry_id, now - r.started) for r in list(self._running)
                 if r.entry_id is not None and now - r.started > self.timeout]
 
@@ -69,8 +73,7 @@ class Watchdog:
 
     def _check(self) -> None:
         self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = perf_counter()
         upcoming: float | None = None
         for running in list(self._running):
             if running.entry_id is None or running.timed_out:
@@ -82,4 +85,4 @@ class Watchdog:
             elif upcoming is None or deadline < upcoming:
                 upcoming = deadline
         if upcoming is not None:
-            self._timer = loop.call_at(upcoming, self._check)
+            self.arm(upcoming - self.timeout)

@@ -54,18 +54,22 @@ class OwnershipKeeper:
         self.interval = min_idle / 3
         self.renewals = 0
         self._read_ahead = read_ahead
-        self._safe_until = time.monotonic() + min_idle * _SAFETY
+        self.safe_until = time.perf_counter() + min_idle * _SAFETY
+        """Until when (``perf_counter``) every entry in hand is surely still owned."""
         self.next_due = time.monotonic() + self.interval
         self._log = logger.bind(stream=stream, group=group, consumer=consumer)
 
     def add(self, ids: Iterable[str]) -> None:
-        """Entries now in hand. Keeps ``watermark`` at the highest id seen."""
+        """Entries now in hand, in stream order (as every read returns them): the last one
+        is the highest, which ``watermark`` keeps — one id parsed per batch, not each."""
         ids = list(ids)
         self.tracked.update(ids)
-        if ids:
-            top = max(ids, key=id_key)
-            if id_key(top) > id_key(self.watermark):
-                self.watermark = top
+        if ids and id_key(ids[-1]) > id_key(self.watermark):
+            self.watermark = ids[-1]
+
+    def started(self) -> None:
+        """Nothing was in hand before: ownership is certain from now until a renewal."""
+        self.safe_until = time.perf_counter() + self.min_idle * _SAFETY
 
     def discard(self, ids: Iterable[str]) -> None:
         self.tracked.difference_update(ids)
@@ -76,11 +80,11 @@ class OwnershipKeeper:
     @property
     def safe(self) -> bool:
         """Whether every entry in hand is surely still owned (renewals are on time)."""
-        return time.monotonic() < self._safe_until
+        return time.perf_counter() < self.safe_until
 
     def renew_now(self, script: object) -> None:
         """One renewal round trip per chunk of ids, plus the reads not received yet."""
-        started = time.monotonic()
+        started = time.perf_counter()
         ids = list(self.tracked)  # a copy made under the GIL: safe against concurrent updates
         watermark = self.watermark
         chunks = [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)] or [[]]
@@ -92,7 +96,7 @@ class OwnershipKeeper:
             # while this one was frozen; either way there is nothing left to renew.
             self.tracked.difference_update(set(chunk) - {str(i) for i in owned})
         self.renewals += 1
-        self._safe_until = started + self.min_idle * _SAFETY
+        self.safe_until = started + self.min_idle * _SAFETY
 
 
 class RenewalThread:
@@ -107,6 +111,7 @@ class RenewalThread:
         self._thread: threading.Thread | None = None
 
     def register(self, keeper: OwnershipKeeper) -> None:
+        keeper.started()
         with self._lock:
             self._keepers[id(keeper)] = keeper
             keeper.next_due = time.monotonic() + keeper.interval
