@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 from loguru import logger
 from redis.asyncio import Redis
 
-from framework import Application
+from framework import Application, ListenerContainer, Message, RedisOperator, StreamHandler
 from framework.alerts import AlertState
 from framework.config import settings_from_mapping
 from framework.config.models import AlertSettings
 from framework.devserver import RedisServer
+from framework.http_server import health
 from framework.inspect_streams import GroupView
 from tests.conftest import wait_until
+from tests.streams import make_spec, start
 
 
 def get(url: str) -> tuple[int, str]:
@@ -89,3 +93,43 @@ def test_an_alert_is_logged_once_per_crossing() -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+class Deaf(StreamHandler[dict[str, str]]):
+    """Slow work, or (for ``deaf`` entries) a handler that ignores its cancellation."""
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        if not message.payload.get("deaf"):
+            await asyncio.sleep(0.6)  # legitimately slow: 3 x poll_timeout
+            return
+        deadline = asyncio.get_running_loop().time() + 1.5
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+
+
+async def test_health_tells_slow_work_from_a_handler_past_its_timeout(
+        operator: RedisOperator, container: ListenerContainer, key: str) -> None:
+    """Handlers running longer than 2 x poll_timeout are work, not a stall: healthy (once
+    they reported the worker not live, so an orchestrator would restart it mid-work). A
+    handler past handler_timeout — here one that swallows its cancellation — is what
+    health reports."""
+    for _ in range(8):
+        await operator.xadd(key, {"n": "1"})
+    spec = make_spec(key, batch_size=4, concurrency=4, poll_timeout=timedelta(milliseconds=200),
+                     handler_timeout=timedelta(milliseconds=800))
+    await start(container, spec, Deaf())
+    samples = []
+    for _ in range(20):  # 1 s: two full batches of slow handlers, read-ahead on
+        samples.append(await health(operator, container.subscriptions))
+        await asyncio.sleep(0.05)
+    assert all(s["healthy"] for s in samples), [s["problems"] for s in samples]
+    deaf = await operator.xadd(key, {"deaf": "1"})
+    await wait_until(lambda: _true(container.subscriptions["orders"].stats.timed_out == 0
+                                   and bool(container.subscriptions["orders"].overdue())),
+                     timeout=5)
+    report = await health(operator, container.subscriptions)
+    assert not report["healthy"]
+    (problem,) = report["problems"]
+    assert f"handler on entry {deaf} running for" in problem
+    assert "(handler_timeout 0.8s)" in problem

@@ -171,6 +171,7 @@ class Subscription:
                     return
                 if self.keeper is not None and self._renewals is not None:
                     self._renewals.register(self.keeper)
+                self.stats.last_poll = time.monotonic()  # live from now, not "never polled"
                 self._started.set()
                 self._log.info("listening (batch {}, concurrency {}, block {}s)",
                                spec.batch_size, spec.concurrency,
