@@ -14,7 +14,15 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from framework.config.durations import Duration, format_duration
@@ -24,6 +32,18 @@ _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
 POOL_HEADROOM = 8
 """Pooled connections kept for acks, scripts and jobs beside the listeners' reads."""
 _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
+
+
+_WHY_A_WAIT = {"poll_timeout": " (BLOCK 0 would block forever: the loop could never notice "
+                                "a stop request)"}
+
+
+def at_least_1ms(value: timedelta | None, info: ValidationInfo) -> timedelta | None:
+    """A wait of zero means "forever" to Redis (BLOCK 0) or nothing at all: refused."""
+    if value is not None and value < timedelta(milliseconds=1):
+        name = info.field_name or "the duration"
+        raise ValueError(f"{name} must be at least 1ms{_WHY_A_WAIT.get(name, '')}")
+    return value
 
 
 class StrictModel(BaseModel):
@@ -88,20 +108,7 @@ class ContainerSettings(StrictModel):
         "handler's thread is abandoned) and the delivery counts as failed.",
     )
 
-    @field_validator("handler_timeout")
-    @classmethod
-    def _positive_handler_timeout(cls, value: timedelta) -> timedelta:
-        if value < timedelta(milliseconds=1):
-            raise ValueError("handler_timeout must be at least 1ms")
-        return value
-
-    @field_validator("poll_timeout")
-    @classmethod
-    def _positive_block(cls, value: timedelta) -> timedelta:
-        # BLOCK 0 means "forever": the loop could never notice a stop request.
-        if value < timedelta(milliseconds=1):
-            raise ValueError("poll_timeout must be at least 1ms (BLOCK 0 would block forever)")
-        return value
+    _waits = field_validator("poll_timeout", "handler_timeout")(at_least_1ms)
 
 
 class RetrySettings(StrictModel):
@@ -273,12 +280,7 @@ class ListenerSettings(StrictModel):
             )
         return self
 
-    @field_validator("handler_timeout")
-    @classmethod
-    def _handler_timeout(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value < timedelta(milliseconds=1):
-            raise ValueError("handler_timeout must be at least 1ms")
-        return value
+    _waits = field_validator("poll_timeout", "handler_timeout")(at_least_1ms)
 
     @field_validator("start_id")
     @classmethod

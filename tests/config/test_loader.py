@@ -155,3 +155,31 @@ def test_the_shipped_application_file_is_valid() -> None:
     settings = load_settings(Path(__file__).parents[2] / "config" / "application.yaml",
                              env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert "orders" in settings.listeners
+
+
+@pytest.mark.parametrize(("where", "key"), [
+    ("container", "poll_timeout"), ("container", "handler_timeout"),
+    ("listener", "poll_timeout"), ("listener", "handler_timeout")])
+def test_a_wait_of_zero_is_refused_everywhere(where: str, key: str) -> None:
+    from framework.config import settings_from_mapping
+
+    listener = {"stream": "s", "group": "g", "handler": "x:Y"}
+    data: dict[str, object] = {"listeners": {"a": listener}}
+    if where == "container":
+        data["container"] = {key: "0s"}
+    else:
+        listener[key] = "0ms"
+    with pytest.raises(ConfigError, match=f"{key} must be at least 1ms"):
+        settings_from_mapping(data)
+
+
+def test_handler_timeout_defaults_and_overrides() -> None:
+    from framework.config import settings_from_mapping
+
+    settings = settings_from_mapping({"container": {"handler_timeout": "90s"}, "listeners": {
+        "a": {"stream": "s", "group": "g", "handler": "x:Y"},
+        "b": {"stream": "s", "group": "h", "handler": "x:Y", "handler_timeout": "2h"}}})
+    specs = {n: resolve_listener(n, ls, settings.container)
+             for n, ls in settings.listeners.items()}
+    assert specs["a"].handler_timeout == timedelta(seconds=90)
+    assert specs["b"].handler_timeout == timedelta(hours=2)
