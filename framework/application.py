@@ -94,10 +94,10 @@ class Application:
             self._every("monitor", self.settings.metrics.refresh, self.monitor,
                         first=datetime.now(UTC))
             self._scheduler.start()
-        if self.settings.metrics.enabled:
-            await self._serve_metrics()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
+        if self.settings.metrics.enabled:
+            await self._serve_metrics()
         logger.info("{} started: {} listener(s)", self.settings.application.name,
                     len(self.listeners.subscriptions))
 
@@ -205,16 +205,19 @@ class Application:
         listeners = max((sub.stop_bound for sub in subs), default=0.0)
         return listeners + CANCEL_GRACE + STOP_MARGIN
 
-    async def run_until_signalled(self) -> int:
+    async def run_until_signalled(self, deadline: StopDeadline | None = None) -> int:
         """Run until SIGINT/SIGTERM, then stop gracefully; a second signal forces.
 
         Returns the exit code: :data:`EXIT_OK`, or :data:`EXIT_FORCED` when handlers were
-        still running at the end of the stop (their entries stay pending).
+        still running at the end of the stop (their entries stay pending). A ``deadline``
+        passed in is armed at the signal and left armed for the caller, who cancels it once
+        the loop is torn down (``streamboot run`` does).
         """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
-        deadline = StopDeadline()
+        own_deadline = deadline is None
+        deadline = deadline or StopDeadline()
 
         def on_signal(signum: int) -> None:
             if stop.is_set():
@@ -225,14 +228,15 @@ class Application:
             logger.info("{} received: stopping gracefully", signal.Signals(signum).name)
             stop.set()
 
-        restore = take_signals(loop, on_signal, lambda: deadline.arm(self.stop_bound()))
+        release = take_signals(loop, on_signal, lambda: deadline.arm(self.stop_bound()))
         try:
             await self.start(wait_live=None)
             await stop.wait()
             await self.stop()  # still under our handlers: a second signal cancels this
         finally:
-            restore()
-            deadline.cancel()
+            release()
+            if own_deadline:
+                deadline.cancel()
         forced = self.listeners is not None and self.listeners.forced
         return EXIT_FORCED if forced else EXIT_OK
 

@@ -16,8 +16,9 @@ from framework.check import check_application
 from framework.cli_inspect import register as register_inspect_commands
 from framework.config.errors import ConfigError
 from framework.config.loader import load_settings
+from framework.listener.container import CANCEL_GRACE
 from framework.logs import configure_logging
-from framework.shutdown import EXIT_FORCED
+from framework.shutdown import EXIT_FORCED, StopDeadline, run_process
 
 app = typer.Typer(help="Streamboot: declarative Redis Streams consumers.", no_args_is_help=True,
                   add_completion=False)
@@ -45,11 +46,14 @@ def run(config: ConfigArg) -> None:
     except ConfigError as exc:
         _print_problems(exc)
         raise typer.Exit(2) from None
+    deadline = StopDeadline()  # armed at the signal; ends the process if the stop hangs
     try:
-        code = asyncio.run(application.run_until_signalled())
+        code = run_process(application.run_until_signalled(deadline), grace=CANCEL_GRACE)
     except asyncio.CancelledError:
         err.print("[red]forced stop: in-flight entries stay pending[/red]")
         raise typer.Exit(EXIT_FORCED) from None
+    finally:
+        deadline.cancel()
     raise typer.Exit(code)
 
 

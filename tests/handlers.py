@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -180,6 +181,10 @@ class HangingHandler(StreamHandler[dict[str, str]]):
             time.sleep(60)  # noqa: ASYNC251 - the point: an async handler blocking the loop
         elif message.payload.get("hang") == "await":
             await asyncio.Event().wait()
+        elif message.payload.get("hang") == "deaf":  # swallows every cancellation
+            while True:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.Event().wait()
 
 
 class HangingSyncHandler(StreamHandler[dict[str, str]]):

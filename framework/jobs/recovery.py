@@ -69,7 +69,8 @@ class PendingRecovery:
             if step.done or step.entry is None:
                 break
         if claimed:
-            log.info("reclaimed {} entries idle over {:g}s and handled them one at a time: {}",
+            log.info("reclaimed {} entries idle over {:g}s, one at a time (handled, or "
+                     "dead-lettered past max_deliveries): {}",
                      len(claimed), scan.min_idle.total_seconds(),
                      ", ".join(claimed[:_WARN_ROWS]) + (" …" if len(claimed) > _WARN_ROWS
                                                         else ""))

@@ -70,7 +70,8 @@ class Dispatcher:
         self._is_async = handler.is_async()
         self._threads = (None if self._is_async
                          else HandlerThreads(spec.concurrency, f"sb-{spec.name}"))
-        self._watchdog = Watchdog(spec.handler_timeout.total_seconds())
+        self._watchdog = Watchdog(spec.handler_timeout.total_seconds(), self._abandon_worker)
+        self._orphans: set[asyncio.Task[None]] = set()
         self._queue: deque[_Job] = deque()
         self._workers: set[asyncio.Task[None]] = set()
         self._sleeping: list[asyncio.Event] = []
@@ -180,17 +181,41 @@ class Dispatcher:
                             if self._keeper is not None:
                                 self._keeper.discard((entry.id,))  # recovery will take it
                         finally:
-                            self._active -= 1
-                            if not self._active and not queue:
-                                self._idle.set()
+                            if not running.abandoned:  # else already counted out
+                                self._leave()
                             if done is not None and not done.done():
                                 done.set_result(None)
+                        if running.abandoned:
+                            return  # its replacement runs on
                 finally:
                     handle.cancel()
         finally:
             self._watchdog.retire(running)
             if wake in self._sleeping:
                 self._sleeping.remove(wake)
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if not self._active and not self._queue:
+            self._idle.set()
+
+    def _abandon_worker(self, running: Running) -> None:
+        """A handler ignored its cancellation at handler_timeout: count the entry as a
+        failed delivery now (retried, then dead-lettered), and let a new worker take the
+        stuck one's place. If the handler ever returns, its outcome is dropped."""
+        entry, deliveries = running.entry, running.deliveries
+        self._workers.discard(running.task)
+        self._leave()
+        self._stats.timed_out += 1
+        logger.bind(entry_id=entry.id).error(
+            "handler ignored its cancellation at handler_timeout ({:g}s); its worker is "
+            "abandoned and the delivery counts as failed", self._watchdog.timeout)
+        task = asyncio.get_running_loop().create_task(
+            self._failures.failed(entry, HandlerTimeout(entry.id, self._watchdog.timeout),
+                                  deliveries), context=self._context.copy())
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+        self._wake_one()
 
     @property
     def busy(self) -> bool:
@@ -202,12 +227,13 @@ class Dispatcher:
         await self._idle.wait()
 
     def overdue(self) -> list[tuple[str | None, float]]:
-        """Handlers running past ``handler_timeout``: (entry id, seconds); for health. An
-        abandoned sync thread still running counts too (entry id None)."""
+        """Handlers running past ``handler_timeout``: (entry id, seconds); for health.
+        Abandoned ones (a sync handler's thread, an async one that ignored its
+        cancellation) count as long as they still run: each holds a thread or a task."""
         late: list[tuple[str | None, float]] = list(self._watchdog.overdue())
         if self._threads is not None:
             now = monotonic()
-            late += [(None, now - since) for since in self._threads.abandoned()]
+            late += [(entry_id, now - since) for entry_id, since in self._threads.abandoned()]
         return late
 
     # -- one entry ----------------------------------------------------------------------
@@ -258,8 +284,11 @@ class Dispatcher:
         marker = idempotency.marker_for(fields) if idempotency is not None else None
         message = Message(entry_id, spec.stream, spec.group, spec.consumer, fields, payload,
                           deliveries, None if marker is None else (marker, self._marker_ttl))
-        token = ENTRY_ID.set(entry_id)
+        # Set, then set back to None (not a token reset): each worker task has a context of
+        # its own, and a handler closed at exit may run this from another one.
+        ENTRY_ID.set(entry_id)
         running.entry_id, running.started, running.timed_out = entry_id, started, False
+        running.entry, running.deliveries = entry, deliveries
         watchdog = self._watchdog
         if watchdog.idle:
             watchdog.arm(started)
@@ -279,7 +308,7 @@ class Dispatcher:
             if running.task.uncancel() > 0:
                 raise  # cancelled by the stop as well
             if running.future is not None and self._threads is not None:
-                self._threads.abandon(running.future)
+                self._threads.abandon(running.future, entry_id)
             self._stats.timed_out += 1
             error = HandlerTimeout(entry_id, watchdog.timeout)
         except Exception as exc:
@@ -288,9 +317,11 @@ class Dispatcher:
             if running.timed_out:  # it swallowed the cancellation and finished anyway
                 running.task.uncancel()
         finally:
-            running.entry_id = running.future = None
-            ENTRY_ID.reset(token)
+            running.entry_id = running.future = running.entry = None
+            ENTRY_ID.set(None)
             self._stats.handler_seconds.observe(perf_counter() - started)
+        if running.abandoned:
+            return  # counted as failed when its worker was given up on
         if error is not None:
             self._stats.failed += 1
             await self._failures.failed(entry, error, deliveries)

@@ -19,12 +19,13 @@ from typing import Any
 
 
 class _Worker:
-    __slots__ = ("abandoned", "job", "since", "thread")
+    __slots__ = ("abandoned", "job", "label", "since", "thread")
 
     def __init__(self) -> None:
         self.job: Future[Any] | None = None
         self.since = 0.0
         self.abandoned = False
+        self.label = ""
         self.thread: threading.Thread | None = None
 
 
@@ -48,13 +49,13 @@ class HandlerThreads:
         self._fill()
         return future
 
-    def abandon(self, future: Future[Any]) -> None:
-        """The handler running ``future`` overran its time: stop counting its thread, and
-        start its replacement."""
+    def abandon(self, future: Future[Any], label: str) -> None:
+        """The handler running ``future`` (``label``: its entry id) overran its time: stop
+        counting its thread, and start its replacement."""
         with self._lock:
             for worker in self._workers:
                 if worker.job is future:
-                    worker.abandoned = True
+                    worker.abandoned, worker.label = True, label
         self._fill()
 
     def _fill(self) -> None:
@@ -63,10 +64,10 @@ class HandlerThreads:
             if live < self._size and not self._closed:
                 self._start()
 
-    def abandoned(self) -> list[float]:
-        """Start times (monotonic) of abandoned handlers whose thread is still running."""
+    def abandoned(self) -> list[tuple[str, float]]:
+        """(entry id, start time, monotonic) of abandoned handlers still running."""
         with self._lock:
-            return [w.since for w in self._workers
+            return [(w.label, w.since) for w in self._workers
                     if w.abandoned and w.thread is not None and w.thread.is_alive()]
 
     def shutdown(self) -> None:

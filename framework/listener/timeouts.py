@@ -6,26 +6,40 @@ one timer per listener, armed for the earliest deadline, cancels the worker that
 The record is set right before the handler is awaited and cleared right after it returns,
 with no suspension point in between, so while it is set the worker is suspended inside the
 handler and the cancellation lands there — nowhere else in the loop.
+
+A handler that ignores its cancellation (catches ``CancelledError`` and goes on) is given
+``STUCK_GRACE`` to end; past it its worker is abandoned like a stuck thread: the entry
+counts as failed, a new worker takes its place, and whatever the handler does later no
+longer counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
+
+STUCK_GRACE = 1.0
+"""Seconds a cancelled handler gets to end before its worker is given up on."""
 
 
 class Running:
     """What one dispatch worker is running now."""
 
-    __slots__ = ("entry_id", "future", "started", "task", "timed_out")
+    __slots__ = ("abandoned", "deliveries", "entry", "entry_id", "future", "started", "task",
+                 "timed_out")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.entry_id: str | None = None
+        self.entry: Any = None
+        self.deliveries = 0
         self.started = 0.0
         self.timed_out = False
+        self.abandoned = False
+        """The handler ignored its cancellation: its outcome no longer counts."""
         self.future: Future[Any] | None = None
         """The thread job of a sync handler, so a timeout can abandon its thread."""
 
@@ -34,8 +48,9 @@ class Watchdog:
     """Times are ``time.perf_counter()``: the dispatcher reads it once per entry for the
     duration histogram anyway, and the same reading starts the deadline."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, on_stuck: Callable[[Running], None]) -> None:
         self.timeout = timeout
+        self._on_stuck = on_stuck
         self._running: set[Running] = set()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -76,13 +91,20 @@ class Watchdog:
         now = perf_counter()
         upcoming: float | None = None
         for running in list(self._running):
-            if running.entry_id is None or running.timed_out:
+            if running.entry_id is None or running.abandoned:
                 continue
             deadline = running.started + self.timeout
+            if running.timed_out:  # cancelled already: has it ended since?
+                deadline += STUCK_GRACE
             if deadline <= now:
-                running.timed_out = True
-                running.task.cancel()
-            elif upcoming is None or deadline < upcoming:
+                if running.timed_out:
+                    running.abandoned = True
+                    self._on_stuck(running)  # it ignores its cancellation
+                else:
+                    running.timed_out = True
+                    running.task.cancel()
+                    deadline += STUCK_GRACE
+            if not running.abandoned and (upcoming is None or deadline < upcoming):
                 upcoming = deadline
         if upcoming is not None:
             self.arm(upcoming - self.timeout)

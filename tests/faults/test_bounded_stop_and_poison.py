@@ -50,6 +50,8 @@ def run_worker(config: Path, env: dict[str, str], consumer: str) -> subprocess.P
     ("tests.handlers:HangingSyncHandler", "thread", 1 + 2 + 1.5),
     # An async handler awaiting forever: cancelled at shutdown_timeout.
     ("tests.handlers:HangingHandler", "await", 1 + 2 + 1.5),
+    # One that swallows every cancellation: left behind after the teardown's grace (2s).
+    ("tests.handlers:HangingHandler", "deaf", 1 + 2 + 2 + 1.5),
     # An async handler blocking the event loop itself: the stop deadline exits the process
     # (shutdown_timeout 1s + cancel grace 2s + margin 5s).
     ("tests.handlers:HangingHandler", "loop", 1 + 2 + 5 + 1.5),

@@ -8,16 +8,18 @@ ends within its bound with the hung entry left pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from datetime import timedelta
 
 import redis
+from loguru import logger
 
 from framework import ListenerContainer, Message, RedisOperator, StreamHandler
 from framework.config.models import RetrySettings
 from tests.conftest import wait_until
-from tests.streams import equals, make_spec, pel, true
+from tests.streams import equals, make_spec, pel, start, true
 
 RETRY = RetrySettings(max_deliveries=2, backoff=timedelta(milliseconds=50))
 
@@ -125,3 +127,48 @@ async def test_stop_with_a_hung_handler_ends_within_its_bound(
     assert container.forced  # the stop had to cancel a handler: exit code 1 for `run`
     rows = await operator.pending_range(key, "g")
     assert [r.id for r in rows] == [hung]  # left pending, not acked
+
+
+class Deaf(StreamHandler[dict[str, str]]):
+    """Swallows every cancellation for ``deaf`` entries; the rest are quick."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.deaf = 0
+        self.release = asyncio.Event()  # the test's own way out, at its end
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        if message.payload.get("deaf"):
+            self.deaf += 1
+            while not self.release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.release.wait()
+            return
+        self.done.add(message.id)
+
+
+async def test_a_handler_ignoring_its_cancellation_is_abandoned_loudly(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """It cannot be stopped, so it is given up on: the delivery counts as failed (retried,
+    then dead-lettered), a new worker takes its place, and it says so — never silent."""
+    deaf = await operator.xadd(key, {"deaf": "1"})
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="ERROR", format="{message}")
+    handler = Deaf()
+    try:
+        await start(container, make_spec(key, concurrency=2, retry=RETRY,
+                                         handler_timeout=timedelta(milliseconds=300)), handler)
+        dlq = f"{{{key}}}:dlq"
+        await wait_until(lambda: equals(operator.xlen(dlq), 1), timeout=10)
+        others = [await operator.xadd(key, {"n": str(i)}) for i in range(10)]
+        await wait_until(lambda: true(set(others) <= handler.done))  # 2 workers stuck, yet
+        overdue = container.subscriptions["orders"].overdue()
+    finally:
+        logger.remove(sink)
+        handler.release.set()
+    (dead,) = await operator.xrange(dlq)
+    assert (dead.fields["dlq_id"], dead.fields["dlq_deliveries"]) == (deaf, "2")
+    assert handler.deaf == 2
+    assert sum("ignored its cancellation at handler_timeout (0.3s)" in ln for ln in lines) == 2
+    assert {entry_id for entry_id, _ in overdue} == {deaf}  # what /healthz reports
