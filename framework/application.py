@@ -20,6 +20,7 @@ from framework.clock import Clock, SystemClock
 from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.models import AppSettings
 from framework.di import StreambootContainer
+from framework.errors import StartupError
 from framework.http_server import MetricsServer, health
 from framework.inspect_streams import StreamView, stream_view
 from framework.jobs.cleanup import CleanupJob
@@ -32,7 +33,15 @@ from framework.listener.container import CANCEL_GRACE, ListenerContainer
 from framework.listener.spec import resolve_listener
 from framework.metrics import StreambootCollector, build_registry
 from framework.operator import RedisOperator
-from framework.shutdown import EXIT_FORCED, EXIT_OK, STOP_MARGIN, StopDeadline, take_signals
+from framework.preflight import reach_redis
+from framework.shutdown import (
+    EXIT_CANNOT_START,
+    EXIT_FORCED,
+    EXIT_OK,
+    STOP_MARGIN,
+    StopDeadline,
+    take_signals,
+)
 
 
 def container_class(settings: AppSettings, file: str = "<settings>") -> type[StreambootContainer]:
@@ -74,10 +83,23 @@ class Application:
         self.operator: RedisOperator | None = None
         self._scheduler: Any = None
         self.recoveries: dict[str, PendingRecovery] = {}
+        self.failure: StartupError | None = None
+        """Why the run ended by itself (every listener failed), for the command line."""
+        self.stopping = asyncio.Event()
+        """Set by a signal (or ``request_stop``): a start still waiting for Redis gives up."""
+
+    def request_stop(self) -> None:
+        self.stopping.set()
 
     async def start(self, wait_live: float | None = 30.0) -> None:
+        """Reach Redis (see preflight.py), then start every listener and job. Raises
+        :class:`StartupError` for what no retry heals; returns early, starting nothing,
+        when a stop is requested while Redis is still out of reach."""
         await _maybe_await(self.container.init_resources())
         self.operator = await provide(self.container.operator)
+        if not await reach_redis(self.operator, self.stopping):
+            logger.info("stopped before Redis could be reached; nothing was started")
+            return
         self.listeners = await provide(self.container.listener_container)
         for name, listener in self.settings.listeners.items():
             if not listener.enabled:
@@ -156,6 +178,8 @@ class Application:
             for sub_name, sub in self.listeners.subscriptions.items():
                 if sub_name != name and not sub_name.startswith(f"{name}@"):
                     continue
+                if not sub.live:
+                    continue  # not started yet (no group yet), stopping, or failed for good
                 recovery = self.recoveries.get(sub_name)
                 if recovery is None or recovery.subscription is not sub:
                     recovery = self.recoveries[sub_name] = PendingRecovery(sub, self.operator)
@@ -197,7 +221,8 @@ class Application:
         if self.listeners is not None:
             await self.listeners.stop()
         await _maybe_await(self.container.shutdown_resources())
-        logger.info("{} stopped", self.settings.application.name)
+        if self.listeners is not None:  # it started: say it stopped (else silence)
+            logger.info("{} stopped", self.settings.application.name)
 
     def stop_bound(self) -> float:
         """Seconds within which a stop ends, whatever handlers do (see shutdown.py)."""
@@ -213,11 +238,12 @@ class Application:
         passed in is armed at the signal and left armed for the caller, who cancels it once
         the loop is torn down (``streamboot run`` does).
         """
-        stop = asyncio.Event()
+        stop = self.stopping
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
         own_deadline = deadline is None
         deadline = deadline or StopDeadline()
+        code = EXIT_OK
 
         def on_signal(signum: int) -> None:
             if stop.is_set():
@@ -230,15 +256,38 @@ class Application:
 
         release = take_signals(loop, on_signal, lambda: deadline.arm(self.stop_bound()))
         try:
-            await self.start(wait_live=None)
-            await stop.wait()
-            await self.stop()  # still under our handlers: a second signal cancels this
+            try:
+                await self.start(wait_live=None)
+                if await self._until_stop_or_all_failed():
+                    code = EXIT_CANNOT_START
+            finally:
+                await self.stop()  # still under our handlers: a second signal cancels this
         finally:
             release()
             if own_deadline:
                 deadline.cancel()
-        forced = self.listeners is not None and self.listeners.forced
-        return EXIT_FORCED if forced else EXIT_OK
+        if code == EXIT_OK and self.listeners is not None and self.listeners.forced:
+            code = EXIT_FORCED
+        return code
+
+    async def _until_stop_or_all_failed(self) -> bool:
+        """Wait for the stop; True when, before it, every listener ended on an error no
+        retry heals (each has said why): then the process has nothing left to do."""
+        if self.listeners is None or self.stopping.is_set():
+            return False
+        stop = asyncio.ensure_future(self.stopping.wait())
+        failed = asyncio.ensure_future(self.listeners.all_failed.wait())
+        try:
+            await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            failed.cancel()
+        if self.stopping.is_set():
+            return False
+        reasons = sorted({str(s.failure) for s in self.listeners.subscriptions.values()})
+        self.failure = StartupError(f"every listener stopped: {'; '.join(reasons)}")
+        logger.error("{}; exiting", self.failure)
+        return True
 
 
 def _log_missed(event: Any) -> None:

@@ -16,9 +16,16 @@ from framework.check import check_application
 from framework.cli_inspect import register as register_inspect_commands
 from framework.config.errors import ConfigError
 from framework.config.loader import load_settings
+from framework.errors import StartupError
 from framework.listener.container import CANCEL_GRACE
 from framework.logs import configure_logging
-from framework.shutdown import EXIT_FORCED, StopDeadline, run_process
+from framework.shutdown import (
+    EXIT_CANNOT_START,
+    EXIT_CONFIG,
+    EXIT_FORCED,
+    StopDeadline,
+    run_process,
+)
 
 app = typer.Typer(help="Streamboot: declarative Redis Streams consumers.", no_args_is_help=True,
                   add_completion=False)
@@ -45,15 +52,21 @@ def run(config: ConfigArg) -> None:
         application = Application(settings)
     except ConfigError as exc:
         _print_problems(exc)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_CONFIG) from None
     deadline = StopDeadline()  # armed at the signal; ends the process if the stop hangs
     try:
         code = run_process(application.run_until_signalled(deadline), grace=CANCEL_GRACE)
     except asyncio.CancelledError:
         err.print("[red]forced stop: in-flight entries stay pending[/red]")
         raise typer.Exit(EXIT_FORCED) from None
+    except StartupError as exc:
+        err.print(f"streamboot: cannot start: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CANNOT_START) from None
     finally:
         deadline.cancel()
+    if code == EXIT_CANNOT_START and application.failure is not None:
+        err.print(f"streamboot: cannot start: {application.failure}", markup=False,
+                  soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 from redis.exceptions import ResponseError
 
 
@@ -77,6 +80,13 @@ def translate_response_error(exc: ResponseError, key: str, group: str = "") -> E
 
 # Server replies that mean "not now", not "never": the loop backs off and retries.
 _TRANSIENT_PREFIXES = ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# ... and those that mean "never, as configured": no retry heals them.
+_UNKNOWN_COMMAND = ("ERR unknown command", "ERR unknown subcommand", "ERR Unknown subcommand",
+                    "ERR syntax error")
+
+
+class StartupError(StreambootError):
+    """What makes ``run`` give up at start: no retry would heal it."""
 
 
 def pool_exhausted(exc: BaseException) -> bool:
@@ -88,19 +98,87 @@ def pool_exhausted(exc: BaseException) -> bool:
         isinstance(exc, RedisConnectionError) and str(exc) == "No connection available.")
 
 
-def describe_unavailable(exc: BaseException) -> str:
-    """What a transient failure was, for the log line that says it is retried."""
-    if pool_exhausted(exc):
-        return ("every pooled connection is busy (redis.max_connections); Redis itself "
-                f"may be fine ({type(exc).__name__}: {exc})")
-    return f"redis unavailable ({type(exc).__name__}: {exc})"
+def is_permanent(exc: BaseException) -> bool:
+    """Wrong credentials, a permission the user lacks, a key that is not a stream, a
+    command the server does not have: retrying cannot help until someone changes them."""
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        AuthorizationError,
+        NoPermissionError,
+    )
+
+    if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError
+                  | AuthenticationWrongNumberOfArgsError | WrongTypeError):
+        return True
+    return isinstance(exc, ResponseError) and server_error_text(exc).startswith(
+        (*_UNKNOWN_COMMAND, "NOPERM", "WRONGPASS", "NOAUTH"))
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection refused/reset/timeout and the server's temporary refusals."""
+    """Connection refused/reset/timeout and the server's temporary refusals (never an
+    authentication failure, which redis-py raises as a kind of connection error)."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    if is_permanent(exc):
+        return False
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError):
         return True
     return isinstance(exc, ResponseError) and server_error_text(exc).startswith(_TRANSIENT_PREFIXES)
+
+
+def _reason(exc: BaseException) -> str:
+    """redis-py says "Error 111 connecting to host:port. Connect call failed (…)": the
+    errno says it shorter ("connection refused")."""
+    text = str(exc)
+    found = re.match(r"Error (\d+) connecting", text)
+    if found:
+        return os.strerror(int(found.group(1))).lower()
+    if "Connection refused" in text:
+        return "connection refused"
+    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        return "timed out"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    return text or type(exc).__name__
+
+
+def describe_unavailable(exc: BaseException, address: str = "") -> str:
+    """What a transient failure was, for the line that says it is retried."""
+    where = f" at {address}" if address else ""
+    if pool_exhausted(exc):
+        return ("every pooled connection is busy (redis.max_connections); Redis itself "
+                f"may be fine ({type(exc).__name__}: {exc})")
+    if isinstance(exc, ResponseError):
+        return f"redis{where} is not ready ({server_error_text(exc)})"
+    return f"cannot reach redis{where} ({_reason(exc)})"
+
+
+def describe_permanent(exc: BaseException, address: str = "") -> str:
+    """What a permanent failure was, for the one line that ends a listener or ``run``."""
+    from redis.exceptions import AuthenticationError, NoPermissionError
+
+    where = f" at redis {address}" if address else ""
+    text = server_error_text(exc) if isinstance(exc, ResponseError) else str(exc)
+    if isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
+        return f"authentication failed{where}: {text}"
+    if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
+        return f"permission denied{where}: {text}"
+    if text.startswith(_UNKNOWN_COMMAND):
+        return (f"the server{where} does not support a command Streamboot needs ({text}); "
+                f"it needs Redis {MIN_SERVER} or newer")
+    return text
+
+
+MIN_SERVER = "7.0"
+"""The oldest server the framework runs on (XAUTOCLAIM's deleted ids, entries-read, lag)."""
+
+
+def server_too_old(version: str) -> bool:
+    """``redis_version`` as INFO reports it (Valkey reports a Redis-compatible one)."""
+    try:
+        parts = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return False  # an unknown scheme: let the commands themselves tell
+    return parts < tuple(int(p) for p in MIN_SERVER.split("."))

@@ -29,6 +29,14 @@ where ``logger.contextualize`` per entry cost several. A loguru patcher copies i
 framework or by the handler, sync or async — carries it.
 """
 _patched = False
+_tracebacks = False
+
+
+def handler_traceback(exc: BaseException) -> BaseException | None:
+    """What ``logger.opt(exception=…)`` gets for a handler failure: the exception when
+    tracebacks are asked for (``logging.tracebacks``, or level DEBUG), else None — an
+    expected business failure (a declined card) is one line, not thirty."""
+    return exc if _tracebacks else None
 
 
 def _add_entry_id(record: Record) -> None:
@@ -68,6 +76,8 @@ class _InterceptHandler(logging.Handler):
 
 
 def configure_logging(settings: LoggingSettings) -> None:
+    global _tracebacks
+    _tracebacks = settings.tracebacks or settings.level in ("TRACE", "DEBUG")
     logger.remove()
     if settings.json_lines:
         logger.add(sys.stderr, level=settings.level, serialize=True, diagnose=False,

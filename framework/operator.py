@@ -464,6 +464,26 @@ class RedisOperator:
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
+    async def server_version(self) -> str:
+        """``redis_version`` from INFO server (of one node, on Cluster)."""
+        info = await self.client.info("server")
+        if isinstance(self.client, RedisCluster):  # {node: info}
+            info = next(iter(info.values())) if info and "redis_version" not in info else info
+        return str(info.get("redis_version", ""))
+
+    @property
+    def address(self) -> str:
+        """Where this operator's Redis is, for messages: ``host:port``, a socket path, or
+        the first cluster node. Never the password."""
+        if isinstance(self.client, RedisCluster):
+            nodes = self.client.nodes_manager.startup_nodes
+            first = next(iter(nodes), "?")
+            return f"{first} (cluster)"
+        kwargs = self.client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return str(kwargs["path"])
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"
+
     # -- plumbing -----------------------------------------------------------------------
     async def _eval_exact(self, key: str, group: str, script: Any, keys: Sequence[str],
                           args: Sequence[str | int]) -> Any:

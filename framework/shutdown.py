@@ -32,6 +32,11 @@ EXIT_OK = 0
 EXIT_FORCED = 1
 """Stopped, but not every handler finished (a second signal, or still running at
 ``shutdown_timeout``): their entries stay pending and are delivered again."""
+EXIT_CONFIG = 2
+"""The application file (or the environment overriding it) is invalid."""
+EXIT_CANNOT_START = 3
+"""Something no retry heals: authentication, a permission, a key that is not a stream on
+every listener, a server too old."""
 
 STOP_MARGIN = 5.0
 """Seconds past the listeners' own stop bound before the process exits regardless."""

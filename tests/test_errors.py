@@ -10,7 +10,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from framework.client import build_client
 from framework.config import ConfigError, settings_from_mapping
 from framework.config.models import RedisSettings
-from framework.errors import describe_unavailable, is_transient, pool_exhausted
+from framework.errors import (
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    is_transient,
+    pool_exhausted,
+    server_too_old,
+)
+from framework.operator import RedisOperator
 
 
 async def test_an_exhausted_pool_is_reported_as_such(redis_url: str) -> None:
@@ -31,13 +39,35 @@ async def test_an_exhausted_pool_is_reported_as_such(redis_url: str) -> None:
     assert "redis unavailable" not in text
 
 
-async def test_redis_down_is_reported_as_unavailable() -> None:
+async def test_redis_down_says_where_and_why() -> None:
     client = build_client(RedisSettings(url="redis://127.0.0.1:1/0"))
+    operator = RedisOperator(client)
     with pytest.raises(RedisConnectionError) as caught:
         await client.ping()
     await client.aclose()
     assert not pool_exhausted(caught.value)
-    assert describe_unavailable(caught.value).startswith("redis unavailable (ConnectionError")
+    assert is_transient(caught.value)
+    assert describe_unavailable(caught.value, operator.address) == (
+        "cannot reach redis at 127.0.0.1:1 (connection refused)")
+
+
+async def test_a_wrong_password_is_permanent_never_cannot_reach(redis_url: str) -> None:
+    """redis-py raises AuthenticationError as a kind of ConnectionError: it must not be
+    retried for ever as if the server were down."""
+    client = build_client(RedisSettings(url=redis_url, username="nobody", password="nope"))
+    with pytest.raises(RedisConnectionError) as caught:
+        await client.ping()
+    await client.aclose()
+    assert is_permanent(caught.value)
+    assert not is_transient(caught.value)
+    assert describe_permanent(caught.value, "h:1").startswith("authentication failed at redis h:1:")
+
+
+def test_server_versions() -> None:
+    assert server_too_old("6.2.14")
+    assert not server_too_old("7.0.15")
+    assert not server_too_old("7.2.4")  # what Valkey 8 and 9 report
+    assert not server_too_old("unknown")
 
 
 def test_a_cluster_pool_too_small_for_the_listeners_is_refused() -> None:

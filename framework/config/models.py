@@ -310,6 +310,11 @@ class MetricsSettings(StrictModel):
 class LoggingSettings(StrictModel):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     json_lines: bool = False
+    tracebacks: bool = Field(
+        default=False,
+        description="Full tracebacks of handler failures (a dead-lettered entry's last one); "
+        "otherwise one line each. Always on at DEBUG.",
+    )
 
 
 class ApplicationSettings(StrictModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from loguru import logger
 
-from framework.errors import describe_unavailable, is_transient
+from framework.errors import describe_permanent, describe_unavailable, is_permanent, is_transient
 
 
 def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
@@ -25,6 +25,8 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaita
             except Exception as exc:
                 if is_transient(exc):
                     logger.warning("job skipped: {}", describe_unavailable(exc))
+                elif is_permanent(exc):
+                    logger.error("job failed: {}; it runs again next time", describe_permanent(exc))
                 else:
                     logger.opt(exception=exc).error("job failed; it runs again next time")
 

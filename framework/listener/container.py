@@ -41,6 +41,8 @@ class ListenerContainer:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.forced = False
         """Set when a stop had to cancel handlers still running at shutdown_timeout."""
+        self.all_failed = asyncio.Event()
+        """Set once every subscription has ended on an error no retry heals."""
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
@@ -83,7 +85,14 @@ class ListenerContainer:
 
     def _spawn(self, subscription: Subscription) -> None:
         name = subscription.spec.name
-        self._tasks[name] = asyncio.create_task(subscription.run(), name=f"streamboot:{name}")
+        task = asyncio.create_task(subscription.run(), name=f"streamboot:{name}")
+        task.add_done_callback(self._ended)
+        self._tasks[name] = task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        subs = self._subscriptions.values()
+        if subs and all(s.failure is not None for s in subs):
+            self.all_failed.set()
 
     async def stop(self) -> None:
         """Stop polling, let in-flight handlers finish within ``shutdown_timeout``, ack them."""

@@ -10,6 +10,7 @@ from loguru import logger
 
 from framework.listener.spec import ListenerSpec
 from framework.listener.stats import ListenerStats
+from framework.logs import handler_traceback
 from framework.operator import RedisOperator
 from framework.records import StreamEntry
 from framework.reliability.dead_letter import (
@@ -40,8 +41,8 @@ class FailurePolicy:
                                  self._spec.dead_letter_stream is not None)
         log = logger.bind(entry_id=entry.id)
         if decision.next is Next.DEAD_LETTER:
-            # The traceback is worth its cost once, on the final attempt.
-            log.opt(exception=exc).error(
+            # One line (the reason is in it and in dlq_error); the traceback when asked for.
+            log.opt(exception=handler_traceback(exc)).error(
                 "handler failed on delivery {} of {}: {}: {}; dead-lettering", deliveries,
                 self._spec.retry.max_deliveries, type(exc).__name__, exc)
             await self.dead_letter(entry, REASON_MAX_DELIVERIES, exc, deliveries)

@@ -22,7 +22,15 @@ from typing import Any
 from loguru import logger
 
 from framework.backoff import Backoff
-from framework.errors import NoGroupError, WrongTypeError, describe_unavailable, is_transient
+from framework.errors import (
+    NoGroupError,
+    StartupError,
+    WrongTypeError,
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    is_transient,
+)
 from framework.handler import StreamHandler
 from framework.listener.dispatch import FRESH, Dispatcher, Until
 from framework.listener.failures import FailurePolicy
@@ -92,6 +100,11 @@ class Subscription:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def live(self) -> bool:
+        """Its group exists and it reads: what the recovery job may work for."""
+        return self._started.is_set() and self.failure is None and not self._stop.is_set()
 
     @property
     def stop_bound(self) -> float:
@@ -169,6 +182,8 @@ class Subscription:
                         raise
                     self._log.info("the period's stream is gone; nothing to consume")
                     return
+                if self._stop.is_set():
+                    return  # stopped while the group was being created: never started
                 if self.keeper is not None and self._renewals is not None:
                     self._renewals.register(self.keeper)
                 self.stats.last_poll = time.monotonic()  # live from now, not "never polled"
@@ -182,8 +197,8 @@ class Subscription:
                     except WrongTypeError:
                         raise
                     except Exception as exc:  # a bug or an unknown server error: never die
-                        if not is_transient(exc):
-                            self._log.opt(exception=exc).error("poll loop error: {}", exc)
+                        if is_permanent(exc) and not self.stats.reads:
+                            raise  # refused before it ever read: no retry will heal it
                         await self._redis_down(exc)
                 # Stopped: a read already sent is received and handled too, then every entry
                 # in hand finishes (the container cancels this past shutdown_timeout).
@@ -192,6 +207,11 @@ class Subscription:
             except WrongTypeError as exc:
                 self.failure = exc
                 self._log.error("listener stopped: {}; the other listeners run on", exc)
+            except Exception as exc:
+                if not is_permanent(exc):
+                    raise
+                self.failure = StartupError(describe_permanent(exc, self._operator.address))
+                self._log.error("listener cannot start: {}", self.failure)
             finally:
                 self._dispatcher.close()  # cancels what still runs: those stay pending
                 if self._side_ack_timer is not None:
@@ -514,10 +534,20 @@ class Subscription:
                 await self._redis_down(exc)
 
     async def _redis_down(self, exc: BaseException) -> None:
+        """Back off and try again: one line for what heals (or may: a permission taken
+        away while running can be given back), a traceback only for the unexpected."""
         self.stats.redis_errors += 1
         self._cursor = OWN_PEL_START
         delay = self._backoff.next_delay()
-        self._log.warning("{}; retrying in {:.2f}s", describe_unavailable(exc), delay)
+        address = self._operator.address
+        if is_transient(exc):
+            self._log.warning("{}; retrying in {:.2f}s", describe_unavailable(exc, address),
+                              delay)
+        elif is_permanent(exc):
+            self._log.error("{}; retrying in {:.2f}s", describe_permanent(exc, address), delay)
+        else:  # a bug or an unknown server error: never die, but show everything
+            self._log.opt(exception=exc).error("poll loop error: {}; retrying in {:.2f}s",
+                                               exc, delay)
         await self._backoff.wait(delay, self._stop)
 
     async def _flush_acks(self) -> None:

@@ -1,0 +1,59 @@
+"""Before any listener starts: reach Redis, retrying what heals, refusing what will not.
+
+A worker that logs "started: 2 listener(s)" and then retries a wrong password for ever
+looks healthy to everyone but the entries piling up. So ``run`` first reaches the server:
+connection refused, a timeout, ``LOADING`` are retried with one line that says what and
+where; a wrong password, a missing permission, a server too old end the start with
+:class:`~framework.errors.StartupError` — one line, and ``run`` exits 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from loguru import logger
+from redis.exceptions import NoPermissionError
+
+from framework.backoff import Backoff
+from framework.errors import (
+    MIN_SERVER,
+    StartupError,
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    is_transient,
+    server_too_old,
+)
+from framework.operator import RedisOperator
+
+
+async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
+                      backoff: Backoff | None = None) -> bool:
+    """PING until it answers; False when ``stop`` was set while waiting."""
+    backoff = backoff or Backoff(initial=0.5, cap=10.0)
+    address = operator.address
+    while not stop.is_set():
+        try:
+            await operator.ping()
+        except Exception as exc:
+            if is_permanent(exc):
+                raise StartupError(describe_permanent(exc, address)) from None
+            if not is_transient(exc):
+                raise
+            delay = backoff.next_delay()
+            logger.warning("{}, retrying in {:.1f}s", describe_unavailable(exc, address), delay)
+            await backoff.wait(delay, stop)
+            continue
+        await _check_version(operator, address)
+        return True
+    return False
+
+
+async def _check_version(operator: RedisOperator, address: str) -> None:
+    try:
+        version = await operator.server_version()
+    except NoPermissionError:
+        return  # INFO is not granted: the commands themselves will say if one is missing
+    if version and server_too_old(version):
+        raise StartupError(f"the server at {address} is Redis {version}: Streamboot needs "
+                           f"{MIN_SERVER} or newer (XAUTOCLAIM's deleted ids, group lag)")

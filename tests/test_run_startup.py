@@ -1,0 +1,138 @@
+"""`streamboot run` at start: it fails fast on what will not heal, retries what will, and
+says which — in its first line, with the documented exit code.
+
+Each test runs the real command against a real redis-server and asserts the exit code
+and the exact first line a user sees.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from framework.devserver import RedisServer, free_port
+from tests.conftest import stop_process
+
+ROOT = Path(__file__).resolve().parents[1]
+STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
+
+
+def app_file(tmp_path: Path, url: str, listeners: int = 1, redis_extra: str = "") -> Path:
+    path = tmp_path / "app.yaml"
+    entries = "\n".join(
+        f"  l{i}: {{stream: s{i}, group: g, handler: \"tests.handlers:LoggingHandler\"}}"
+        for i in range(listeners))
+    path.write_text(f"""
+redis: {{url: "{url}"{redis_extra}}}
+container: {{poll_timeout: 100ms}}
+listeners:
+{entries}
+""")
+    return path
+
+
+def run(config: Path, timeout: float = 30) -> tuple[int, str, float]:
+    began = time.monotonic()
+    done = subprocess.run([STREAMBOOT, "run", str(config)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    return done.returncode, done.stderr, time.monotonic() - began
+
+
+def first_line(stderr: str) -> str:
+    """The first line's message, without loguru's time, level and module columns."""
+    line = stderr.strip().splitlines()[0]
+    return line.split(" ", 3)[3] if line[:2].isdigit() else line
+
+
+@pytest.fixture
+def locked_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.extra_args = ["--requirepass", "right"]
+    with server:
+        yield server
+
+
+def test_a_wrong_password_ends_run_at_once_with_one_line(
+        tmp_path: Path, locked_server: RedisServer) -> None:
+    config = app_file(tmp_path, locked_server.url, redis_extra=", password: wrong")
+    code, stderr, took = run(config)
+    assert code == 3, stderr
+    assert took < 10
+    assert stderr.strip().splitlines() == [
+        f"streamboot: cannot start: authentication failed at redis 127.0.0.1:"
+        f"{locked_server.port}: invalid username-password pair or user is disabled."]
+
+
+def test_an_unreachable_server_is_retried_and_says_where(tmp_path: Path) -> None:
+    port = free_port()
+    config = app_file(tmp_path, f"redis://127.0.0.1:{port}/0")
+    proc = subprocess.Popen([STREAMBOOT, "run", str(config)], cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(2.5)
+    assert proc.poll() is None  # still trying: it heals when Redis comes up
+    stderr = stop_process(proc, signal.SIGTERM)
+    assert proc.returncode == 0, stderr
+    line = first_line(stderr)
+    assert line.startswith(f"cannot reach redis at 127.0.0.1:{port} "
+                           "(connection refused), retrying in "), line
+    assert "listener(s)" not in stderr  # no "started: N listener(s)" claimed
+
+
+def test_a_missing_permission_ends_run_naming_the_command(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", "reader", "reset", "on", ">pw", "~*", "+@all",
+                          "-xreadgroup")
+    try:
+        config = app_file(tmp_path, redis_server.url, listeners=2,
+                          redis_extra=", username: reader, password: pw")
+        code, stderr, took = run(config)
+    finally:
+        admin.execute_command("ACL", "DELUSER", "reader")
+        admin.close()
+    assert code == 3, stderr
+    assert took < 15
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("streamboot: cannot start: every listener stopped: permission "
+                           f"denied at redis 127.0.0.1:{redis_server.port}: "), last
+    assert "'xreadgroup' command" in last
+    assert "Traceback" not in stderr
+
+
+def test_wrongtype_on_every_listener_key_ends_run(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.set("s0", "not a stream")
+    try:
+        code, stderr, _ = run(app_file(tmp_path, redis_server.url))
+    finally:
+        admin.delete("s0")
+        admin.close()
+    assert code == 3, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "streamboot: cannot start: every listener stopped: key 's0' holds a value that is "
+        "not a stream (WRONGTYPE)")
+    assert "Traceback" not in stderr
+
+
+def test_a_healthy_start_and_stop_say_nothing_alarming(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """No 'scheduler disabled' while it runs, no NOGROUP from a recovery run before the
+    group exists, no 'listening' after 'stopping': a clean run logs no WARNING or ERROR."""
+    config = app_file(tmp_path, redis_server.url, listeners=3)
+    proc = subprocess.Popen([STREAMBOOT, "run", str(config)], cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(2)
+    stderr = stop_process(proc, signal.SIGTERM)
+    assert proc.returncode == 0, stderr
+    assert not [ln for ln in stderr.splitlines() if " WARNING " in ln or " ERROR " in ln], stderr
+    lines = stderr.splitlines()
+    stopping = next(i for i, ln in enumerate(lines) if "stopping gracefully" in ln)
+    assert not [ln for ln in lines[stopping:] if "listening" in ln]
