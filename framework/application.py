@@ -20,7 +20,8 @@ from framework.clock import Clock, SystemClock
 from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.models import AppSettings
 from framework.di import StreambootContainer
-from framework.errors import StartupError
+from framework.errors import HandlerResolutionError, StartupError
+from framework.handler import StreamHandler
 from framework.http_server import MetricsServer, health
 from framework.inspect_streams import StreamView, stream_view
 from framework.jobs.cleanup import CleanupJob
@@ -30,7 +31,7 @@ from framework.jobs.retention import RetentionJob
 from framework.jobs.rotation import RotationJob
 from framework.lifecycle.rotation import RotationPolicy
 from framework.listener.container import CANCEL_GRACE, ListenerContainer
-from framework.listener.spec import resolve_listener
+from framework.listener.spec import ListenerSpec, resolve_listener
 from framework.metrics import StreambootCollector, build_registry
 from framework.operator import RedisOperator
 from framework.preflight import reach_redis
@@ -68,9 +69,11 @@ class Application:
     """Lifecycle of one process: ``start`` → run → ``stop``."""
 
     def __init__(self, settings: AppSettings, container: StreambootContainer | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, source: str = "<settings>"):
         self.settings = settings
-        self.container = container or build_container(settings)
+        self.source = source
+        """Where the settings came from (the file), for the problems this reports."""
+        self.container = container or build_container(settings, source)
         self.clock = clock or SystemClock()
         self.rotations: dict[str, RotationJob] = {}
         self.retentions: dict[str, RetentionJob] = {}
@@ -92,21 +95,18 @@ class Application:
         self.stopping.set()
 
     async def start(self, wait_live: float | None = 30.0) -> None:
-        """Reach Redis (see preflight.py), then start every listener and job. Raises
-        :class:`StartupError` for what no retry heals; returns early, starting nothing,
-        when a stop is requested while Redis is still out of reach."""
+        """Resolve every handler, reach Redis (see preflight.py), then start every
+        listener and job. Raises :class:`ConfigError` naming every handler that cannot be
+        resolved, :class:`StartupError` for what no retry heals; returns early, starting
+        nothing, when a stop is requested while Redis is still out of reach."""
         await _maybe_await(self.container.init_resources())
         self.operator = await provide(self.container.operator)
+        declared = await self._resolve_handlers()
         if not await reach_redis(self.operator, self.stopping):
             logger.info("stopped before Redis could be reached; nothing was started")
             return
         self.listeners = await provide(self.container.listener_container)
-        for name, listener in self.settings.listeners.items():
-            if not listener.enabled:
-                logger.info("listener {} is disabled", name)
-                continue
-            spec = resolve_listener(name, listener, self.settings.container)
-            handler = await resolve_handler(spec.handler, self.container, name)
+        for name, (spec, handler) in declared.items():
             await self._declare(name, spec, handler)
         await self.listeners.start(timeout=wait_live)
         if self.settings.scheduler.enabled:
@@ -122,6 +122,24 @@ class Application:
             await self._serve_metrics()
         logger.info("{} started: {} listener(s)", self.settings.application.name,
                     len(self.listeners.subscriptions))
+
+    async def _resolve_handlers(self) -> dict[str, tuple[ListenerSpec, StreamHandler[Any]]]:
+        """Every enabled listener's handler, before anything connects: all the problems
+        at once, as ``check`` reports them."""
+        declared: dict[str, tuple[ListenerSpec, StreamHandler[Any]]] = {}
+        problems = []
+        for name, listener in self.settings.listeners.items():
+            if not listener.enabled:
+                logger.info("listener {} is disabled", name)
+                continue
+            spec = resolve_listener(name, listener, self.settings.container)
+            try:
+                declared[name] = (spec, await resolve_handler(spec.handler, self.container, name))
+            except HandlerResolutionError as exc:
+                problems.append(ConfigProblem(self.source, f"listeners.{name}.handler", str(exc)))
+        if problems:
+            raise ConfigError(problems)
+        return declared
 
     async def _declare(self, name: str, spec: Any, handler: Any) -> None:
         """Register the listener (or its rotation job) and build its lifecycle jobs."""

@@ -9,7 +9,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from framework.errors import HandlerResolutionError
-from framework.handler import StreamHandler
+from framework.handler import StreamHandler, handler_problems
 
 
 async def provide(provider: Any) -> Any:
@@ -37,6 +37,9 @@ async def resolve_handler(
         raise HandlerResolutionError(
             f"{where}: {type(bean).__name__} is not a StreamHandler subclass instance"
         )
+    problems = handler_problems(type(bean))
+    if problems:
+        raise HandlerResolutionError(f"{where}: {'; '.join(problems)}")
     return bean
 
 

@@ -1,15 +1,29 @@
-"""``streamboot check``: everything that can be verified before ``run``, reported at once."""
+"""``streamboot check``: everything that can be verified before ``run``, reported at once.
+
+Every problem in one run: the file's own (unknown keys, wrong types, timings that cannot
+work), each handler's (not importable, no ``handle(self, message)``, a payload type the
+codecs do not build) — checked from the raw file when the model itself is invalid, so a
+typo does not hide a missing module — and Redis's (unreachable, authentication, a key
+that is not a stream).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from framework.application import build_container
-from framework.beans import provide, resolve_handler
+from framework.beans import import_handler_class, provide, resolve_handler
 from framework.config.errors import ConfigError, ConfigProblem
-from framework.config.loader import load_settings
+from framework.config.loader import load_settings, read_yaml
 from framework.config.models import AppSettings
-from framework.errors import HandlerResolutionError
+from framework.errors import (
+    HandlerResolutionError,
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+)
+from framework.handler import handler_problems
 from framework.operator import RedisOperator
 
 
@@ -18,10 +32,19 @@ async def check_application(path: str | Path) -> tuple[AppSettings | None, list[
     file = str(path)
     try:
         settings = load_settings(path)
+    except ConfigError as exc:
+        reported = {p.path for p in exc.problems}
+        extra = [p for p in _handlers_in_raw_file(Path(path), file) if p.path not in reported]
+        return None, [*exc.problems, *extra]
+    problems: list[ConfigProblem] = []
+    if not any(listener.enabled for listener in settings.listeners.values()):
+        problems.append(ConfigProblem(file, "listeners", "no listener is declared (or all "
+                                                         "are disabled): run would have "
+                                                         "nothing to do"))
+    try:
         container = build_container(settings, file)
     except ConfigError as exc:
-        return None, exc.problems
-    problems: list[ConfigProblem] = []
+        return settings, [*problems, *exc.problems]
     for name, listener in settings.listeners.items():
         try:
             await resolve_handler(listener.handler, container, name)
@@ -32,13 +55,44 @@ async def check_application(path: str | Path) -> tuple[AppSettings | None, list[
     return settings, problems
 
 
-async def _check_redis(settings: AppSettings, container: object, file: str) -> list[ConfigProblem]:
+def _handlers_in_raw_file(path: Path, file: str) -> list[ConfigProblem]:
+    """Handlers named by import path in a file whose model did not validate: still worth
+    checking (provider names need the container, which an invalid file cannot build)."""
     try:
-        operator: RedisOperator = await provide(container.operator)  # type: ignore[attr-defined]
+        tree = read_yaml(path)
+    except ConfigError:
+        return []  # the YAML itself is broken: that problem is already reported
+    listeners = tree.get("listeners")
+    if not isinstance(listeners, dict):
+        return []
+    problems = []
+    for name, listener in listeners.items():
+        ref = listener.get("handler") if isinstance(listener, dict) else None
+        if not isinstance(ref, str) or ":" not in ref or "${" in ref:
+            continue
+        where = f"listener {name!r}, handler {ref!r}"
+        try:
+            cls = import_handler_class(ref, where)
+        except HandlerResolutionError as exc:
+            problems.append(ConfigProblem(file, f"listeners.{name}.handler", str(exc)))
+            continue
+        found = handler_problems(cls)
+        if found:
+            problems.append(ConfigProblem(file, f"listeners.{name}.handler",
+                                          f"{where}: {'; '.join(found)}"))
+    return problems
+
+
+async def _check_redis(settings: AppSettings, container: Any, file: str) -> list[ConfigProblem]:
+    operator: RedisOperator | None = None
+    try:
+        operator = await provide(container.operator)
         await operator.ping()
     except Exception as exc:
-        return [ConfigProblem(file, "redis.url", f"cannot reach Redis at "
-                              f"{settings.redis.safe_url}: {type(exc).__name__}: {exc}")]
+        address = operator.address if operator is not None else settings.redis.safe_url
+        text = (describe_permanent(exc, address) if is_permanent(exc)
+                else describe_unavailable(exc, address))
+        return [ConfigProblem(file, "redis.url", text)]
     problems = []
     for name, listener in settings.listeners.items():
         kind = await operator.key_type(listener.stream)
@@ -48,9 +102,9 @@ async def _check_redis(settings: AppSettings, container: object, file: str) -> l
     return problems
 
 
-async def _close(container: object) -> None:
+async def _close(container: Any) -> None:
     try:
-        result = container.shutdown_resources()  # type: ignore[attr-defined]
+        result = container.shutdown_resources()
         if result is not None:
             await result
     except Exception:  # closing a client that never connected may fail; nothing to report

@@ -14,7 +14,7 @@ from rich.console import Console
 from framework.application import Application
 from framework.check import check_application
 from framework.cli_inspect import register as register_inspect_commands
-from framework.config.errors import ConfigError
+from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.loader import load_settings
 from framework.errors import StartupError
 from framework.listener.container import CANCEL_GRACE
@@ -48,8 +48,11 @@ def run(config: ConfigArg) -> None:
     _import_from_cwd()
     try:
         settings = load_settings(config)
+        if not any(listener.enabled for listener in settings.listeners.values()):
+            raise ConfigError([ConfigProblem(str(config), "listeners", "no listener is "
+                                             "declared (or all are disabled): nothing to run")])
         configure_logging(settings.logging)
-        application = Application(settings)
+        application = Application(settings, source=str(config))
     except ConfigError as exc:
         _print_problems(exc)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -62,6 +65,9 @@ def run(config: ConfigArg) -> None:
     except StartupError as exc:
         err.print(f"streamboot: cannot start: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_CANNOT_START) from None
+    except ConfigError as exc:  # a handler that cannot be resolved
+        _print_problems(exc)
+        raise typer.Exit(EXIT_CONFIG) from None
     finally:
         deadline.cancel()
     if code == EXIT_CANNOT_START and application.failure is not None:

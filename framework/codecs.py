@@ -1,33 +1,75 @@
-"""Payload codecs: how a pydantic model travels in a stream entry's fields.
+"""Payload codecs: how a handler's payload travels in a stream entry's fields.
 
-``flat`` keeps one field per model attribute (the seeds' style, readable with
-``XRANGE`` in redis-cli); ``json`` keeps the whole model as JSON in one field, for
-nested payloads.
+``flat`` keeps one field per attribute (the seeds' style, readable with ``XRANGE`` in
+redis-cli); ``json`` keeps the whole payload as JSON in one field, for nested payloads.
+
+The payload type is the handler's generic parameter, ``StreamHandler[P]``. The codecs
+build a pydantic model, a dataclass or a ``TypedDict`` (the last two through pydantic's
+``TypeAdapter``), or hand over the raw fields (``dict[str, str]``). Any other ``P`` is
+refused by name (:func:`payload_problem`), so ``StreamHandler[str]`` never silently
+receives a dict.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from typing_extensions import is_typeddict  # both kinds (typing's and its own)
 
 from framework.errors import StreambootError
 
+Decoder = Callable[[dict[str, str]], Any]
+
 
 class PayloadError(StreambootError):
-    """The entry's fields cannot become the handler's payload model; retrying cannot help."""
+    """The entry's fields cannot become the handler's payload; retrying cannot help."""
 
     def __init__(self, message: str, cause: Exception | None = None) -> None:
         super().__init__(message)
         self.cause = cause
 
 
-class Codec(Protocol):
-    def decoder(self, model: type[BaseModel] | None) -> Callable[[dict[str, str]], Any]: ...
+def is_raw(tp: Any) -> bool:
+    """Payload types that receive the entry's fields as they are."""
+    if tp is None or tp is Any or tp is dict or tp is Mapping:
+        return True
+    if typing.get_origin(tp) in (dict, Mapping):
+        args = typing.get_args(tp)
+        return not args or all(a in (str, Any) for a in args)
+    return False
 
-    def encode(self, payload: BaseModel) -> dict[str, str]: ...
+
+def payload_problem(tp: Any) -> str | None:
+    """Why the codecs cannot build ``tp``, or None when they can."""
+    if is_raw(tp) or _is_model(tp):
+        return None
+    name = getattr(tp, "__name__", None) or repr(tp)
+    if _is_adapted(tp):
+        try:
+            TypeAdapter(tp)
+        except Exception as exc:  # pydantic refuses it (e.g. typing.TypedDict before 3.12)
+            first = str(exc).strip().splitlines()[0]
+            return f"payload type {name} cannot be built by pydantic: {first}"
+        return None
+    return (f"payload type {name} is not one the codecs build: use a pydantic model, a "
+            "dataclass, a TypedDict, or dict[str, str] for the raw fields")
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _is_adapted(tp: Any) -> bool:
+    return (isinstance(tp, type) and dataclasses.is_dataclass(tp)) or is_typeddict(tp)
+
+
+def _name(tp: Any) -> str:
+    return str(getattr(tp, "__name__", tp))
 
 
 def _describe(exc: ValidationError) -> str:
@@ -42,25 +84,52 @@ def _raw(fields: dict[str, str]) -> dict[str, str]:
     return fields
 
 
-class FlatCodec:
-    """Each model attribute in its own field; nested values as JSON text."""
+def _validators(tp: Any) -> tuple[Callable[[Any], Any], Callable[[str], Any]]:
+    """(from a mapping, from JSON text) for a model, a dataclass or a TypedDict."""
+    if _is_model(tp):
+        return tp.model_validate, tp.model_validate_json
+    adapter: TypeAdapter[Any] = TypeAdapter(tp)
+    return adapter.validate_python, adapter.validate_json
 
-    def decoder(self, model: type[BaseModel] | None) -> Callable[[dict[str, str]], Any]:
-        if model is None:
+
+def _plain(payload: Any) -> dict[str, Any]:
+    """A payload as JSON-ready values: a model, a dataclass, or a mapping (a TypedDict)."""
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(mode="json")
+    if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
+        return dict(TypeAdapter(type(payload)).dump_python(payload, mode="json"))
+    if isinstance(payload, Mapping):
+        return dict(TypeAdapter(dict[str, Any]).dump_python(dict(payload), mode="json"))
+    raise TypeError(f"cannot publish a {type(payload).__name__}: give a pydantic model, a "
+                    "dataclass instance or a mapping")
+
+
+class Codec(Protocol):
+    def decoder(self, payload_type: Any) -> Decoder: ...
+
+    def encode(self, payload: Any) -> dict[str, str]: ...
+
+
+class FlatCodec:
+    """Each attribute in its own field; nested values as JSON text."""
+
+    def decoder(self, payload_type: Any) -> Decoder:
+        if is_raw(payload_type):
             return _raw
-        validate = model.model_validate
+        validate, _ = _validators(payload_type)
+        name = _name(payload_type)
 
         def decode(fields: dict[str, str]) -> Any:
             try:
                 return validate(fields)
             except ValidationError as exc:
-                raise PayloadError(f"invalid {model.__name__}: {_describe(exc)}", exc) from None
+                raise PayloadError(f"invalid {name}: {_describe(exc)}", exc) from None
 
         return decode
 
-    def encode(self, payload: BaseModel) -> dict[str, str]:
+    def encode(self, payload: Any) -> dict[str, str]:
         out: dict[str, str] = {}
-        for key, value in payload.model_dump(mode="json").items():
+        for key, value in _plain(payload).items():
             if value is None:
                 continue
             out[key] = value if isinstance(value, str) else json.dumps(value)
@@ -68,32 +137,37 @@ class FlatCodec:
 
 
 class JsonCodec:
-    """The whole model as JSON in one field (``json_field``, default ``payload``)."""
+    """The whole payload as JSON in one field (``json_field``, default ``payload``)."""
 
     def __init__(self, field: str = "payload") -> None:
         self.field = field
 
-    def decoder(self, model: type[BaseModel] | None) -> Callable[[dict[str, str]], Any]:
+    def decoder(self, payload_type: Any) -> Decoder:
         field = self.field
+        raw = is_raw(payload_type)
+        validate_json = None if raw else _validators(payload_type)[1]
+        name = _name(payload_type)
 
         def decode(fields: dict[str, str]) -> Any:
             text = fields.get(field)
             if text is None:
                 raise PayloadError(f"field {field!r} is missing (json codec)")
-            if model is None:
+            if validate_json is None:
                 try:
                     return json.loads(text)
                 except ValueError as exc:
                     raise PayloadError(f"field {field!r} is not JSON: {exc}", exc) from None
             try:
-                return model.model_validate_json(text)
+                return validate_json(text)
             except ValidationError as exc:
-                raise PayloadError(f"invalid {model.__name__}: {_describe(exc)}", exc) from None
+                raise PayloadError(f"invalid {name}: {_describe(exc)}", exc) from None
 
         return decode
 
-    def encode(self, payload: BaseModel) -> dict[str, str]:
-        return {self.field: payload.model_dump_json()}
+    def encode(self, payload: Any) -> dict[str, str]:
+        if isinstance(payload, BaseModel):
+            return {self.field: payload.model_dump_json()}
+        return {self.field: json.dumps(_plain(payload), separators=(",", ":"))}
 
 
 def codec_for(name: Literal["flat", "json"], json_field: str = "payload") -> Codec:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-
-from pydantic import BaseModel
+from typing import Any
 
 from framework.clock import Clock, SystemClock
 from framework.codecs import Codec, codec_for
@@ -60,13 +59,14 @@ class Publisher:
             return self._stream
         return self._rotation.current(self._clock.now()).key
 
-    def fields(self, payload: BaseModel) -> dict[str, str]:
+    def fields(self, payload: Any) -> dict[str, str]:
+        """The entry's fields for ``payload``: a pydantic model, a dataclass, a mapping."""
         fields = self._codec.encode(payload)
         if self._schema_version is not None:
             fields.setdefault("schema_version", str(self._schema_version))
         return fields
 
-    async def publish(self, payload: BaseModel) -> str:
+    async def publish(self, payload: Any) -> str:
         """XADD the payload with the listener's codec (``MAXLEN ~ max_len`` if given).
 
         A rotated period's stream is never created by XADD (NOMKSTREAM): when no consumer
@@ -76,7 +76,7 @@ class Publisher:
         """
         return (await self.publish_many([payload]))[0]
 
-    async def publish_many(self, payloads: Sequence[BaseModel], chunk: int = 500) -> list[str]:
+    async def publish_many(self, payloads: Sequence[Any], chunk: int = 500) -> list[str]:
         """XADD many payloads, ``chunk`` per pipelined round trip, in order."""
         key = self.key()
         ids: list[str] = []

@@ -8,10 +8,12 @@ import os
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
 from framework import Message, StreamHandler
 from framework.reliability.idempotency import IdempotentScript
@@ -193,3 +195,50 @@ class HangingSyncHandler(StreamHandler[dict[str, str]]):
             out.write(f"started {message.id}\n")
         if message.payload.get("hang"):
             time.sleep(60)
+
+
+@dataclass
+class Shipment:
+    order_id: str
+    parcels: int
+
+
+class ShipmentHandler(StreamHandler[Shipment]):
+    """A dataclass payload: built through pydantic's TypeAdapter, validated too."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def handle(self, message: Message[Shipment]) -> None:
+        self.recorder.enter()
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class Refund(TypedDict):
+    order_id: str
+    cents: int
+
+
+class RefundHandler(StreamHandler[Refund]):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def handle(self, message: Message[Refund]) -> None:
+        self.recorder.enter()
+        self.recorder.leave(message)  # type: ignore[arg-type]
+
+
+class TextHandler(StreamHandler[str]):
+    """A payload type no codec builds: refused by name, never handed a dict."""
+
+    async def handle(self, message: Message[str]) -> None:
+        return None
+
+
+class NoHandleMethod(StreamHandler[dict[str, str]]):
+    pass
+
+
+class TwoArgumentHandle(StreamHandler[dict[str, str]]):
+    async def handle(self, message: Message[dict[str, str]], extra: str) -> None:
+        return None

@@ -74,11 +74,14 @@ def test_check_reports_redis_down_without_the_password(
 ) -> None:
     from framework.devserver import free_port
 
+    port = free_port()
     bad = tmp_path / "down.yaml"
-    bad.write_text(f"redis: {{url: 'redis://user:s3cret@127.0.0.1:{free_port()}/0'}}\n")
+    bad.write_text(f"redis: {{url: 'redis://user:s3cret@127.0.0.1:{port}/0'}}\n"
+                   "listeners: {a: {stream: s, group: g, handler: 'tests.handlers:RawHandler'}}\n")
     result = streamboot("check", str(bad), env=project_env)
     assert result.returncode == 2
-    assert "redis.url: cannot reach Redis at redis://user:***@127.0.0.1" in result.stderr
+    assert f"redis.url: cannot reach redis at 127.0.0.1:{port} (connection refused)" \
+        in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
 
 

@@ -1,7 +1,11 @@
+import dataclasses
+import sys
+
 import pytest
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
-from framework.codecs import FlatCodec, JsonCodec, PayloadError, codec_for
+from framework.codecs import Codec, FlatCodec, JsonCodec, PayloadError, codec_for, payload_problem
 
 
 class Item(BaseModel):
@@ -46,3 +50,38 @@ def test_codec_for() -> None:
     json_codec = codec_for("json", "p")
     assert isinstance(json_codec, JsonCodec)
     assert json_codec.field == "p"
+
+
+@dataclasses.dataclass
+class Parcel:
+    sku: str
+    qty: int
+
+
+class Refund(TypedDict):
+    order_id: str
+    cents: int
+
+
+@pytest.mark.parametrize("codec", [FlatCodec(), JsonCodec()])
+def test_dataclass_and_typeddict_payloads_are_built_and_validated(codec: Codec) -> None:
+    fields = codec.encode(Parcel(sku="a", qty=2))
+    assert codec.decoder(Parcel)(fields) == Parcel(sku="a", qty=2)
+    refund = codec.decoder(Refund)(codec.encode({"order_id": "o1", "cents": 250}))
+    assert refund == {"order_id": "o1", "cents": 250}
+    with pytest.raises(PayloadError, match="invalid Parcel: qty: Input should be a valid int"):
+        codec.decoder(Parcel)(codec.encode({"sku": "a", "qty": "two"}))
+
+
+def test_only_types_the_codecs_build_are_accepted() -> None:
+    for ok in (None, dict, dict[str, str], Item, Parcel, Refund):
+        assert payload_problem(ok) is None, ok
+    for bad in (str, int, list[str], dict[str, int]):
+        assert payload_problem(bad) is not None, bad
+    if sys.version_info < (3, 12):
+        import typing
+
+        class Old(typing.TypedDict):
+            a: str
+
+        assert "typing_extensions.TypedDict" in str(payload_problem(Old))

@@ -17,7 +17,10 @@ from framework.config.models import AppSettings
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> AppSettings:
     """The validated application file, or a :class:`ConfigError` listing every problem."""
     file = str(path)
-    tree = _read_yaml(Path(path))
+    tree = read_yaml(Path(path))
+    if not tree:
+        raise ConfigError([ConfigProblem(file, "", "the file is empty: declare at least one "
+                                                   "listener (see docs/configuration.md)")])
     try:
         resolved = interpolate(tree, env)
     except MissingVariableError as exc:
@@ -32,7 +35,27 @@ def settings_from_mapping(data: Mapping[str, Any], file: str = "<settings>") -> 
         raise ConfigError(problems_from_validation(exc, AppSettings, file)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently: two listeners with the same name
+    would quietly become one. This loader refuses a key given twice, naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); "
+                    "the second would silently replace the first", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping (empty for an empty file), or a ConfigError."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -40,7 +63,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         problem = ConfigProblem(file, "", f"cannot read the file: {exc.strerror}")
         raise ConfigError([problem]) from None
     try:
-        tree = yaml.safe_load(text)
+        tree = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -178,6 +178,12 @@ class RotationSettings(StrictModel):
         if "%" not in self.key_format:
             raise ValueError("rotation.key_format needs strftime fields (such as %Y%m%d%H), "
                              "or every period would use the same key")
+        if self.check_interval > self.precreate:
+            raise ValueError(
+                f"rotation.check_interval ({format_duration(self.check_interval)}) is longer "
+                f"than rotation.precreate ({format_duration(self.precreate)}): the job might "
+                "not run between the moment the next period may be created and its start, so "
+                "it would not be pre-created")
         needed = self.period + self.precreate + self.drain_margin
         if self.ttl < needed:
             raise ValueError(

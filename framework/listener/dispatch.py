@@ -65,7 +65,7 @@ class Dispatcher:
         self._keeper = keeper
         self._still_owned = still_owned
         self._on_success = on_success
-        self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_model)
+        self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_type)
         self._handle = handler.handle
         self._is_async = handler.is_async()
         self._threads = (None if self._is_async

@@ -324,3 +324,25 @@ async def test_an_unknown_server_error_is_survived_and_no_ack_is_lost(
         await client.execute_command("ACL", "DELUSER", "app")
     assert sub.stats.acked == 5
     assert max(recorder.seen.values()) == 1  # kept, not handled again
+
+
+async def test_a_dataclass_payload_end_to_end(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """StreamHandler[SomeDataclass] once received a raw dict silently; now it gets the
+    dataclass, built and validated, and an invalid one is dead-lettered."""
+    from framework.codecs import FlatCodec
+    from framework.publisher import Publisher
+    from tests.handlers import Shipment, ShipmentHandler
+
+    publisher = Publisher(operator, key, FlatCodec())
+    good = await publisher.publish(Shipment(order_id="o1", parcels=2))
+    bad = await operator.xadd(key, {"order_id": "o2", "parcels": "lots"})
+    recorder = Recorder()
+    await start(container, make_spec(key), ShipmentHandler(recorder))
+    await wait_until(lambda: true(good in recorder.seen))
+    assert recorder.payloads == [Shipment(order_id="o1", parcels=2)]
+    await wait_until(lambda: equals(operator.xlen(f"{{{key}}}:dlq"), 1))
+    (dead,) = await operator.xrange(f"{{{key}}}:dlq")
+    assert dead.fields["dlq_id"] == bad
+    assert dead.fields["dlq_error"].startswith("PayloadError: invalid Shipment: parcels:")

@@ -1,0 +1,121 @@
+"""`streamboot check` catches what will fail, all at once — and `run` refuses the same.
+
+Each test runs the real command against a real redis-server and asserts the exit code
+and the exact lines a user sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import streamboot
+
+
+def problems(result: object) -> list[str]:
+    """The problem lines of a failed check (after its 'N problem(s):' header)."""
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    return [line.strip() for line in lines[1:]]
+
+
+def write(tmp_path: Path, text: str, url: str) -> Path:
+    path = tmp_path / "app.yaml"
+    path.write_text(f'redis: {{url: "{url}"}}\n' + text)
+    return path
+
+
+def test_model_errors_and_handler_errors_are_reported_together(
+        tmp_path: Path, project_env: dict[str, str]) -> None:
+    """The example of docs/getting-started.md, exactly."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""container:
+  batch_sise: 10
+  concurrency: many
+listeners:
+  orders:
+    stream: orders
+    group: g
+    handler: no_such_pkg.handlers:Nope
+""")
+    result = streamboot("check", str(bad), env=project_env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == "3 problem(s):"
+    assert problems(result) == [
+        f"{bad}: container.concurrency: Input should be a valid integer, unable to parse "
+        "string as an integer (got 'many')",
+        f"{bad}: container.batch_sise: unknown key; expected one of: poll_timeout, "
+        "batch_size, concurrency, shutdown_timeout, handler_timeout",
+        f"{bad}: listeners.orders.handler: listener 'orders', handler "
+        "'no_such_pkg.handlers:Nope': cannot import 'no_such_pkg.handlers': No module named "
+        "'no_such_pkg'"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", "the file is empty: declare at least one listener (see docs/configuration.md)"),
+    ("listeners: {}\n", "listeners: no listener is declared (or all are disabled): run would "
+                        "have nothing to do"),
+])
+def test_a_file_with_nothing_to_run_is_an_error(
+        tmp_path: Path, project_env: dict[str, str], text: str, expected: str) -> None:
+    path = write(tmp_path, text, project_env["REDIS_URL"]) if text else tmp_path / "app.yaml"
+    path.touch()
+    result = streamboot("check", str(path), env=project_env)
+    assert result.returncode == 2, result.stdout
+    assert problems(result) == [f"{path}: {expected}"]
+    ran = streamboot("run", str(path), env=project_env)
+    assert ran.returncode == 2  # run refuses it too, instead of idling for ever
+    assert f"{path}: " in ran.stderr
+
+
+def test_a_listener_given_twice_names_both_lines(
+        tmp_path: Path, project_env: dict[str, str]) -> None:
+    path = write(tmp_path, """listeners:
+  orders: {stream: a, group: g, handler: "tests.handlers:RawHandler"}
+  analytics: {stream: a, group: h, handler: "tests.handlers:RawHandler"}
+  orders: {stream: b, group: g, handler: "tests.handlers:RawHandler"}
+""", project_env["REDIS_URL"])
+    result = streamboot("check", str(path), env=project_env)
+    assert result.returncode == 2
+    assert problems(result) == [
+        f"{path}: invalid YAML: line 5, column 3: key 'orders' is given twice (lines 3 and "
+        "5); the second would silently replace the first"]
+
+
+@pytest.mark.parametrize(("handler", "expected"), [
+    ("tests.handlers:TextHandler", "TextHandler: payload type str is not one the codecs "
+     "build: use a pydantic model, a dataclass, a TypedDict, or dict[str, str] for the raw "
+     "fields"),
+    ("tests.handlers:NoHandleMethod", "NoHandleMethod has no handle(self, message) method"),
+    ("tests.handlers:TwoArgumentHandle", "TwoArgumentHandle.handle(self, message: "
+     "'Message[dict[str, str]]', extra: 'str') -> 'None' cannot be called as "
+     "handle(self, message)"),
+])
+def test_the_handler_contract_is_checked_not_just_the_import(
+        tmp_path: Path, project_env: dict[str, str], handler: str, expected: str) -> None:
+    path = write(tmp_path, f'listeners:\n  l: {{stream: s, group: g, handler: "{handler}"}}\n',
+                 project_env["REDIS_URL"])
+    result = streamboot("check", str(path), env=project_env)
+    assert result.returncode == 2
+    assert problems(result) == [
+        f"{path}: listeners.l.handler: listener 'l', handler '{handler}': {expected}"]
+    ran = streamboot("run", str(path), env=project_env)
+    assert ran.returncode == 2
+    assert ran.stderr.strip().splitlines()[-1].strip() == problems(result)[0]
+
+
+def test_rotation_that_cannot_pre_create_is_refused(
+        tmp_path: Path, project_env: dict[str, str]) -> None:
+    path = write(tmp_path, """listeners:
+  l:
+    stream: s
+    group: g
+    handler: "tests.handlers:RawHandler"
+    rotation: {key_format: "s:%Y%m%d%H", precreate: 1m, check_interval: 5m}
+""", project_env["REDIS_URL"])
+    result = streamboot("check", str(path), env=project_env)
+    assert result.returncode == 2
+    assert problems(result) == [
+        f"{path}: listeners.l.rotation: rotation.check_interval (5m) is longer than "
+        "rotation.precreate (1m): the job might not run between the moment the next period "
+        "may be created and its start, so it would not be pre-created"]
