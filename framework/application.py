@@ -120,8 +120,11 @@ class Application:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
         if self.settings.metrics.enabled:
             await self._serve_metrics()
-        logger.info("{} started: {} listener(s)", self.settings.application.name,
-                    len(self.listeners.subscriptions))
+        listeners = len(declared)
+        streams = len(self.listeners.subscriptions)
+        logger.info("{} started: {} listener{}, reading {} stream{}",
+                    self.settings.application.name, listeners, "" if listeners == 1 else "s",
+                    streams, "" if streams == 1 else "s")
 
     async def _resolve_handlers(self) -> dict[str, tuple[ListenerSpec, StreamHandler[Any]]]:
         """Every enabled listener's handler, before anything connects: all the problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from framework.errors import StreambootError
+from framework.errors import NoGroupError
 from framework.ids import before
 from framework.operator import RedisOperator
 
@@ -31,7 +31,7 @@ async def plan_replay(operator: RedisOperator, stream: str, group: str,
                       from_id: str) -> ReplayPlan:
     groups = {g.name: g for g in await operator.info_groups(stream)}
     if group not in groups:
-        raise StreambootError(f"stream {stream!r} has no group {group!r}")
+        raise NoGroupError(stream, group)
     current = groups[group].last_delivered_id
     # SETID takes the id *before* the first entry to redeliver: "--from X" includes X.
     target = before(from_id)

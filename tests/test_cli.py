@@ -25,7 +25,7 @@ def streamboot(
 def test_check_accepts_the_shipped_file(project_env: dict[str, str]) -> None:
     result = streamboot("check", "config/application.yaml", env=project_env)
     assert result.returncode == 0, result.stderr
-    assert "OK config/application.yaml: 3 listener(s)" in result.stdout  # + notifications
+    assert "OK config/application.yaml: 3 listeners" in result.stdout  # + notifications
 
 
 def test_python_dash_m_framework_works_too(project_env: dict[str, str]) -> None:

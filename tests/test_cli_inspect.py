@@ -59,8 +59,8 @@ def test_pending_lists_owner_idle_and_deliveries(redis_url: str, r: redis.Redis)
     text = cli(redis_url, "pending", "pend", "g")
     assert all(i in text for i in ids)
     assert "dead" in text
-    assert "3 pending shown" in text
-    assert "0 pending shown" in cli(redis_url, "pending", "pend", "g", "--min-idle", "1h")
+    assert "pend / g: 3 pending entries shown" in text
+    assert "0 pending entries shown" in cli(redis_url, "pending", "pend", "g", "--min-idle", "1h")
 
 
 def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
@@ -70,20 +70,21 @@ def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
                                  "dlq_deliveries": "5", "dlq_at": "2026-11-23T00:00:00"})
             for i in range(3)]
     listed = cli(redis_url, "dlq", "list", "{src}:dlq")
-    assert "3 shown" in listed
+    assert "{src}:dlq: 3 dead letters shown" in listed
     assert "ValueError: boom" in listed
     shown = json.loads(cli(redis_url, "dlq", "show", "{src}:dlq", dead[0]))
-    assert shown["order_id"] == "o0"
+    assert shown["fields"] == [["order_id", "o0"]]
     assert shown["dlq_reason"] == "max_deliveries"
     cli(redis_url, "dlq", "replay", "{src}:dlq", dead[0])
     assert [f for _, f in r.xrange("src")] == [{"order_id": "o0"}]  # dlq_* removed
     assert r.xlen("{src}:dlq") == 2
-    assert "replayed 2" in cli(redis_url, "dlq", "replay", "{src}:dlq", "--all")
+    assert "replayed 2 dead letters" in cli(redis_url, "dlq", "replay", "{src}:dlq", "--all")
     assert r.xlen("src") == 3
     r.xadd("{src}:dlq", {"a": "b", "dlq_stream": "src"})
     assert "add --yes" in cli(redis_url, "dlq", "purge", "{src}:dlq")
     assert r.exists("{src}:dlq")
-    assert "1 dead letters" in cli(redis_url, "dlq", "purge", "{src}:dlq", "--yes")
+    assert "deleted {src}:dlq: 1 dead letter" in cli(redis_url, "dlq", "purge", "{src}:dlq",
+                                                      "--yes")
     assert not r.exists("{src}:dlq")
 
 
@@ -93,7 +94,7 @@ def test_dlq_replay_writes_back_the_exact_bytes(redis_url: str, r: redis.Redis) 
     original = [b"currency", b"\xe9UR", b"tag", b"a", b"tag", b"b", b"dlq_reason", b"mine"]
     r.execute_command("XADD", "{bin}:dlq", "*", *original, "dlq_reason", "undecodable",
                       "dlq_stream", "bin", "dlq_id", "1-0", "dlq_group", "g", "dlq_fields", "4")
-    assert "replayed 1" in cli(redis_url, "dlq", "replay", "{bin}:dlq", "--all")
+    assert "replayed 1 dead letter" in cli(redis_url, "dlq", "replay", "{bin}:dlq", "--all")
     raw = redis.Redis.from_url(redis_url)
     ((_, flat),) = raw.execute_command("EVAL", "return redis.call('XRANGE', KEYS[1], '-', '+')",
                                        1, "bin")

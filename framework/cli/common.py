@@ -1,0 +1,159 @@
+"""What every ``streamboot`` command shares: where Redis is, how it connects, how an error
+becomes one line and an exit code, how entries are printed.
+
+Where Redis is: the application file (``--config``, or ``STREAMBOOT_CONFIG``) gives URL,
+username, password, db and cluster exactly as ``run`` uses them; ``--url`` overrides the URL
+alone; without a file, ``REDIS_URL`` or ``redis://127.0.0.1:6379/0``.
+
+Exit codes of the operator commands (docs/operations.md):
+:data:`OK` 0, :data:`NOT_FOUND` 1 (an id, a group or a dead letter that does not exist),
+:data:`USAGE` 2 (a bad option, id, duration or file), :data:`REDIS` 3 (Redis unreachable,
+authentication, a permission, a key of the wrong type).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from redis.exceptions import RedisError, ResponseError
+from rich.console import Console
+
+from framework.client import build_client
+from framework.config.errors import ConfigError
+from framework.config.loader import load_settings
+from framework.config.models import AppSettings, RedisSettings
+from framework.decoding import to_wire
+from framework.errors import (
+    NoGroupError,
+    StreambootError,
+    WrongTypeError,
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    server_error_text,
+)
+from framework.operator import RedisOperator
+
+OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="STREAMBOOT_CONFIG", show_envvar=True,
+    help="Application file: Redis URL, credentials, db and cluster as `run` uses them.")]
+UrlOption = Annotated[str | None, typer.Option(
+    "--url", help="Redis URL; overrides the file's (default: REDIS_URL, else "
+                  "redis://127.0.0.1:6379/0).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
+
+
+class NotFound(StreambootError):
+    """What the command was asked about does not exist (exit 1)."""
+
+
+class Usage(StreambootError):
+    """The command was given something it cannot use (exit 2)."""
+
+
+def fail(code: int, message: str) -> NoReturn:
+    err.print(f"streamboot: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def settings_for(config: Path | None, url: str | None) -> tuple[RedisSettings, AppSettings | None]:
+    """The Redis settings a command uses, and the application file's settings if given."""
+    settings = load_settings(config) if config is not None else None
+    redis = settings.redis if settings is not None else RedisSettings(
+        url=os.environ.get("REDIS_URL") or DEFAULT_URL)
+    if url:
+        redis = redis.model_copy(update={"url": url})
+    return redis, settings
+
+
+def with_redis(config: Path | None, url: str | None,
+               job: Callable[[RedisOperator, AppSettings | None], Awaitable[None]]) -> None:
+    """Run ``job`` against Redis; every routine error becomes one line and its exit code."""
+    try:
+        redis, settings = settings_for(config, url)
+    except ConfigError as exc:
+        print_problems(exc)
+        raise typer.Exit(USAGE) from None
+    try:
+        asyncio.run(_run(redis, settings, job))
+    except typer.Exit:
+        raise
+    except NotFound as exc:
+        fail(NOT_FOUND, str(exc))
+    except NoGroupError as exc:
+        fail(NOT_FOUND, str(exc))
+    except _RedisFailure as exc:
+        fail(REDIS, str(exc))
+    except StreambootError as exc:  # Usage, and the framework's own refusals
+        fail(USAGE, str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+class _RedisFailure(Exception):
+    pass
+
+
+async def _run(redis: RedisSettings, settings: AppSettings | None,
+               job: Callable[[RedisOperator, AppSettings | None], Awaitable[None]]) -> None:
+    client = build_client(redis)
+    operator = RedisOperator(client)
+    try:
+        await job(operator, settings)
+    except WrongTypeError as exc:
+        raise _RedisFailure(str(exc)) from None
+    except ResponseError as exc:
+        text = server_error_text(exc)
+        if "Invalid stream ID" in text or "Invalid start ID" in text or "invalid ID" in text:
+            raise Usage(f"not a stream entry id ({text})") from None
+        if is_permanent(exc):
+            raise _RedisFailure(describe_permanent(exc, operator.address)) from None
+        raise _RedisFailure(f"redis refused: {text}") from None
+    except RedisError as exc:
+        text = (describe_permanent(exc, operator.address) if is_permanent(exc)
+                else describe_unavailable(exc, operator.address))
+        raise _RedisFailure(text) from None
+    finally:
+        await client.aclose()
+
+
+def print_problems(exc: ConfigError) -> None:
+    err.print(f"{len(exc.problems)} problem(s):", markup=False)
+    for problem in exc.problems:
+        err.print(f"  {problem}", markup=False)
+
+
+def entry_id(text: str) -> str:
+    """A stream entry id as given on the command line (``<ms>`` or ``<ms>-<seq>``)."""
+    ms, _, seq = text.partition("-")
+    if not ms.isdigit() or (seq and not seq.isdigit()):
+        fail(USAGE, f"{text!r} is not a stream entry id (expected <ms>-<seq>, such as "
+                    "1700000000000-0)")
+    return text
+
+
+def printable(text: str) -> str:
+    """Text as it can be shown: bytes that are not UTF-8 as ``\\xNN`` (never a crash)."""
+    return to_wire(text).decode("utf-8", "backslashreplace")
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 entry``, ``2 entries``."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def as_json(value: Any) -> None:
+    import json
+
+    out.print_json(json.dumps(value))

@@ -1,0 +1,153 @@
+"""``streamboot dlq list|show|replay|purge``: dead-letter streams, for people.
+
+Dead letters are read exactly (``xrange_exact``): a field name given twice, names like
+ours, bytes that are not UTF-8 are shown as they are stored (those bytes as ``\\xNN``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from framework.cli.common import (
+    USAGE,
+    ConfigOption,
+    JsonOption,
+    NotFound,
+    UrlOption,
+    Usage,
+    as_json,
+    count,
+    entry_id,
+    fail,
+    out,
+    printable,
+    with_redis,
+)
+from framework.config.models import AppSettings
+from framework.dead_letters import purge, replay
+from framework.operator import RedisOperator
+from framework.records import StreamEntry
+from framework.reliability.dead_letter import original_pairs
+
+app = typer.Typer(help="Dead-letter streams: list, show, replay, purge.", no_args_is_help=True,
+                  rich_markup_mode=None)
+DlqArg = Annotated[str, typer.Argument(metavar="DLQ",
+                                       help="The dead-letter stream key, e.g. '{orders}:dlq'.")]
+
+
+def _view(entry: StreamEntry) -> dict[str, object]:
+    """One dead letter: its own fields exactly (as pairs), then where and why."""
+    original = original_pairs(entry)
+    meta = entry.pairs[len(original):]
+    return {"id": entry.id,
+            "fields": [[printable(original[i]), printable(original[i + 1])]
+                       for i in range(0, len(original), 2)],
+            **{printable(meta[i]): printable(meta[i + 1]) for i in range(0, len(meta), 2)}}
+
+
+@app.command("list")
+def dlq_list(dlq: DlqArg,
+             limit: Annotated[int, typer.Option("--count", help="At most this many.")] = 50,
+             config: ConfigOption = None, url: UrlOption = None,
+             json_: JsonOption = False) -> None:
+    """The oldest dead letters: id, source, reason, deliveries, error."""
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        entries = await operator.xrange_exact(dlq, count=limit)
+        if json_:
+            as_json([_view(e) for e in entries])
+            return
+        table = Table(title=f"{dlq}: {count(len(entries), 'dead letter')} shown",
+                      title_justify="left")
+        width = max((len(e.id) for e in entries), default=2)
+        table.add_column("id", no_wrap=True, min_width=width)
+        table.add_column("from", no_wrap=True)
+        for column in ("reason", "deliveries"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("error", overflow="ellipsis", no_wrap=True)
+        for e in entries:
+            f = e.fields
+            table.add_row(e.id, printable(f"{f.get('dlq_stream')} {f.get('dlq_id')}"),
+                          printable(f.get("dlq_reason", "")), f.get("dlq_deliveries", ""),
+                          printable(f.get("dlq_error", "")))
+        out.print(table)
+
+    with_redis(config, url, job)
+
+
+@app.command("show")
+def dlq_show(dlq: DlqArg,
+             dead_letter: Annotated[str, typer.Argument(metavar="ID", help="Its id.")],
+             config: ConfigOption = None, url: UrlOption = None) -> None:
+    """One dead letter as JSON: its own fields exactly, then dlq_*."""
+    wanted = entry_id(dead_letter)
+
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        found = await operator.xrange_exact(dlq, wanted, wanted, 1)
+        if not found:
+            raise NotFound(f"no dead letter {wanted} in {dlq}")
+        as_json(_view(found[0]))
+
+    with_redis(config, url, job)
+
+
+@app.command("replay")
+def dlq_replay(dlq: DlqArg,
+               ids: Annotated[list[str] | None, typer.Argument(
+                   metavar="ID", help="Dead-letter ids.")] = None,
+               all_: Annotated[bool, typer.Option("--all", help="Replay every one.")] = False,
+               config: ConfigOption = None, url: UrlOption = None,
+               json_: JsonOption = False) -> None:
+    """Publish dead letters back to their stream, then delete them.
+
+    The original fields go back byte for byte. Every id must exist, or nothing is
+    replayed."""
+    if not all_ and not ids:
+        fail(USAGE, "give dead-letter ids, or --all")
+    wanted = None if all_ else [entry_id(i) for i in ids or []]
+
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        if wanted is not None:
+            missing = [i for i in wanted if not await operator.xrange_exact(dlq, i, i, 1)]
+            if missing:
+                raise NotFound(f"no dead letter {', '.join(missing)} in {dlq}: nothing replayed")
+        try:
+            done = await replay(operator, dlq, wanted)
+        except ValueError as exc:  # an entry without dlq_stream: not a dead letter
+            raise Usage(str(exc)) from None
+        if json_:
+            as_json([{"dead_letter": d.dead_letter_id, "stream": d.stream, "id": d.new_id}
+                     for d in done])
+            return
+        for item in done:
+            out.print(f"{item.dead_letter_id} -> {item.stream} {item.new_id}", markup=False)
+        out.print(f"replayed {count(len(done), 'dead letter')}", markup=False)
+
+    with_redis(config, url, job)
+
+
+@app.command("purge")
+def dlq_purge(dlq: DlqArg,
+              yes: Annotated[bool, typer.Option("--yes", help="Really delete.")] = False,
+              config: ConfigOption = None, url: UrlOption = None,
+              json_: JsonOption = False) -> None:
+    """Delete the dead-letter stream (only with --yes)."""
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        if not yes:
+            n = await operator.xlen(dlq) if await operator.exists(dlq) else 0
+            if json_:
+                as_json({"stream": dlq, "dead_letters": n, "deleted": False})
+            else:
+                out.print(f"would delete {dlq} with {count(n, 'dead letter')}: add --yes",
+                          markup=False)
+            return
+        n = await purge(operator, dlq)
+        if json_:
+            as_json({"stream": dlq, "dead_letters": n, "deleted": True})
+        else:
+            out.print(f"deleted {dlq}: {count(n, 'dead letter')}", markup=False)
+
+    with_redis(config, url, job)
+

@@ -1,0 +1,90 @@
+"""``streamboot run`` and ``streamboot check``: the application file's two commands.
+
+Exit codes of ``run``: 0 stopped, every handler finished; 1 forced (a second signal, or
+handlers still running at ``shutdown_timeout``); 2 the file, or a handler, is invalid;
+3 cannot start (authentication, a permission, every listener's key of the wrong type, a
+server too old). ``check``: 0 all good, 2 one or more problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from framework.application import Application
+from framework.check import check_application
+from framework.cli.common import err, out, print_problems
+from framework.config.errors import ConfigError, ConfigProblem
+from framework.config.loader import load_settings
+from framework.errors import StartupError
+from framework.listener.container import CANCEL_GRACE
+from framework.logs import configure_logging
+from framework.shutdown import (
+    EXIT_CANNOT_START,
+    EXIT_CONFIG,
+    EXIT_FORCED,
+    StopDeadline,
+    run_process,
+)
+
+ConfigArg = Annotated[Path, typer.Argument(metavar="CONFIG", help="The application file (YAML).")]
+
+
+def _import_from_cwd() -> None:
+    """Handlers named 'pkg.module:Class' are found relative to where the command runs."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def run(config: ConfigArg) -> None:
+    """Run the listeners and jobs until SIGINT/SIGTERM.
+
+    Exit codes: 0 stopped, 1 forced (handlers cut off), 2 bad file or handler, 3 cannot
+    start (authentication, a permission, key types, server version)."""
+    _import_from_cwd()
+    try:
+        settings = load_settings(config)
+        if not any(listener.enabled for listener in settings.listeners.values()):
+            raise ConfigError([ConfigProblem(str(config), "listeners", "no listener is "
+                                             "declared (or all are disabled): nothing to run")])
+        configure_logging(settings.logging)
+        application = Application(settings, source=str(config))
+    except ConfigError as exc:
+        print_problems(exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    deadline = StopDeadline()  # armed at the signal; ends the process if the stop hangs
+    try:
+        code = run_process(application.run_until_signalled(deadline), grace=CANCEL_GRACE)
+    except asyncio.CancelledError:
+        err.print("forced stop: in-flight entries stay pending", markup=False)
+        raise typer.Exit(EXIT_FORCED) from None
+    except StartupError as exc:
+        err.print(f"streamboot: cannot start: {exc}", markup=False)
+        raise typer.Exit(EXIT_CANNOT_START) from None
+    except ConfigError as exc:  # a handler that cannot be resolved
+        print_problems(exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    finally:
+        deadline.cancel()
+    if code == EXIT_CANNOT_START and application.failure is not None:
+        err.print(f"streamboot: cannot start: {application.failure}", markup=False)
+    raise typer.Exit(code)
+
+
+def check(config: ConfigArg) -> None:
+    """Check the file, its handlers and Redis; exit 2 on problems."""
+    _import_from_cwd()
+    settings, problems = asyncio.run(check_application(config))
+    if problems:
+        print_problems(ConfigError(problems))
+        raise typer.Exit(EXIT_CONFIG)
+    assert settings is not None
+    listeners = len(settings.listeners)
+    out.print(f"OK {config}: {listeners} listener{'' if listeners == 1 else 's'}, "
+              f"redis {settings.redis.safe_url}", markup=False)

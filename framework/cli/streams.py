@@ -1,0 +1,222 @@
+"""The operator's stream commands: status, pending, publish, replay."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from framework.cli.common import (
+    USAGE,
+    ConfigOption,
+    JsonOption,
+    NotFound,
+    UrlOption,
+    Usage,
+    as_json,
+    count,
+    entry_id,
+    fail,
+    out,
+    printable,
+    with_redis,
+)
+from framework.clock import SystemClock
+from framework.config.durations import parse_duration
+from framework.config.models import AppSettings
+from framework.inspect_streams import StreamView, stream_view
+from framework.lifecycle.rotation import RotationPolicy
+from framework.operator import RedisOperator
+from framework.replay import apply_replay, plan_replay
+
+
+def configured_streams(settings: AppSettings) -> list[str]:
+    """Every stream of the file: plain ones and their DLQs, each rotated period that may be
+    alive now (the caller shows only those that exist, and the current one)."""
+    keys: list[str] = []
+    now = SystemClock().now()
+    for listener in settings.listeners.values():
+        if listener.rotation is not None:
+            keys += [p.key for p in RotationPolicy(listener.rotation).live_periods(now)]
+        else:
+            keys.append(listener.stream)
+            if listener.dead_letter_stream:
+                keys.append(listener.dead_letter_stream)
+    return list(dict.fromkeys(keys))
+
+
+def _current_periods(settings: AppSettings) -> set[str]:
+    now = SystemClock().now()
+    return {RotationPolicy(ls.rotation).current(now).key
+            for ls in settings.listeners.values() if ls.rotation is not None}
+
+
+def status(
+    config_arg: Annotated[Path | None, typer.Argument(
+        metavar="[CONFIG]", help="Application file (its streams); same as --config.")] = None,
+    stream: Annotated[list[str] | None, typer.Option(help="A stream key (repeatable).")] = None,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    json_: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2s.")] = False,
+) -> None:
+    """Streams: length, ids, memory, each group's lag, pending, consumers.
+
+    Of the application file's streams (each rotated period that exists, and the current
+    one), or of the --stream keys."""
+    config = config or config_arg
+
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        keys = list(stream or [])
+        periods: set[str] = set()  # past periods: shown only while they exist
+        if not keys and settings is not None:
+            keys = configured_streams(settings)
+            plain = {ls.stream for ls in settings.listeners.values() if ls.rotation is None}
+            dead = {ls.dead_letter_stream for ls in settings.listeners.values()}
+            periods = set(keys) - plain - dead - _current_periods(settings)
+        if not keys:
+            raise Usage("give an application file (--config) or --stream")
+
+        async def views() -> list[StreamView]:
+            found = [await stream_view(operator, key) for key in keys]
+            return [v for v in found if v.exists or v.key not in periods]
+
+        if watch:
+            with Live(console=out, auto_refresh=False) as live:
+                while True:
+                    live.update(Group(*(_table(v) for v in await views())), refresh=True)
+                    await asyncio.sleep(2)
+        shown = await views()
+        if json_:
+            as_json([v.as_dict() for v in shown])
+            return
+        for view in shown:
+            out.print(_table(view))
+
+    with_redis(config, url, job)
+
+
+def _table(view: StreamView) -> Table | Text:
+    if not view.exists:
+        return Text(f"{view.key}: no such stream")
+    memory = f"{view.memory_bytes / 1024:.1f} KiB" if view.memory_bytes is not None else "?"
+    span = (f"first {view.first_id}, last {view.last_id}" if view.length
+            else f"last id {view.last_id or '0-0'}")
+    table = Table(title=f"{view.key}: {count(view.length, 'entry', 'entries')}, {span}, "
+                        f"{memory}", title_justify="left")
+    for column in ("group", "consumer", "lag", "pending", "oldest pending idle",
+                   "consumer idle"):
+        table.add_column(column, no_wrap=True)
+    for group in view.groups:
+        oldest = (f"{group.oldest_pending_idle_ms / 1000:.1f}s"
+                  if group.oldest_pending_idle_ms is not None else "-")
+        lag = "?" if group.lag is None else str(group.lag)
+        table.add_row(group.name, "", lag, str(group.pending), oldest, "")
+        for consumer in group.consumers:
+            table.add_row("", consumer.name, "", str(consumer.pending), "",
+                          f"{consumer.idle_ms / 1000:.1f}s")
+    return table
+
+
+def pending(
+    stream: Annotated[str, typer.Argument(metavar="STREAM")],
+    group: Annotated[str, typer.Argument(metavar="GROUP")],
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's entries.")] = None,
+    min_idle: Annotated[str, typer.Option(help="Only entries idle this long (e.g. 30s).")] = "0s",
+    limit: Annotated[int, typer.Option("--count", help="At most this many rows.")] = 100,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Pending entries: owner, idle time, deliveries."""
+    try:
+        idle = parse_duration(min_idle)
+    except ValueError as exc:
+        fail(USAGE, f"--min-idle: {exc}")
+
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        if not await operator.group_exists(stream, group):
+            raise NotFound(f"stream {stream!r} has no group {group!r}")
+        rows = await operator.pending_range(stream, group, consumer=consumer,
+                                            min_idle=idle if idle > timedelta(0) else None,
+                                            count=limit)
+        if json_:
+            as_json([{"id": r.id, "consumer": r.consumer, "idle_ms": r.idle_ms,
+                      "deliveries": r.deliveries} for r in rows])
+            return
+        shown = count(len(rows), "pending entry", "pending entries")
+        table = Table(title=f"{stream} / {group}: {shown} shown", title_justify="left")
+        table.add_column("id", no_wrap=True, min_width=max((len(r.id) for r in rows), default=2))
+        for column in ("consumer", "idle", "deliveries"):
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(row.id, printable(row.consumer), f"{row.idle_ms / 1000:.1f}s",
+                          str(row.deliveries))
+        out.print(table)
+
+    with_redis(config, url, job)
+
+
+def publish(
+    stream: Annotated[str, typer.Argument(metavar="STREAM")],
+    fields: Annotated[list[str], typer.Argument(metavar="KEY=VALUE", help="The fields.")],
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """XADD one entry (for manual tests)."""
+    pairs = dict(_pair(f) for f in fields)
+
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        new_id = await operator.xadd(stream, pairs)
+        if json_:
+            as_json({"stream": stream, "id": new_id})
+        else:
+            out.print(new_id, markup=False)
+
+    with_redis(config, url, job)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        fail(USAGE, f"expected key=value, got {text!r}")
+    return key, value
+
+
+def replay(
+    stream: Annotated[str, typer.Argument(metavar="STREAM", help="The stream key.")],
+    group: Annotated[str, typer.Argument(metavar="GROUP", help="The consumer group.")],
+    from_id: Annotated[str, typer.Option("--from", metavar="ID",
+                                         help="First entry id to deliver again.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do it (otherwise: only show).")] = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Deliver a group's entries again from an id.
+
+    XGROUP SETID to the entry before --from; only shows what it would do without --yes."""
+    first = entry_id(from_id)
+
+    async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        plan = await plan_replay(operator, stream, group, first)
+        if yes:
+            await apply_replay(operator, plan)
+        if json_:
+            as_json({"stream": plan.stream, "group": plan.group, "from": plan.current,
+                     "to": plan.target, "entries": plan.entries, "more": plan.more,
+                     "done": yes})
+            return
+        out.print(f"{'moved' if yes else 'would move'} {plan.describe()}", markup=False)
+        if not yes:
+            out.print("nothing changed: add --yes to do it", markup=False)
+
+    with_redis(config, url, job)

@@ -1,0 +1,193 @@
+"""The operator commands are one family: the same application file as `run`, one line and
+a documented exit code for every routine error, --json everywhere, ids in full, bytes that
+are not UTF-8 shown escaped.
+
+Each test runs the real `streamboot` command against a real redis-server (and a real
+three-master cluster) and asserts the exit code and the exact first line of its output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from framework.devserver import RedisClusterServer, RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
+
+
+def sb(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("STREAMBOOT_") and k != "REDIS_URL"}
+    env["COLUMNS"] = str(columns)
+    return subprocess.run([STREAMBOOT, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def first(text: str) -> str:
+    return text.strip().splitlines()[0]
+
+
+@pytest.fixture(scope="module")
+def locked() -> Iterator[RedisServer]:
+    """A server with a password: the commands must take it from the application file."""
+    server = RedisServer()
+    server.extra_args = ["--requirepass", "s3cret"]
+    with server:
+        yield server
+
+
+@pytest.fixture
+def app_file(tmp_path: Path, locked: RedisServer) -> Path:
+    path = tmp_path / "app.yaml"
+    path.write_text(f"""
+redis: {{url: "redis://127.0.0.1:{locked.port}/2", password: s3cret}}
+listeners:
+  orders: {{stream: ops, group: g, handler: "tests.handlers:RawHandler"}}
+""")
+    return path
+
+
+@pytest.fixture
+def r(locked: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=locked.port, db=2, password="s3cret", decode_responses=True,
+                         encoding_errors="surrogateescape")
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def test_every_command_reads_url_password_and_db_from_the_file(
+        app_file: Path, r: redis.Redis) -> None:
+    published = sb("publish", "ops", "n=1", "--config", str(app_file), "--json")
+    assert published.returncode == 0, published.stderr
+    entry = json.loads(published.stdout)["id"]
+    r.xgroup_create("ops", "g", "0")
+    r.xreadgroup("g", "w1", {"ops": ">"})
+    views = {v["key"]: v for v in json.loads(sb("status", str(app_file), "--json").stdout)}
+    assert views["ops"]["length"] == 1
+    rows = json.loads(sb("pending", "ops", "g", "--config", str(app_file), "--json").stdout)
+    assert [(row["id"], row["consumer"]) for row in rows] == [(entry, "w1")]
+    plan = json.loads(sb("replay", "ops", "g", "--from", entry, "--config", str(app_file),
+                         "--json").stdout)
+    assert (plan["entries"], plan["done"]) == (1, False)
+    r.xadd("{ops}:dlq", {"n": "1", "dlq_stream": "ops", "dlq_fields": "1"})
+    assert json.loads(sb("dlq", "list", "{ops}:dlq", "-c", str(app_file), "--json").stdout)
+    # Without the file, the same server refuses: the password came from the file.
+    refused = sb("status", "--stream", "ops", "--url", f"redis://127.0.0.1:{r.connection_pool.connection_kwargs['port']}/2")
+    assert refused.returncode == 3
+    assert first(refused.stderr).startswith("streamboot: authentication failed at redis ")
+
+
+@pytest.mark.parametrize(("args", "code", "line"), [
+    (["pending", "nostream", "g"], 1, "streamboot: stream 'nostream' has no group 'g'"),
+    (["replay", "ops", "nogroup", "--from", "1-0"], 1,
+     "streamboot: consumer group 'nogroup' on stream 'ops' does not exist"),
+    (["dlq", "show", "{ops}:dlq", "1-1"], 1, "streamboot: no dead letter 1-1 in {ops}:dlq"),
+    (["dlq", "replay", "{ops}:dlq", "1-1"], 1,
+     "streamboot: no dead letter 1-1 in {ops}:dlq: nothing replayed"),
+    (["dlq", "show", "{ops}:dlq", "garbage"], 2,
+     "streamboot: 'garbage' is not a stream entry id (expected <ms>-<seq>, such as "
+     "1700000000000-0)"),
+    (["replay", "ops", "g", "--from", "garbage"], 2,
+     "streamboot: 'garbage' is not a stream entry id (expected <ms>-<seq>, such as "
+     "1700000000000-0)"),
+    (["dlq", "replay", "ops", "--all"], 2, None),
+    (["status", "--stream", "clash"], 3, None),
+])
+def test_routine_errors_are_one_line_with_their_exit_code(
+        app_file: Path, r: redis.Redis, args: list[str], code: int, line: str | None) -> None:
+    r.xadd("ops", {"n": "1"})
+    r.xgroup_create("ops", "g", "0")
+    r.set("clash", "a string")
+    if args[0] == "status":  # a key of the wrong type where a stream is read
+        r.xadd("{ops}:dlq", {"x": "1"})
+        args = ["pending", "clash", "g"]
+    result = sb(*args, "--config", str(app_file))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # never a traceback
+    if line is not None:
+        assert first(result.stderr) == line
+
+
+def test_redis_unreachable_and_a_bad_file_are_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    down = sb("status", "--stream", "s", "--url", f"redis://127.0.0.1:{port}/0")
+    assert down.returncode == 3
+    assert down.stderr.strip() == (f"streamboot: cannot reach redis at 127.0.0.1:{port} "
+                                   "(connection refused)")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("redis: {urll: x}\n")
+    broken = sb("dlq", "list", "d", "--config", str(bad))
+    assert broken.returncode == 2
+    assert broken.stderr.strip().splitlines() == [
+        "1 problem(s):", f"  {bad}: redis.urll: unknown key; expected one of: url, username, "
+        "password, db, cluster, socket_timeout, socket_connect_timeout, client_name, "
+        "max_connections"]
+    duration = sb("pending", "s", "g", "--min-idle", "soon", "--url", "redis://127.0.0.1:1")
+    assert duration.returncode == 2
+    assert "--min-idle" in duration.stderr
+
+
+def test_ids_are_never_truncated_and_bytes_are_shown_escaped(
+        app_file: Path, r: redis.Redis) -> None:
+    r.execute_command("XADD", "{ops}:dlq", "*", "currency", b"\xe9UR", "tag", "a", "tag", "b",
+                      "dlq_reason", "undecodable", "dlq_stream", "ops", "dlq_id", "1-0",
+                      "dlq_error", "PayloadError: " + "x" * 300, "dlq_fields", "3")
+    (dead_id,) = [e for e, _ in r.xrange("{ops}:dlq")]
+    listed = sb("dlq", "list", "{ops}:dlq", "--config", str(app_file), columns=60)
+    assert listed.returncode == 0, listed.stderr
+    assert dead_id in listed.stdout  # whole, even at 60 columns
+    shown = sb("dlq", "show", "{ops}:dlq", dead_id, "--config", str(app_file))
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["fields"] == [["currency", "\\xe9UR"], ["tag", "a"], ["tag", "b"]]
+    assert view["dlq_reason"] == "undecodable"
+
+
+def test_version_and_plain_help() -> None:
+    version = sb("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("streamboot 0.")
+    helped = sb("dlq", "--help")
+    assert helped.returncode == 0
+    assert "<bool>" not in helped.stdout
+    assert "[/" not in helped.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterServer]:
+    with RedisClusterServer() as servers:
+        yield servers
+
+
+def test_the_commands_work_on_redis_cluster(cluster: RedisClusterServer,
+                                            tmp_path: Path) -> None:
+    """They once always built a single-node client and failed with MovedError."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(f"""
+redis: {{url: "{cluster.url}", cluster: true}}
+listeners:
+  orders: {{stream: c-ops, group: g, handler: "tests.handlers:RawHandler"}}
+""")
+    ids = [json.loads(sb("publish", key, "n=1", "-c", str(path), "--json").stdout)["id"]
+           for key in ("c-ops", "other-key", "{c-ops}:dlq")]
+    assert all(ids)
+    views = {v["key"]: v for v in json.loads(sb("status", str(path), "--json").stdout)}
+    assert views["c-ops"]["length"] == 1
+    listed = sb("dlq", "list", "{c-ops}:dlq", "-c", str(path), "--json")
+    assert listed.returncode == 0, listed.stderr
+    purged = sb("dlq", "purge", "{c-ops}:dlq", "--yes", "-c", str(path), "--json")
+    assert json.loads(purged.stdout) == {"stream": "{c-ops}:dlq", "dead_letters": 1,
+                                         "deleted": True}
+    missing = sb("pending", "other-key", "g", "-c", str(path))
+    assert (missing.returncode, first(missing.stderr)) == (
+        1, "streamboot: stream 'other-key' has no group 'g'")
