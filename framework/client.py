@@ -19,7 +19,7 @@ from redis.connection import HiredisRespSerializer
 from redis.retry import Retry as SyncRetry
 from redis.utils import HIREDIS_AVAILABLE
 
-from framework.config.models import RedisSettings
+from framework.config.models import CLUSTER_POOL_DEFAULT, STANDALONE_POOL_DEFAULT, RedisSettings
 from framework.decoding import WIRE_ERRORS, to_wire
 from framework.operator import RedisClient
 from framework.reliability.ownership import SyncClient
@@ -40,12 +40,12 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
         options["username"] = settings.username
     if settings.password is not None:
         options["password"] = settings.password.get_secret_value()
-    if settings.max_connections is not None:
-        options["max_connections"] = settings.max_connections
-    elif not settings.cluster:
-        # Readers have connections of their own (reader.py): the pool serves acks, scripts
-        # and handlers. On Cluster every read is pooled, so no cap unless one is set.
-        options["max_connections"] = 100
+    # Standalone readers have connections of their own (reader.py): the pool serves acks,
+    # scripts and handlers, and a burst waits for a free connection. On Cluster every read
+    # is pooled and redis-py's cluster pool does not wait (MaxConnectionsError at 100 per
+    # node): a larger default, so a burst of a few hundred users does not break it.
+    options["max_connections"] = settings.max_connections or (
+        CLUSTER_POOL_DEFAULT if settings.cluster else STANDALONE_POOL_DEFAULT)
     if settings.db is not None and not settings.cluster:
         options["db"] = settings.db
     return options

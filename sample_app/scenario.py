@@ -95,6 +95,10 @@ class Report:
     ran_for: float = 0.0
     retention_interval: float = 0.0
     killed_worker: bool = False
+    expected_orders: int | None = None
+    """users × orders per user, for a run of fixed length (None: --forever, minute runs)."""
+    user_errors: list[str] = field(default_factory=list)
+    """What went wrong for the simulated users (an error there means orders not placed)."""
     failures: list[str] = field(default_factory=list)
 
     def check(self, stock: int | None) -> None:
@@ -102,6 +106,12 @@ class Report:
         def expect(ok: bool, what: str) -> None:
             if not ok:
                 self.failures.append(what)
+
+        for error in self.user_errors:
+            expect(False, f"a simulated user failed: {error}")
+        expect(self.expected_orders is None or self.placed == self.expected_orders,
+               f"orders placed {self.placed} != users x orders per user "
+               f"{self.expected_orders}")
 
         expect(stock is None or self.accepted_qty == stock - self.stock_left,
                f"accepted units {self.accepted_qty} != initial stock {stock} - stock left "
@@ -149,12 +159,14 @@ async def run(scenario: Scenario, console: Console) -> Report:
     api = OrderApi(operator, Publisher.for_listener(operator, settings.listeners["orders"]))
     report = Report()
     try:
-        users = asyncio.gather(*(_user(api, scenario, i) for i in range(scenario.users)))
+        users = asyncio.gather(*(_user(api, scenario, i) for i in range(scenario.users)),
+                               return_exceptions=True)
         killer = asyncio.create_task(_kill_when(api, scenario, workers, report))
         if scenario.forever:
             await _until_interrupted(users, console)
         await _progress(api, operator, users, scenario, console)
         killer.cancel()
+        report.user_errors = _user_errors(users)
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -169,6 +181,8 @@ async def run(scenario: Scenario, console: Console) -> Report:
         report.orders_max_len = retention.max_len
         report.retention_interval = retention.interval.total_seconds()
     report.ran_for = (datetime.now(UTC) - scenario.began).total_seconds()
+    if not scenario.forever and not scenario.minute_periods:
+        report.expected_orders = scenario.users * scenario.orders_per_user
     await _fill(report, api, operator)
     report.check(None if scenario.forever else scenario.stock)
     await client.aclose()
@@ -184,6 +198,19 @@ def _start_worker(scenario: Scenario, index: int) -> subprocess.Popen[bytes]:
            "SAMPLE_PAYMENT_FAILURE": str(scenario.payment_failure)}
     return subprocess.Popen([sys.executable, "-m", "framework", "run", str(scenario.config)],
                             env=env, cwd=Path(__file__).resolve().parent.parent)
+
+
+def _user_errors(users: asyncio.Future[list[object]]) -> list[str]:
+    """What the simulated users raised (Ctrl-C in --forever is not an error)."""
+    if not users.done():
+        users.cancel()
+        return ["the users had not finished when the run timed out"]
+    try:
+        results = users.result()
+    except asyncio.CancelledError:  # --forever, ended by Ctrl-C
+        return []
+    return sorted({f"{type(e).__name__}: {e}" for e in results
+                   if isinstance(e, BaseException) and not isinstance(e, asyncio.CancelledError)})
 
 
 async def _until_interrupted(users: asyncio.Future[object], console: Console) -> None:

@@ -104,3 +104,21 @@ def test_forever_runs_until_ctrl_c_then_reports(own_server: RedisServer) -> None
     placed = figure(out, "orders placed")
     assert placed > 100
     assert figure(out, "orders stream length") < placed  # trimmed while it ran
+
+
+def test_blackfriday_on_redis_cluster_places_every_order() -> None:
+    """With default settings on a cluster it once placed 0 orders (the users' connections
+    ran out, unnoticed) and still printed 'all invariants hold'. The report now proves the
+    work: orders placed == users x orders per user, user errors fail the run."""
+    from framework.devserver import RedisClusterServer
+
+    with RedisClusterServer() as cluster:
+        result = subprocess.run(
+            [sys.executable, "-m", "sample_app", "--users", "100", "--stock", "100"],
+            cwd=ROOT, env=sample_env(cluster.url, STREAMBOOT_REDIS__CLUSTER="true"),
+            capture_output=True, text=True, timeout=240)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-2000:]
+    assert "all invariants hold" in out
+    assert figure(out, "orders placed") == 300
+    assert figure(out, "accepted") == 100

@@ -31,6 +31,10 @@ from framework.reliability.slots import colocated, same_slot
 _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
 POOL_HEADROOM = 8
 """Pooled connections kept for acks, scripts and jobs beside the listeners' reads."""
+STANDALONE_POOL_DEFAULT = 100
+CLUSTER_POOL_DEFAULT = 1000
+"""Connections per node on Cluster unless ``redis.max_connections`` says otherwise:
+redis-py's cluster pool does not wait for a free connection, it fails."""
 _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 
 
@@ -375,19 +379,20 @@ class AppSettings(BaseSettings):
         ``poll_timeout`` (standalone readers have connections of their own): a pool smaller
         than the reads would starve listeners, so refuse it here rather than at 3 a.m."""
         redis = self.redis
-        if not redis.cluster or redis.max_connections is None:
+        if not redis.cluster:
             return self
+        pool = redis.max_connections or CLUSTER_POOL_DEFAULT
         # A rotated listener reads the current period, the pre-created next one and the
         # previous one while it drains.
         reads = sum(3 if listener.rotation is not None else 1
                     for listener in self.listeners.values() if listener.enabled)
         needed = reads + POOL_HEADROOM
-        if redis.max_connections < needed:
+        if pool < needed:
             raise ValueError(
-                f"redis.max_connections ({redis.max_connections}) cannot serve the listeners "
+                f"redis.max_connections ({pool}) cannot serve the listeners "
                 f"declared on Redis Cluster: their reads hold up to {reads} connections at "
                 f"once, plus {POOL_HEADROOM} for acks and jobs; set at least {needed}, or "
-                "leave it unset (no cap)")
+                f"leave it unset ({CLUSTER_POOL_DEFAULT} per node)")
         return self
 
     @model_validator(mode="after")
