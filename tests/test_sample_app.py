@@ -55,7 +55,8 @@ def test_blackfriday_invariants_hold(own_server: RedisServer) -> None:
     assert figure(out, "analytics: orders counted") == placed
     applied = accepted + figure(out, "rejected: out of stock")
     assert re.search(rf"notifications sent\s*│\s*accepted=30, rejected={applied - 30}\b", out)
-    assert figure(out, "notification streams (rotated)") == 1  # hourly: one period
+    # hourly: the current period (and the next one, in the 5 minutes before the hour)
+    assert figure(out, "notification streams (rotated)") in (1, 2)
 
 
 def test_minute_periods_cross_a_boundary_and_every_period_is_drained(
