@@ -73,6 +73,18 @@ async def wait_go(url: str, key: str | None) -> None:
     await client.aclose()
 
 
+async def mark_live(url: str, key: str | None) -> None:
+    """Tell the orchestrator this consumer reads now (its subscription has started), so a
+    latency run does not count a consumer's start-up as the entries' wait."""
+    if key is None:
+        return
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    await client.set(f"{key}:live:{os.getpid()}", 1)
+    await client.aclose()
+
+
 async def handwritten(args: argparse.Namespace, probe: Probe) -> float:
     from redis.asyncio import Redis
 
@@ -80,6 +92,7 @@ async def handwritten(args: argparse.Namespace, probe: Probe) -> float:
     stream, group, consumer = args.stream, args.group, f"hand-{os.getpid()}"
     await wait_go(args.url, args.wait_go)
     start = time.perf_counter()
+    await mark_live(args.url, args.wait_go)
     while not probe.done.is_set():
         reply = await client.xreadgroup(group, consumer, {stream: ">"}, count=args.count,
                                         block=100)
@@ -123,7 +136,8 @@ async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> flo
     container.register(spec, Validated() if model else Raw())
     await wait_go(args.url, args.wait_go)
     start = time.perf_counter()
-    await container.start(timeout=None)
+    await container.start(timeout=10)  # returns once the subscription reads
+    await mark_live(args.url, args.wait_go)
     if args.wait_go:
         await _until_stopped(args, probe)
     else:
@@ -149,7 +163,10 @@ async def faststream(args: argparse.Namespace, probe: Probe, batch: bool) -> flo
     from faststream import FastStream
     from faststream.redis import RedisBroker, StreamSub
 
-    broker = RedisBroker(args.url, log_level=40)
+    # No per-message access log: FastStream writes one (two lines) per message by default,
+    # which measures its logging, not its consuming (and once filled the bench's stderr
+    # pipe, stalling the consumer — the seconds of "latency" published for it).
+    broker = RedisBroker(args.url, logger=None)
     sub = StreamSub(args.stream, group=args.group, consumer=f"fs-{os.getpid()}",
                     batch=batch, max_records=args.count, polling_interval=100)
 
@@ -167,6 +184,7 @@ async def faststream(args: argparse.Namespace, probe: Probe, batch: bool) -> flo
     await wait_go(args.url, args.wait_go)
     start = time.perf_counter()
     await broker.start()
+    await mark_live(args.url, args.wait_go)
     await probe.done.wait()
     await broker.stop()
     elapsed = time.perf_counter() - start

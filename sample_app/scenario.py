@@ -320,7 +320,10 @@ async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
     client = operator.client
     book = OrderBook(client)
     counts = await book.counts()
-    report.placed = len(api.placed)
+    # What reached the stream: an order whose publish was cut short by Ctrl-C (--forever)
+    # may be in it without the API having heard back.
+    info = await client.xinfo_stream(keys.ORDERS)
+    report.placed = int(info["entries-added"])
     report.duplicates = api.duplicates
     report.accepted = counts.get("accepted", 0)
     report.rejected = counts.get("rejected", 0)
