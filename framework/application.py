@@ -44,6 +44,10 @@ from framework.shutdown import (
     take_signals,
 )
 
+START_WAIT = 5.0
+"""How long ``run`` waits for every listener's first read before saying it started (the
+read never blocks; only a failing Redis makes it take this long)."""
+
 
 def container_class(settings: AppSettings, file: str = "<settings>") -> type[StreambootContainer]:
     ref = settings.application.container
@@ -87,6 +91,7 @@ class Application:
         self._scheduler: Any = None
         self.recoveries: dict[str, PendingRecovery] = {}
         self.failure: StartupError | None = None
+        self._announced = False
         """Why the run ended by itself (every listener failed), for the command line."""
         self.stopping = asyncio.Event()
         """Set by a signal (or ``request_stop``): a start still waiting for Redis gives up."""
@@ -96,9 +101,11 @@ class Application:
 
     async def start(self, wait_live: float | None = 30.0) -> None:
         """Resolve every handler, reach Redis (see preflight.py), then start every
-        listener and job. Raises :class:`ConfigError` naming every handler that cannot be
-        resolved, :class:`StartupError` for what no retry heals; returns early, starting
-        nothing, when a stop is requested while Redis is still out of reach."""
+        listener and job, waiting up to ``wait_live`` seconds for each listener's first
+        read. Raises :class:`ConfigError` naming every handler that cannot be resolved,
+        :class:`StartupError` for what no retry heals (then call :meth:`stop`, as after any
+        start); returns early, starting nothing, when a stop is requested while Redis is
+        still out of reach."""
         await _maybe_await(self.container.init_resources())
         self.operator = await provide(self.container.operator)
         declared = await self._resolve_handlers()
@@ -109,6 +116,10 @@ class Application:
         for name, (spec, handler) in declared.items():
             await self._declare(name, spec, handler)
         await self.listeners.start(timeout=wait_live)
+        if self.listeners.every_one_failed:
+            # Every listener was refused on its first command (a permission, a key that is
+            # not a stream): say so once, and never claim to have started.
+            raise StartupError(self._all_failed_reason())
         if self.settings.scheduler.enabled:
             self._scheduler = await provide(self.container.scheduler)
             self._schedule_recovery()
@@ -121,10 +132,14 @@ class Application:
         if self.settings.metrics.enabled:
             await self._serve_metrics()
         listeners = len(declared)
-        streams = len(self.listeners.subscriptions)
-        logger.info("{} started: {} listener{}, reading {} stream{}",
+        subs = self.listeners.subscriptions.values()
+        streams = sum(1 for sub in subs if sub.failure is None)
+        failed = sorted({sub.spec.name for sub in subs if sub.failure is not None})
+        self._announced = True
+        logger.info("{} started: {} listener{}, reading {} stream{}{}",
                     self.settings.application.name, listeners, "" if listeners == 1 else "s",
-                    streams, "" if streams == 1 else "s")
+                    streams, "" if streams == 1 else "s",
+                    f" ({', '.join(failed)} stopped: see above)" if failed else "")
 
     async def _resolve_handlers(self) -> dict[str, tuple[ListenerSpec, StreamHandler[Any]]]:
         """Every enabled listener's handler, before anything connects: all the problems
@@ -242,7 +257,7 @@ class Application:
         if self.listeners is not None:
             await self.listeners.stop()
         await _maybe_await(self.container.shutdown_resources())
-        if self.listeners is not None:  # it started: say it stopped (else silence)
+        if self._announced:  # it said it started: say it stopped (else silence)
             logger.info("{} stopped", self.settings.application.name)
 
     def stop_bound(self) -> float:
@@ -278,7 +293,9 @@ class Application:
         release = take_signals(loop, on_signal, lambda: deadline.arm(self.stop_bound()))
         try:
             try:
-                await self.start(wait_live=None)
+                # Bounded: the first read of each listener (its own pending list) never
+                # blocks, so this is about one round trip unless Redis is failing.
+                await self.start(wait_live=START_WAIT)
                 if await self._until_stop_or_all_failed():
                     code = EXIT_CANNOT_START
             finally:
@@ -305,10 +322,14 @@ class Application:
             failed.cancel()
         if self.stopping.is_set():
             return False
-        reasons = sorted({str(s.failure) for s in self.listeners.subscriptions.values()})
-        self.failure = StartupError(f"every listener stopped: {'; '.join(reasons)}")
+        self.failure = StartupError(self._all_failed_reason())
         logger.error("{}; exiting", self.failure)
         return True
+
+    def _all_failed_reason(self) -> str:
+        assert self.listeners is not None
+        reasons = sorted({str(s.failure) for s in self.listeners.subscriptions.values()})
+        return f"every listener stopped: {'; '.join(reasons)}"
 
 
 def _log_missed(event: Any) -> None:

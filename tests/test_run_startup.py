@@ -7,6 +7,7 @@ and the exact first line a user sees.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def test_a_missing_permission_ends_run_naming_the_command(
                            f"denied at redis 127.0.0.1:{redis_server.port}: "), last
     assert "'xreadgroup' command" in last
     assert "Traceback" not in stderr
+    assert " started: " not in stderr
+    assert "listening" not in stderr
 
 
 def test_wrongtype_on_every_listener_key_ends_run(
@@ -120,6 +123,8 @@ def test_wrongtype_on_every_listener_key_ends_run(
         "streamboot: cannot start: every listener stopped: key 's0' holds a value that is "
         "not a stream (WRONGTYPE)")
     assert "Traceback" not in stderr
+    assert " started: " not in stderr
+    assert "run on" not in stderr
 
 
 def test_a_healthy_start_and_stop_say_nothing_alarming(
@@ -136,3 +141,50 @@ def test_a_healthy_start_and_stop_say_nothing_alarming(
     lines = stderr.splitlines()
     stopping = next(i for i, ln in enumerate(lines) if "stopping gracefully" in ln)
     assert not [ln for ln in lines[stopping:] if "listening" in ln]
+
+
+def test_one_refused_listener_is_named_and_the_others_run(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.set("s0", "not a stream")
+    config = app_file(tmp_path, redis_server.url, listeners=2)
+    proc = subprocess.Popen([STREAMBOOT, "run", "--config", str(config)], cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not admin.exists("s1") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the healthy listener creates its stream with its group
+        admin.xadd("s1", {"n": "1"})
+        while time.monotonic() < deadline and not _acked(admin, "s1"):
+            time.sleep(0.05)
+        assert _acked(admin, "s1"), "the healthy listener did not handle its entry"
+    finally:
+        stderr = stop_process(proc, signal.SIGTERM)
+        admin.delete("s0", "s1")
+        admin.close()
+    assert proc.returncode == 0, stderr
+    started = next(ln for ln in stderr.splitlines() if " started: " in ln)
+    assert started.endswith("started: 2 listeners, reading 1 stream (l0 stopped: see above)")
+
+
+def _acked(client: redis.Redis, key: str) -> bool:
+    groups = client.xinfo_groups(key)
+    return bool(groups) and groups[0]["pending"] == 0 and groups[0]["entries-read"] == 1
+
+
+def test_run_and_check_take_the_file_as_the_other_commands_do(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    config = app_file(tmp_path, redis_server.url)
+    by_option = subprocess.run([STREAMBOOT, "check", "--config", str(config)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30)
+    assert by_option.returncode == 0, by_option.stderr
+    by_env = subprocess.run([STREAMBOOT, "check"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, env={**os.environ,
+                                             "STREAMBOOT_CONFIG": str(config)})
+    assert by_env.returncode == 0, by_env.stderr
+    missing = subprocess.run([STREAMBOOT, "run"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=30, env={k: v for k, v in os.environ.items()
+                                              if k != "STREAMBOOT_CONFIG"})
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == ("streamboot: no application file: give it as CONFIG, "
+                                      "--config or STREAMBOOT_CONFIG")

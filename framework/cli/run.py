@@ -18,7 +18,7 @@ import typer
 
 from framework.application import Application
 from framework.check import check_application
-from framework.cli.common import err, out, print_problems
+from framework.cli.common import ConfigOption, err, out, print_problems
 from framework.config.errors import ConfigError, ConfigProblem
 from framework.config.loader import load_settings
 from framework.errors import StartupError
@@ -32,7 +32,19 @@ from framework.shutdown import (
     run_process,
 )
 
-ConfigArg = Annotated[Path, typer.Argument(metavar="CONFIG", help="The application file (YAML).")]
+ConfigArg = Annotated[Path | None, typer.Argument(
+    metavar="CONFIG", help="The application file (YAML); same as --config.")]
+
+
+def _app_file(positional: Path | None, option: Path | None) -> Path:
+    """``run`` and ``check`` take the file as the operator commands do (``--config``,
+    ``STREAMBOOT_CONFIG``), and positionally as they always have."""
+    config = positional or option
+    if config is None:
+        err.print("streamboot: no application file: give it as CONFIG, --config or "
+                  "STREAMBOOT_CONFIG", markup=False)
+        raise typer.Exit(EXIT_CONFIG)
+    return config
 
 
 def _import_from_cwd() -> None:
@@ -42,11 +54,12 @@ def _import_from_cwd() -> None:
         sys.path.insert(0, cwd)
 
 
-def run(config: ConfigArg) -> None:
+def run(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> None:
     """Run the listeners and jobs until SIGINT/SIGTERM.
 
     Exit codes: 0 stopped, 1 forced (handlers cut off), 2 bad file or handler, 3 cannot
     start (authentication, a permission, key types, server version)."""
+    config = _app_file(config_arg, config_option)
     _import_from_cwd()
     try:
         settings = load_settings(config)
@@ -77,8 +90,9 @@ def run(config: ConfigArg) -> None:
     raise typer.Exit(code)
 
 
-def check(config: ConfigArg) -> None:
+def check(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> None:
     """Check the file, its handlers and Redis; exit 2 on problems."""
+    config = _app_file(config_arg, config_option)
     _import_from_cwd()
     settings, problems = asyncio.run(check_application(config))
     if problems:

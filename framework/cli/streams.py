@@ -60,7 +60,7 @@ def _current_periods(settings: AppSettings) -> set[str]:
 
 def status(
     config_arg: Annotated[Path | None, typer.Argument(
-        metavar="[CONFIG]", help="Application file (its streams); same as --config.")] = None,
+        metavar="CONFIG", help="Application file (its streams); same as --config.")] = None,
     stream: Annotated[list[str] | None, typer.Option(help="A stream key (repeatable).")] = None,
     config: ConfigOption = None,
     url: UrlOption = None,

@@ -72,14 +72,15 @@ class ListenerContainer:
             await self._drain(name, task, subscription)
 
     async def start(self, timeout: float | None = 30.0) -> None:
-        """Start every subscription; with a timeout, wait until each is live."""
+        """Start every subscription; with a timeout, wait until each has read once (or
+        ended: see ``all_failed``)."""
         for subscription in self._subscriptions.values():
             if subscription.spec.name not in self._tasks:
                 self._spawn(subscription)
         if timeout is None:
             return
         for name, subscription in self._subscriptions.items():
-            if not await subscription.wait_started(timeout):
+            if not await subscription.wait_answered(timeout):
                 logger.warning("listener {} not live after {}s (is Redis reachable?)",
                                name, timeout)
 
@@ -89,9 +90,15 @@ class ListenerContainer:
         task.add_done_callback(self._ended)
         self._tasks[name] = task
 
-    def _ended(self, task: asyncio.Task[None]) -> None:
+    @property
+    def every_one_failed(self) -> bool:
+        """Every subscription ended on an error no retry heals (each ``failure`` says
+        which)."""
         subs = self._subscriptions.values()
-        if subs and all(s.failure is not None for s in subs):
+        return bool(subs) and all(s.failure is not None for s in subs)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if self.every_one_failed:
             self.all_failed.set()
 
     async def stop(self) -> None:

@@ -86,6 +86,9 @@ class Subscription:
         self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
+        self._answered = asyncio.Event()
+        """Set once the first read came back (or the subscription ended): only then is
+        it known that the user may read the key, and that the key is a stream."""
         self._backoff = Backoff()
         self._cursor = OWN_PEL_START
         self._replayed = 0
@@ -140,10 +143,12 @@ class Subscription:
         except Exception as exc:  # then the read simply ends when its BLOCK expires
             self._log.debug("could not interrupt the blocked read: {}", exc)
 
-    async def wait_started(self, timeout: float) -> bool:
-        """True once the group exists and the first read is about to be sent."""
+    async def wait_answered(self, timeout: float) -> bool:
+        """True once the first read came back, or the subscription ended (then
+        ``failure`` says why). The first read is of the own pending list (id 0), which
+        never blocks, so this is one round trip after the group exists."""
         try:
-            await asyncio.wait_for(self._started.wait(), timeout)
+            await asyncio.wait_for(self._answered.wait(), timeout)
         except TimeoutError:
             return False
         return True
@@ -188,9 +193,6 @@ class Subscription:
                     self._renewals.register(self.keeper)
                 self.stats.last_poll = time.monotonic()  # live from now, not "never polled"
                 self._started.set()
-                self._log.info("listening (batch {}, concurrency {}, block {}s)",
-                               spec.batch_size, spec.concurrency,
-                               spec.poll_timeout.total_seconds())
                 while not self._stop.is_set():
                     try:
                         await self._step()
@@ -206,13 +208,14 @@ class Subscription:
                 await self._dispatcher.idle()
             except WrongTypeError as exc:
                 self.failure = exc
-                self._log.error("listener stopped: {}; the other listeners run on", exc)
+                self._log.error("listener stopped: {}", exc)
             except Exception as exc:
                 if not is_permanent(exc):
                     raise
                 self.failure = StartupError(describe_permanent(exc, self._operator.address))
                 self._log.error("listener cannot start: {}", self.failure)
             finally:
+                self._answered.set()
                 self._dispatcher.close()  # cancels what still runs: those stay pending
                 if self._side_ack_timer is not None:
                     self._side_ack_timer.cancel()
@@ -257,6 +260,11 @@ class Subscription:
             return
         self._untrack(sent.ack)
         self._backoff.reset()
+        if not self._answered.is_set():
+            self._answered.set()
+            self._log.info("listening (batch {}, concurrency {}, block {}s)",
+                           self.spec.batch_size, self.spec.concurrency,
+                           self.spec.poll_timeout.total_seconds())
         self.stats.reads += 1
         self.stats.acked += received.acked
         self.stats.last_poll = time.monotonic()
