@@ -112,10 +112,10 @@ async def handwritten(args: argparse.Namespace, probe: Probe) -> float:
 async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> float:
     import redis
 
-    from framework import ListenerContainer, Message, RedisOperator, StreamHandler
-    from framework.client import build_client
-    from framework.config import ContainerSettings, ListenerSettings, RedisSettings
-    from framework.listener.spec import resolve_listener
+    from streamboot import ListenerContainer, Message, RedisOperator, StreamHandler
+    from streamboot.client import build_client
+    from streamboot.config import ContainerSettings, ListenerSettings, RedisSettings
+    from streamboot.listener.spec import resolve_listener
 
     class Raw(StreamHandler[dict[str, str]]):
         async def handle(self, message: Message[dict[str, str]]) -> None:

@@ -32,7 +32,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from framework.devserver import RedisServer  # noqa: E402
+from streamboot.devserver import RedisServer  # noqa: E402
 
 CONSUMERS = ["handwritten", "streamboot", "streamboot-model", "faststream", "faststream-batch"]
 LABELS = {

@@ -1,48 +1,84 @@
-"""Streamboot: declarative Redis Streams consumers — YAML listeners, typed handlers, DI."""
+"""Streamboot: declarative Redis Streams consumers — YAML listeners, typed handlers, DI.
 
-from framework.application import Application
-from framework.codecs import FlatCodec, JsonCodec, PayloadError
-from framework.config import AppSettings, ConfigError, load_settings
-from framework.di import StreambootContainer
-from framework.errors import HandlerResolutionError, NoGroupError, StreambootError, WrongTypeError
-from framework.handler import StreamHandler
-from framework.listener.container import ListenerContainer
-from framework.listener.spec import ListenerSpec
-from framework.message import Message
-from framework.operator import RedisOperator
-from framework.records import (
-    AutoClaimResult,
-    ConsumerInfo,
-    GroupInfo,
-    PendingEntry,
-    PendingSummary,
-    StreamEntry,
-    StreamInfo,
+What users write comes from here: the handler base class and what it receives, the
+application, the producer, the helpers handlers use, the codecs and every error. The
+parts behind them (``ListenerSpec``, ``ListenerContainer``, the record types) stay
+importable from their modules, and may change between minor versions.
+"""
+
+from .application import Application
+from .client import build_client
+from .codecs import Codec, FlatCodec, JsonCodec
+from .config import AppSettings, load_settings
+from .devserver import RedisServer
+from .di import StreambootContainer
+from .errors import (
+    Backpressure,
+    ConfigError,
+    ConfigProblem,
+    DuplicateListenerError,
+    HandlerResolutionError,
+    HandlerTimeout,
+    InvalidDuration,
+    LockNotAcquired,
+    MalformedDeadLetter,
+    MissingStreamError,
+    MissingVariableError,
+    NoGroupError,
+    NoMarkerError,
+    NotFound,
+    PayloadError,
+    RedisServerError,
+    RedisServerNotFound,
+    StartupError,
+    StreambootError,
+    UnpublishableError,
+    UsageError,
+    WrongTypeError,
 )
+from .handler import StreamHandler
+from .lock import SingleInstanceLock
+from .message import Message
+from .operator import RedisOperator
+from .publisher import Publisher
+from .reliability.idempotency import IdempotentScript
 
 __all__ = [
     "AppSettings",
     "Application",
-    "AutoClaimResult",
+    "Backpressure",
+    "Codec",
     "ConfigError",
-    "ConsumerInfo",
+    "ConfigProblem",
+    "DuplicateListenerError",
     "FlatCodec",
-    "GroupInfo",
     "HandlerResolutionError",
+    "HandlerTimeout",
+    "IdempotentScript",
+    "InvalidDuration",
     "JsonCodec",
-    "ListenerContainer",
-    "ListenerSpec",
+    "LockNotAcquired",
+    "MalformedDeadLetter",
     "Message",
+    "MissingStreamError",
+    "MissingVariableError",
     "NoGroupError",
+    "NoMarkerError",
+    "NotFound",
     "PayloadError",
-    "PendingEntry",
-    "PendingSummary",
+    "Publisher",
     "RedisOperator",
-    "StreamEntry",
+    "RedisServer",
+    "RedisServerError",
+    "RedisServerNotFound",
+    "SingleInstanceLock",
+    "StartupError",
     "StreamHandler",
-    "StreamInfo",
     "StreambootContainer",
     "StreambootError",
+    "UnpublishableError",
+    "UsageError",
     "WrongTypeError",
+    "build_client",
     "load_settings",
 ]

@@ -1,3 +1,3 @@
-from framework.cli import main
+from .cli import main
 
 main()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from loguru import logger
 
-from framework.config.models import AlertSettings
-from framework.inspect_streams import GroupView
+from .config.models import AlertSettings
+from .inspect_streams import GroupView
 
 
 def crossed(group: GroupView, settings: AlertSettings) -> dict[str, bool]:

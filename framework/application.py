@@ -14,28 +14,27 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MISSED
 from loguru import logger
 
-from framework.alerts import AlertState
-from framework.beans import provide, resolve_handler
-from framework.clock import Clock, SystemClock
-from framework.config.errors import ConfigError, ConfigProblem
-from framework.config.models import AppSettings
-from framework.di import StreambootContainer
-from framework.errors import HandlerResolutionError, StartupError
-from framework.handler import StreamHandler
-from framework.http_server import MetricsServer, health
-from framework.inspect_streams import StreamView, stream_view
-from framework.jobs.cleanup import CleanupJob
-from framework.jobs.guard import guarded
-from framework.jobs.recovery import PendingRecovery
-from framework.jobs.retention import RetentionJob
-from framework.jobs.rotation import RotationJob
-from framework.lifecycle.rotation import RotationPolicy
-from framework.listener.container import CANCEL_GRACE, ListenerContainer
-from framework.listener.spec import ListenerSpec, resolve_listener
-from framework.metrics import StreambootCollector, build_registry
-from framework.operator import RedisOperator
-from framework.preflight import reach_redis
-from framework.shutdown import (
+from .alerts import AlertState
+from .beans import provide, resolve_handler
+from .clock import Clock, SystemClock
+from .config.models import AppSettings
+from .di import StreambootContainer
+from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
+from .handler import StreamHandler
+from .http_server import MetricsServer, health
+from .inspect_streams import StreamView, stream_view
+from .jobs.cleanup import CleanupJob
+from .jobs.guard import guarded
+from .jobs.recovery import PendingRecovery
+from .jobs.retention import RetentionJob
+from .jobs.rotation import RotationJob
+from .lifecycle.rotation import RotationPolicy
+from .listener.container import CANCEL_GRACE, ListenerContainer
+from .listener.spec import ListenerSpec, resolve_listener
+from .metrics import StreambootCollector, build_registry
+from .operator import RedisOperator
+from .preflight import reach_redis
+from .shutdown import (
     EXIT_CANNOT_START,
     EXIT_FORCED,
     EXIT_OK,

@@ -8,8 +8,8 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
-from framework.errors import HandlerResolutionError
-from framework.handler import StreamHandler, handler_problems
+from .errors import HandlerResolutionError
+from .handler import StreamHandler, handler_problems
 
 
 async def provide(provider: Any) -> Any:

@@ -12,19 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from framework.application import build_container
-from framework.beans import import_handler_class, provide, resolve_handler
-from framework.config.errors import ConfigError, ConfigProblem
-from framework.config.loader import load_settings, read_yaml
-from framework.config.models import AppSettings
-from framework.errors import (
+from .application import build_container
+from .beans import import_handler_class, provide, resolve_handler
+from .config.loader import load_settings, read_yaml
+from .config.models import AppSettings
+from .errors import (
+    ConfigError,
+    ConfigProblem,
     HandlerResolutionError,
     describe_permanent,
     describe_unavailable,
     is_permanent,
 )
-from framework.handler import handler_problems
-from framework.operator import RedisOperator
+from .handler import handler_problems
+from .operator import RedisOperator
 
 
 async def check_application(path: str | Path) -> tuple[AppSettings | None, list[ConfigProblem]]:

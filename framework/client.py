@@ -19,10 +19,10 @@ from redis.connection import HiredisRespSerializer
 from redis.retry import Retry as SyncRetry
 from redis.utils import HIREDIS_AVAILABLE
 
-from framework.config.models import CLUSTER_POOL_DEFAULT, STANDALONE_POOL_DEFAULT, RedisSettings
-from framework.decoding import WIRE_ERRORS, to_wire
-from framework.operator import RedisClient
-from framework.reliability.ownership import SyncClient
+from .config.models import CLUSTER_POOL_DEFAULT, STANDALONE_POOL_DEFAULT, RedisSettings
+from .decoding import WIRE_ERRORS, to_wire
+from .operator import RedisClient
+from .reliability.ownership import SyncClient
 
 
 def _options(settings: RedisSettings) -> dict[str, Any]:

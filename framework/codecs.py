@@ -21,17 +21,9 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import is_typeddict  # both kinds (typing's and its own)
 
-from framework.errors import StreambootError
+from .errors import PayloadError, UnpublishableError
 
 Decoder = Callable[[dict[str, str]], Any]
-
-
-class PayloadError(StreambootError):
-    """The entry's fields cannot become the handler's payload; retrying cannot help."""
-
-    def __init__(self, message: str, cause: Exception | None = None) -> None:
-        super().__init__(message)
-        self.cause = cause
 
 
 def is_raw(tp: Any) -> bool:
@@ -100,7 +92,7 @@ def _plain(payload: Any) -> dict[str, Any]:
         return dict(TypeAdapter(type(payload)).dump_python(payload, mode="json"))
     if isinstance(payload, Mapping):
         return dict(TypeAdapter(dict[str, Any]).dump_python(dict(payload), mode="json"))
-    raise TypeError(f"cannot publish a {type(payload).__name__}: give a pydantic model, a "
+    raise UnpublishableError(f"cannot publish a {type(payload).__name__}: give a pydantic model, a "
                     "dataclass instance or a mapping")
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from framework.operator import RedisOperator
-from framework.records import StreamEntry
-from framework.reliability.dead_letter import original_pairs
+from .errors import MalformedDeadLetter
+from .operator import RedisOperator
+from .records import StreamEntry
+from .reliability.dead_letter import original_pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None) -> li
     for entry in entries:
         target = entry.fields.get("dlq_stream")
         if not target:
-            raise ValueError(f"dead letter {entry.id} has no dlq_stream field")
+            raise MalformedDeadLetter(f"dead letter {entry.id} has no dlq_stream field")
         new_id = await operator.xadd_pairs(target, original_pairs(entry))
         await operator.xdel(dlq, [entry.id])  # only once the publish succeeded
         done.append(Replayed(entry.id, target, new_id))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.records import StreamEntry
+from .records import StreamEntry
 
 WIRE_ERRORS = "surrogateescape"
 """The codec error handler of every connection Streamboot reads entries with."""

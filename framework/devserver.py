@@ -14,16 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-INSTALL_HINT = (
-    "redis-server was not found. Install it with:\n"
-    "    sudo apt-get update && sudo apt-get install -y redis-server\n"
-    "or set REDIS_URL to a Redis 7+ server you already run."
-)
-
-
-class RedisServerNotFound(RuntimeError):
-    def __init__(self) -> None:
-        super().__init__(INSTALL_HINT)
+from .errors import RedisServerError, RedisServerNotFound
 
 
 def free_port() -> int:
@@ -47,7 +38,7 @@ def free_cluster_port() -> int:
         port = free_port()
         if port + 10000 <= 65535 and _is_free(port + 10000):
             return port
-    raise RuntimeError("no free port pair for a cluster node")
+    raise RedisServerError("no free port pair for a cluster node")
 
 
 class RedisServer:
@@ -97,7 +88,7 @@ class RedisServer:
             assert self._process is not None
             if self._process.poll() is not None:
                 stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"redis-server exited at start: {stderr.strip()}")
+                raise RedisServerError(f"redis-server exited at start: {stderr.strip()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
@@ -106,7 +97,7 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
+        raise RedisServerError(f"redis-server did not answer on port {self.port} in {timeout}s")
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGKILL with ``kill``); the data directory stays until close()."""
@@ -180,7 +171,7 @@ class RedisClusterServer:
             if "cluster_state:ok" in info:
                 return self
             time.sleep(0.05)
-        raise RuntimeError("the cluster did not reach cluster_state:ok")
+        raise RedisServerError("the cluster did not reach cluster_state:ok")
 
     def close(self) -> None:
         for server in self.servers:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dependency_injector import containers, providers
 
-from framework.client import redis_client_resource, sync_redis_client_resource
-from framework.config.models import AppSettings, SchedulerSettings
-from framework.listener.container import ListenerContainer
-from framework.operator import RedisOperator
+from .client import redis_client_resource, sync_redis_client_resource
+from .config.models import AppSettings, SchedulerSettings
+from .listener.container import ListenerContainer
+from .operator import RedisOperator
 
 
 def build_scheduler(settings: SchedulerSettings) -> AsyncIOScheduler:

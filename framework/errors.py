@@ -1,15 +1,131 @@
-"""The framework's exceptions: each names the thing that is wrong, so a log line is enough."""
+"""Every exception Streamboot raises on purpose, under one base: each names the thing that
+is wrong, so a log line is enough, and ``except StreambootError`` catches all of them.
+
+Those that stand for a bad value also derive from the built-in a caller would expect
+(``ValueError``, ``TypeError``, ``RuntimeError``), so pydantic validators and existing
+``except ValueError`` code keep working.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
 
 class StreambootError(Exception):
     """Base of every error the framework raises on purpose."""
+
+
+# -- the application file ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong in an application file: where, and what."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(StreambootError):
+    """Every problem found in one application file, reported together."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class MissingVariableError(StreambootError, ValueError):
+    """A ``${VAR}`` without default whose variable is unset."""
+
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(
+            f"environment variable {name} is not set (used at {path}); "
+            f"set it or write ${{{name}:default}}"
+        )
+        self.name = name
+        self.path = path
+
+
+class InvalidDuration(StreambootError, ValueError):
+    """A duration (``500ms``, ``30s``, ``5m``, ``1h``) that cannot be read."""
+
+
+class DuplicateListenerError(StreambootError, ValueError):
+    """Two listeners registered under one name: the second would silently replace the
+    first."""
+
+
+class HandlerResolutionError(StreambootError):
+    """A listener's ``handler`` cannot be imported, found or constructed."""
+
+
+# -- entries and handlers ---------------------------------------------------------------
+class PayloadError(StreambootError):
+    """The entry's fields cannot become the handler's payload; retrying cannot help."""
+
+    def __init__(self, message: str, cause: Exception | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class UnpublishableError(StreambootError, TypeError):
+    """A payload of a type no codec can write (give a model, a dataclass or a mapping)."""
+
+
+class NoMarkerError(StreambootError, ValueError):
+    """An ``IdempotentScript`` called for an entry without an idempotency marker."""
+
+
+class MalformedDeadLetter(StreambootError, ValueError):
+    """A dead-letter entry without the fields that say where it came from."""
+
+
+class Backpressure(StreambootError):
+    """The stream is over its declared length or lag limit: the publish was refused, not
+    dropped. Retry later, or shed load upstream."""
+
+
+class LockNotAcquired(StreambootError):
+    """Someone else holds the lock: for a request, a duplicate."""
+
+
+# -- operator commands ------------------------------------------------------------------
+class NotFound(StreambootError):
+    """What an operator command was asked about does not exist (exit 1)."""
+
+
+class UsageError(StreambootError):
+    """An operator command was given something it cannot use (exit 2)."""
+
+
+# -- the throwaway server ---------------------------------------------------------------
+INSTALL_HINT = (
+    "redis-server was not found. Install it with:\n"
+    "    sudo apt-get update && sudo apt-get install -y redis-server\n"
+    "or set REDIS_URL to a Redis 7+ server you already run."
+)
+
+
+class RedisServerError(StreambootError, RuntimeError):
+    """A throwaway redis-server (devserver.py) could not be started."""
+
+
+class RedisServerNotFound(RedisServerError):
+    """No ``redis-server`` on PATH: the message says how to install one."""
+
+    def __init__(self) -> None:
+        super().__init__(INSTALL_HINT)
+
+
+# -- Redis ------------------------------------------------------------------------------
 
 
 class NoGroupError(StreambootError):
@@ -49,10 +165,6 @@ class HandlerTimeout(StreambootError):
         super().__init__(f"handler did not finish entry {entry_id} within "
                          f"handler_timeout ({seconds:g}s)")
         self.entry_id = entry_id
-
-
-class HandlerResolutionError(StreambootError):
-    """A listener's ``handler`` cannot be imported, found or constructed."""
 
 
 def server_error_text(exc: ResponseError) -> str:

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from framework.codecs import payload_problem
-from framework.message import Message
+from .codecs import payload_problem
+from .message import Message
 
 P = TypeVar("P")
 

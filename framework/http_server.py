@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry
 
-from framework.listener.poll import Subscription
-from framework.operator import RedisOperator
+from .listener.poll import Subscription
+from .operator import RedisOperator
 
 
 async def health(operator: RedisOperator,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from framework.operator import RedisOperator
+from .operator import RedisOperator
 
 
 @dataclass

@@ -11,14 +11,10 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from framework.config.durations import to_ms
-from framework.errors import StreambootError
-from framework.operator import RedisClient
-from framework.scripts import RELEASE_LOCK
-
-
-class LockNotAcquired(StreambootError):
-    """Someone else holds the lock: for a request, a duplicate."""
+from .config.durations import to_ms
+from .errors import LockNotAcquired
+from .operator import RedisClient
+from .scripts import RELEASE_LOCK
 
 
 class SingleInstanceLock:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from framework.config.models import LoggingSettings
+from .config.models import LoggingSettings
 
 if TYPE_CHECKING:
     from loguru import Record

@@ -18,10 +18,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from framework.alerts import AlertState
-from framework.inspect_streams import StreamView
-from framework.listener.poll import Subscription
-from framework.listener.stats import Histogram
+from .alerts import AlertState
+from .inspect_streams import StreamView
+from .listener.poll import Subscription
+from .listener.stats import Histogram
 
 _COUNTERS = {
     "handled": "Entries handled successfully.",

@@ -18,17 +18,17 @@ from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError, ResponseError
 
-from framework import scripts
-from framework.config.durations import to_ms
-from framework.decoding import from_wire, to_wire
-from framework.errors import MissingStreamError, translate_response_error
-from framework.reader import (
+from . import scripts
+from .config.durations import to_ms
+from .decoding import from_wire, to_wire
+from .errors import MissingStreamError, translate_response_error
+from .reader import (
     ConnectionGroupReader,
     GroupReader,
     PipelineGroupReader,
     parse_entries,
 )
-from framework.records import (
+from .records import (
     AutoClaimResult,
     ConsumerInfo,
     GroupInfo,

@@ -14,8 +14,8 @@ import asyncio
 from loguru import logger
 from redis.exceptions import NoPermissionError
 
-from framework.backoff import Backoff
-from framework.errors import (
+from .backoff import Backoff
+from .errors import (
     MIN_SERVER,
     StartupError,
     describe_permanent,
@@ -24,7 +24,7 @@ from framework.errors import (
     is_transient,
     server_too_old,
 )
-from framework.operator import RedisOperator
+from .operator import RedisOperator
 
 
 async def reach_redis(operator: RedisOperator, stop: asyncio.Event,

@@ -11,17 +11,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from framework.clock import Clock, SystemClock
-from framework.codecs import Codec, codec_for
-from framework.config.models import BackpressureSettings, ListenerSettings
-from framework.errors import MissingStreamError, StreambootError
-from framework.lifecycle.rotation import RotationPolicy
-from framework.operator import RedisOperator
-
-
-class Backpressure(StreambootError):
-    """The stream is over its declared length or lag limit: the publish was refused, not
-    dropped. Retry later, or shed load upstream."""
+from .clock import Clock, SystemClock
+from .codecs import Codec, codec_for
+from .config.models import BackpressureSettings, ListenerSettings
+from .errors import Backpressure, MissingStreamError
+from .lifecycle.rotation import RotationPolicy
+from .operator import RedisOperator
 
 
 class Publisher:

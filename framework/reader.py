@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from framework.config.durations import to_ms
-from framework.decoding import WIRE_ERRORS
-from framework.errors import translate_response_error
-from framework.records import StreamEntry
+from .config.durations import to_ms
+from .decoding import WIRE_ERRORS
+from .errors import translate_response_error
+from .records import StreamEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ class ConnectionGroupReader:
                   "encoding_errors": WIRE_ERRORS}
         conn = self._pool.connection_class(**kwargs)
         try:
-            await conn.connect()  # type: ignore[no-untyped-call]
+            await conn.connect()
             await conn.send_command("CLIENT", "ID")
             self._client_id = int(await conn.read_response())
         except BaseException:
@@ -161,7 +161,7 @@ class ConnectionGroupReader:
         """CLIENT UNBLOCK (timeout mode): the blocked XREADGROUP returns nil at once, as if
         its BLOCK had expired, so a stop need not wait for poll_timeout."""
         if self._expected and self._client_id is not None:
-            await self._client.execute_command(  # type: ignore[no-untyped-call]
+            await self._client.execute_command(
                 "CLIENT", "UNBLOCK", self._client_id)
 
     async def _drop(self) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from framework.errors import NoGroupError
-from framework.ids import before
-from framework.operator import RedisOperator
+from .errors import NoGroupError
+from .ids import before
+from .operator import RedisOperator
 
 _COUNT_LIMIT = 10_000
 

@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from framework.devserver import RedisServer, RedisServerNotFound
 from sample_app.scenario import Report, Scenario, run
+from streamboot import RedisServer, RedisServerNotFound
 
 console = Console()
 app = typer.Typer(add_completion=False)

@@ -6,11 +6,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from framework.lock import SingleInstanceLock
-from framework.operator import RedisOperator
-from framework.publisher import Publisher
 from sample_app import keys
 from sample_app.models import OrderPlaced
+from streamboot import Publisher, RedisOperator, SingleInstanceLock
 
 LOCK_TTL = timedelta(seconds=2)
 """How long a user's order for one product blocks a duplicate, at most (if no worker

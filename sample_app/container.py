@@ -6,12 +6,11 @@ import os
 
 from dependency_injector import providers
 
-from framework import AppSettings, RedisOperator, StreambootContainer
-from framework.publisher import Publisher
 from sample_app.handlers import AnalyticsHandler, NotificationHandler, OrderHandler
 from sample_app.inventory import InventoryService
 from sample_app.orders import OrderBook
 from sample_app.payment import PaymentGateway
+from streamboot import AppSettings, Publisher, RedisOperator, StreambootContainer
 
 
 def payment_failure_fraction() -> float:

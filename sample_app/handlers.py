@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework import Message, StreamHandler
-from framework.lock import SingleInstanceLock
-from framework.publisher import Publisher
-from framework.reliability.idempotency import IdempotentScript
 from sample_app import keys
 from sample_app.api import LOCK_TTL
 from sample_app.models import OrderOutcome, OrderPlaced
 from sample_app.payment import PaymentGateway
+from streamboot import IdempotentScript, Message, Publisher, SingleInstanceLock, StreamHandler
 
 # Reserve stock (never below zero), record the outcome, count it and audit it: one step,
 # together with the idempotency marker (IdempotentScript), so an order is applied once.

@@ -1,6 +1,6 @@
 """The Black Friday run: N users race for limited stock while worker processes consume.
 
-Workers are real processes (``python -m framework run config/application.yaml``), so a
+Workers are real processes (``python -m streamboot run config/application.yaml``), so a
 run can kill one with SIGKILL mid-way and still has to satisfy every invariant.
 """
 
@@ -17,17 +17,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from framework import RedisOperator, load_settings
-from framework.client import build_client
-from framework.publisher import Publisher
 from sample_app import keys
 from sample_app.api import LOCK_TTL, DuplicateRequest, OrderApi
 from sample_app.inventory import InventoryService
 from sample_app.orders import OrderBook
+from streamboot import Publisher, RedisOperator, build_client, load_settings
 
 PRODUCT = "ps5"
 DLQ = "{orders}:dlq"
@@ -196,11 +195,11 @@ def _start_worker(scenario: Scenario, index: int) -> subprocess.Popen[bytes]:
            "STREAMBOOT_LISTENERS__NOTIFICATIONS__CONSUMER": f"worker-{index}",
            "STREAMBOOT_LOGGING__LEVEL": "ERROR",
            "SAMPLE_PAYMENT_FAILURE": str(scenario.payment_failure)}
-    return subprocess.Popen([sys.executable, "-m", "framework", "run", str(scenario.config)],
+    return subprocess.Popen([sys.executable, "-m", "streamboot", "run", str(scenario.config)],
                             env=env, cwd=Path(__file__).resolve().parent.parent)
 
 
-def _user_errors(users: asyncio.Future[list[object]]) -> list[str]:
+def _user_errors(users: asyncio.Future[list[BaseException | None]]) -> list[str]:
     """What the simulated users raised (Ctrl-C in --forever is not an error)."""
     if not users.done():
         users.cancel()
@@ -213,7 +212,7 @@ def _user_errors(users: asyncio.Future[list[object]]) -> list[str]:
                    if isinstance(e, BaseException) and not isinstance(e, asyncio.CancelledError)})
 
 
-async def _until_interrupted(users: asyncio.Future[object], console: Console) -> None:
+async def _until_interrupted(users: asyncio.Future[Any], console: Console) -> None:
     """--forever: users keep buying until Ctrl-C; then the run settles and reports."""
     console.print("running until Ctrl-C (users keep ordering; stock is refilled)")
     try:
@@ -274,7 +273,7 @@ async def _accounted(operator: RedisOperator) -> int:
     return done + (await operator.xlen(DLQ) if await operator.exists(DLQ) else 0)
 
 
-async def _progress(api: OrderApi, operator: RedisOperator, users: asyncio.Future[object],
+async def _progress(api: OrderApi, operator: RedisOperator, users: asyncio.Future[Any],
                     scenario: Scenario, console: Console) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

@@ -4,19 +4,42 @@ database for every test, and helpers that wait on conditions instead of sleeping
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from redis.asyncio import Redis
 
-from framework.devserver import RedisServer
-from framework.listener.container import ListenerContainer
-from framework.operator import RedisOperator
+
+def _stale_links() -> list[str]:
+    """The editable install is a tree of links to framework/'s files (see .ci/setup): a
+    module added since it was made is missing from it, and importing it would fail with
+    a bare ModuleNotFoundError. Name the cause instead."""
+    spec = importlib.util.find_spec("streamboot")
+    if spec is None or spec.origin is None:
+        return ["streamboot"]
+    installed = Path(spec.origin).parent
+    source = Path(__file__).resolve().parents[1] / "framework"
+    if installed.resolve() == source or "__editable__" not in str(installed):
+        return []
+    return [str(p.relative_to(source)) for p in source.rglob("*.py")
+            if not (installed / p.relative_to(source)).exists()]
+
+
+if missing := _stale_links():
+    pytest.exit(f"streamboot's editable install does not have {', '.join(missing)}: run "
+                "`bash .ci/setup test` (it reinstalls when framework/'s files change)",
+                returncode=4)
+
+from streamboot.devserver import RedisServer  # noqa: E402
+from streamboot.listener.container import ListenerContainer  # noqa: E402
+from streamboot.operator import RedisOperator  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from loguru import logger
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from framework import Message, StreamHandler
-from framework.reliability.idempotency import IdempotentScript
+from streamboot import Message, StreamHandler
+from streamboot.reliability.idempotency import IdempotentScript
 
 
 class Order(BaseModel):
@@ -240,5 +240,6 @@ class NoHandleMethod(StreamHandler[dict[str, str]]):
 
 
 class TwoArgumentHandle(StreamHandler[dict[str, str]]):
-    async def handle(self, message: Message[dict[str, str]], extra: str) -> None:
+    # Incompatible on purpose: check must refuse it.
+    async def handle(self, message: Message[dict[str, str]], extra: str) -> None:  # type: ignore[override]
         return None

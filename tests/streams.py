@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from framework import ListenerContainer, ListenerSpec, RedisOperator, StreamHandler
-from framework.reliability.slots import colocated
+import redis
+
+from streamboot import RedisOperator, StreamHandler
+from streamboot.listener.container import ListenerContainer
+from streamboot.listener.spec import ListenerSpec
+from streamboot.reliability.slots import colocated
 
 
 def make_spec(stream: str, **overrides: Any) -> ListenerSpec:
@@ -22,7 +26,8 @@ def make_spec(stream: str, **overrides: Any) -> ListenerSpec:
 async def produce(operator: RedisOperator, key: str, n: int, **extra: str) -> list[str]:
     pipe = operator.client.pipeline(transaction=False)
     for i in range(n):
-        pipe.xadd(key, {"order_id": f"o{i}", "qty": "1", "n": str(i), **extra})
+        fields: dict[Any, Any] = {"order_id": f"o{i}", "qty": "1", "n": str(i), **extra}
+        pipe.xadd(key, fields)
     return [str(i) for i in await pipe.execute()]
 
 
@@ -51,3 +56,8 @@ async def start(container: ListenerContainer, spec: ListenerSpec,
     """Register one listener and wait until it is live."""
     container.register(spec, handler)
     await container.start(timeout=5)
+
+
+def entries_of(client: redis.Redis, key: str) -> list[tuple[str, dict[str, str]]]:
+    """XRANGE on a decoding sync client, typed (redis-py types every reply as a union)."""
+    return cast(list[tuple[str, dict[str, str]]], client.xrange(key))

@@ -1,6 +1,6 @@
 import asyncio
 
-from framework.backoff import Backoff
+from streamboot.backoff import Backoff
 
 
 def test_delays_grow_are_capped_and_reset() -> None:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def streamboot(
     *args: str, env: dict[str, str], module: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "framework", *args] if module else [
+    cmd = [sys.executable, "-m", "streamboot", *args] if module else [
         str(Path(sys.executable).with_name("streamboot")), *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -28,7 +28,7 @@ def test_check_accepts_the_shipped_file(project_env: dict[str, str]) -> None:
     assert "OK config/application.yaml: 3 listeners" in result.stdout  # + notifications
 
 
-def test_python_dash_m_framework_works_too(project_env: dict[str, str]) -> None:
+def test_python_dash_m_streamboot_works_too(project_env: dict[str, str]) -> None:
     result = streamboot("check", "config/application.yaml", env=project_env, module=True)
     assert result.returncode == 0, result.stderr
 
@@ -72,7 +72,7 @@ listeners:
 def test_check_reports_redis_down_without_the_password(
     tmp_path: Path, project_env: dict[str, str]
 ) -> None:
-    from framework.devserver import free_port
+    from streamboot.devserver import free_port
 
     port = free_port()
     bad = tmp_path / "down.yaml"

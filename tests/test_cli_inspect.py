@@ -9,7 +9,8 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from framework.cli import app
+from streamboot.cli import app
+from tests.streams import entries_of
 
 runner = CliRunner()
 
@@ -41,7 +42,7 @@ def test_publish_then_status_as_json(redis_url: str, r: redis.Redis) -> None:
     assert (group["name"], group["lag"], group["pending"]) == ("g", 1, 2)
     assert group["oldest_pending_idle_ms"] is not None
     assert [(c["name"], c["pending"]) for c in group["consumers"]] == [("worker-1", 2)]
-    assert r.xrange("ops")[0][1] == {"n": "0", "kind": "test"}
+    assert entries_of(r, "ops")[0][1] == {"n": "0", "kind": "test"}
 
 
 def test_status_table_from_the_application_file(redis_url: str, r: redis.Redis) -> None:
@@ -53,7 +54,7 @@ def test_status_table_from_the_application_file(redis_url: str, r: redis.Redis) 
 
 
 def test_pending_lists_owner_idle_and_deliveries(redis_url: str, r: redis.Redis) -> None:
-    ids = [r.xadd("pend", {"n": str(i)}) for i in range(3)]
+    ids = [str(r.xadd("pend", {"n": str(i)})) for i in range(3)]
     r.xgroup_create("pend", "g", "0")
     r.xreadgroup("g", "dead", {"pend": ">"}, count=3)
     text = cli(redis_url, "pending", "pend", "g")
@@ -64,10 +65,10 @@ def test_pending_lists_owner_idle_and_deliveries(redis_url: str, r: redis.Redis)
 
 
 def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
-    dead = [r.xadd("{src}:dlq", {"order_id": f"o{i}", "dlq_reason": "max_deliveries",
+    dead = [str(r.xadd("{src}:dlq", {"order_id": f"o{i}", "dlq_reason": "max_deliveries",
                                  "dlq_error": "ValueError: boom", "dlq_stream": "src",
                                  "dlq_id": f"{i + 1}-0", "dlq_group": "g",
-                                 "dlq_deliveries": "5", "dlq_at": "2026-11-23T00:00:00"})
+                                 "dlq_deliveries": "5", "dlq_at": "2026-11-23T00:00:00"}))
             for i in range(3)]
     listed = cli(redis_url, "dlq", "list", "{src}:dlq")
     assert "{src}:dlq: 3 dead letters shown" in listed
@@ -76,7 +77,7 @@ def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
     assert shown["fields"] == [["order_id", "o0"]]
     assert shown["dlq_reason"] == "max_deliveries"
     cli(redis_url, "dlq", "replay", "{src}:dlq", dead[0])
-    assert [f for _, f in r.xrange("src")] == [{"order_id": "o0"}]  # dlq_* removed
+    assert [f for _, f in entries_of(r, "src")] == [{"order_id": "o0"}]  # dlq_* removed
     assert r.xlen("{src}:dlq") == 2
     assert "replayed 2 dead letters" in cli(redis_url, "dlq", "replay", "{src}:dlq", "--all")
     assert r.xlen("src") == 3

@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from framework import ListenerContainer, RedisOperator
-from framework.client import build_client, build_sync_client
-from framework.config.models import IdempotencySettings, RedisSettings, RetrySettings
-from framework.devserver import RedisClusterServer
-from framework.jobs.recovery import PendingRecovery
-from framework.reliability.slots import slot
+from streamboot import RedisOperator
+from streamboot.client import build_client, build_sync_client
+from streamboot.config.models import IdempotencySettings, RedisSettings, RetrySettings
+from streamboot.devserver import RedisClusterServer
+from streamboot.jobs.recovery import PendingRecovery
+from streamboot.listener.container import ListenerContainer
+from streamboot.reliability.slots import slot
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, Recorder
 from tests.streams import make_spec, true
@@ -36,7 +38,7 @@ async def test_listener_on_redis_cluster(cluster: RedisClusterServer) -> None:
     assert slot(stream) == slot(f"{{{stream}}}:dlq")
     pipe = client.pipeline(transaction=False)
     for i in range(200):
-        fields = {"order_id": f"o{i}", "n": str(i)}
+        fields: dict[Any, Any] = {"order_id": f"o{i}", "n": str(i)}
         if i % 10 == 0:
             fields["fail"] = "yes"
         pipe.xadd(stream, fields)

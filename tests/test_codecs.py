@@ -5,7 +5,8 @@ import pytest
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from framework.codecs import Codec, FlatCodec, JsonCodec, PayloadError, codec_for, payload_problem
+from streamboot.codecs import Codec, FlatCodec, JsonCodec, codec_for, payload_problem
+from streamboot.errors import PayloadError
 
 
 class Item(BaseModel):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 from dependency_injector import providers
 
-from framework import Application, HandlerResolutionError, RedisOperator, StreambootContainer
-from framework.beans import provide, resolve_handler
-from framework.config import settings_from_mapping
 from sample_app.container import AppContainer
 from sample_app.handlers import OrderHandler
 from sample_app.payment import PaymentGateway
+from streamboot import Application, HandlerResolutionError, RedisOperator, StreambootContainer
+from streamboot.beans import provide, resolve_handler
+from streamboot.config import settings_from_mapping
 from tests.conftest import wait_until
 
 
@@ -33,12 +34,12 @@ def settings(redis_url: str, **listener: Any) -> Any:
 
 async def test_container_wires_operator_from_redis_resource(redis_url: str) -> None:
     container = StreambootContainer(settings=settings(redis_url))
-    await container.init_resources()
+    await _awaited(container.init_resources())
     operator = await provide(container.operator)
     assert isinstance(operator, RedisOperator)
     assert await operator.ping()
     assert operator is await provide(container.operator)  # a singleton
-    await container.shutdown_resources()
+    await _awaited(container.shutdown_resources())
 
 
 async def test_handler_by_provider_name(redis_url: str) -> None:
@@ -97,3 +98,9 @@ async def test_tests_override_any_provider(redis_url: str, client: Any) -> None:
 
 async def _exists(client: Any, key: str) -> bool:
     return bool(await client.exists(key))
+
+
+async def _awaited(result: Awaitable[None] | None) -> None:
+    """init/shutdown_resources return an awaitable only when a Resource is async."""
+    assert result is not None
+    await result

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from framework.client import build_client
-from framework.config import ConfigError, settings_from_mapping
-from framework.config.models import RedisSettings
-from framework.errors import (
+from streamboot.client import build_client
+from streamboot.config import ConfigError, settings_from_mapping
+from streamboot.config.models import RedisSettings
+from streamboot.errors import (
     describe_permanent,
     describe_unavailable,
     is_permanent,
@@ -18,14 +19,15 @@ from framework.errors import (
     pool_exhausted,
     server_too_old,
 )
-from framework.operator import RedisOperator
+from streamboot.operator import RedisOperator
 
 
 async def test_an_exhausted_pool_is_reported_as_such(redis_url: str) -> None:
     client = build_client(RedisSettings(url=redis_url, max_connections=1,
                                         socket_timeout=timedelta(milliseconds=200)))
+    assert isinstance(client, redis.asyncio.Redis)
     pool = client.connection_pool
-    held = await pool.get_connection()  # type: ignore[no-untyped-call]
+    held = await pool.get_connection()
     try:
         with pytest.raises(RedisConnectionError) as caught:
             await client.ping()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from framework.devserver import RedisServer
+from streamboot.devserver import RedisServer
 from tests.conftest import wait_for
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "getting-started.md"

@@ -1,6 +1,6 @@
 from pydantic import BaseModel
 
-from framework import Message, StreamHandler
+from streamboot import Message, StreamHandler
 
 
 class Paid(BaseModel):

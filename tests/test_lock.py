@@ -3,7 +3,8 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
-from framework.lock import LockNotAcquired, SingleInstanceLock
+from streamboot.errors import LockNotAcquired
+from streamboot.lock import SingleInstanceLock
 
 
 async def test_only_one_holder_and_only_the_owner_releases(client: Redis) -> None:

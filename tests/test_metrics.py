@@ -12,13 +12,14 @@ from datetime import timedelta
 from loguru import logger
 from redis.asyncio import Redis
 
-from framework import Application, ListenerContainer, Message, RedisOperator, StreamHandler
-from framework.alerts import AlertState
-from framework.config import settings_from_mapping
-from framework.config.models import AlertSettings
-from framework.devserver import RedisServer
-from framework.http_server import health
-from framework.inspect_streams import GroupView
+from streamboot import Application, Message, RedisOperator, StreamHandler
+from streamboot.alerts import AlertState
+from streamboot.config import settings_from_mapping
+from streamboot.config.models import AlertSettings
+from streamboot.devserver import RedisServer
+from streamboot.http_server import health
+from streamboot.inspect_streams import GroupView
+from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.streams import make_spec, start
 
@@ -130,6 +131,8 @@ async def test_health_tells_slow_work_from_a_handler_past_its_timeout(
                      timeout=5)
     report = await health(operator, container.subscriptions)
     assert not report["healthy"]
-    (problem,) = report["problems"]
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    (problem,) = problems
     assert f"handler on entry {deaf} running for" in problem
     assert "(handler_timeout 0.8s)" in problem

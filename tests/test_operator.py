@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
-from framework.errors import NoGroupError, WrongTypeError
-from framework.operator import RedisOperator
-from framework.records import StreamEntry
+from streamboot.errors import NoGroupError, WrongTypeError
+from streamboot.operator import RedisOperator
+from streamboot.records import StreamEntry
 
 
 async def fill(operator: RedisOperator, key: str, n: int) -> list[str]:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from framework.devserver import RedisClusterServer, RedisServer, free_port
+from streamboot.devserver import RedisClusterServer, RedisServer, free_port
+from tests.streams import entries_of
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
@@ -142,7 +143,7 @@ def test_ids_are_never_truncated_and_bytes_are_shown_escaped(
     r.execute_command("XADD", "{ops}:dlq", "*", "currency", b"\xe9UR", "tag", "a", "tag", "b",
                       "dlq_reason", "undecodable", "dlq_stream", "ops", "dlq_id", "1-0",
                       "dlq_error", "PayloadError: " + "x" * 300, "dlq_fields", "3")
-    (dead_id,) = [e for e, _ in r.xrange("{ops}:dlq")]
+    (dead_id,) = [e for e, _ in entries_of(r, "{ops}:dlq")]
     listed = sb("dlq", "list", "{ops}:dlq", "--config", str(app_file), columns=60)
     assert listed.returncode == 0, listed.stderr
     assert dead_id in listed.stdout  # whole, even at 60 columns

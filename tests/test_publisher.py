@@ -4,12 +4,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import BaseModel
 
-from framework import RedisOperator
-from framework.clock import FakeClock
-from framework.codecs import FlatCodec
-from framework.config.models import BackpressureSettings, ListenerSettings, RotationSettings
-from framework.errors import MissingStreamError
-from framework.publisher import Backpressure, Publisher
+from streamboot import RedisOperator
+from streamboot.clock import FakeClock
+from streamboot.codecs import FlatCodec
+from streamboot.config.models import BackpressureSettings, ListenerSettings, RotationSettings
+from streamboot.errors import Backpressure, MissingStreamError
+from streamboot.publisher import Publisher
 
 
 class Event(BaseModel):

@@ -1,5 +1,5 @@
-from framework.reader import parse_read_reply
-from framework.records import StreamEntry
+from streamboot.reader import parse_read_reply
+from streamboot.records import StreamEntry
 
 
 def test_parses_resp2_and_resp3_shapes() -> None:

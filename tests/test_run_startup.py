@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from framework.devserver import RedisServer, free_port
+from streamboot.devserver import RedisServer, free_port
 from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]

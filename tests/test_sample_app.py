@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.devserver import RedisServer
+from streamboot.devserver import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_blackfriday_on_redis_cluster_places_every_order() -> None:
     """With default settings on a cluster it once placed 0 orders (the users' connections
     ran out, unnoticed) and still printed 'all invariants hold'. The report now proves the
     work: orders placed == users x orders per user, user errors fail the run."""
-    from framework.devserver import RedisClusterServer
+    from streamboot.devserver import RedisClusterServer
 
     with RedisClusterServer() as cluster:
         result = subprocess.run(

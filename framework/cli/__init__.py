@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from framework.cli import dlq
-from framework.cli.run import check, run
-from framework.cli.streams import pending, publish, replay, status
+from . import dlq
+from .run import check, run
+from .streams import pending, publish, replay, status
 
 app = typer.Typer(help="Streamboot: declarative Redis Streams consumers.", no_args_is_help=True,
                   add_completion=False, rich_markup_mode=None)

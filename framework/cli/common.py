@@ -23,21 +23,23 @@ import typer
 from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
 
-from framework.client import build_client
-from framework.config.errors import ConfigError
-from framework.config.loader import load_settings
-from framework.config.models import AppSettings, RedisSettings
-from framework.decoding import to_wire
-from framework.errors import (
+from ..client import build_client
+from ..config.loader import load_settings
+from ..config.models import AppSettings, RedisSettings
+from ..decoding import to_wire
+from ..errors import (
+    ConfigError,
     NoGroupError,
+    NotFound,
     StreambootError,
+    UsageError,
     WrongTypeError,
     describe_permanent,
     describe_unavailable,
     is_permanent,
     server_error_text,
 )
-from framework.operator import RedisOperator
+from ..operator import RedisOperator
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -52,14 +54,6 @@ UrlOption = Annotated[str | None, typer.Option(
     "--url", help="Redis URL; overrides the file's (default: REDIS_URL, else "
                   "redis://127.0.0.1:6379/0).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
-
-
-class NotFound(StreambootError):
-    """What the command was asked about does not exist (exit 1)."""
-
-
-class Usage(StreambootError):
-    """The command was given something it cannot use (exit 2)."""
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -116,7 +110,7 @@ async def _run(redis: RedisSettings, settings: AppSettings | None,
     except ResponseError as exc:
         text = server_error_text(exc)
         if "Invalid stream ID" in text or "Invalid start ID" in text or "invalid ID" in text:
-            raise Usage(f"not a stream entry id ({text})") from None
+            raise UsageError(f"not a stream entry id ({text})") from None
         if is_permanent(exc):
             raise _RedisFailure(describe_permanent(exc, operator.address)) from None
         raise _RedisFailure(f"redis refused: {text}") from None

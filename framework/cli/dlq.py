@@ -11,13 +11,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from framework.cli.common import (
+from ..config.models import AppSettings
+from ..dead_letters import purge, replay
+from ..errors import NotFound, UsageError
+from ..operator import RedisOperator
+from ..records import StreamEntry
+from ..reliability.dead_letter import original_pairs
+from .common import (
     USAGE,
     ConfigOption,
     JsonOption,
-    NotFound,
     UrlOption,
-    Usage,
     as_json,
     count,
     entry_id,
@@ -26,11 +30,6 @@ from framework.cli.common import (
     printable,
     with_redis,
 )
-from framework.config.models import AppSettings
-from framework.dead_letters import purge, replay
-from framework.operator import RedisOperator
-from framework.records import StreamEntry
-from framework.reliability.dead_letter import original_pairs
 
 app = typer.Typer(help="Dead-letter streams: list, show, replay, purge.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -116,7 +115,7 @@ def dlq_replay(dlq: DlqArg,
         try:
             done = await replay(operator, dlq, wanted)
         except ValueError as exc:  # an entry without dlq_stream: not a dead letter
-            raise Usage(str(exc)) from None
+            raise UsageError(str(exc)) from None
         if json_:
             as_json([{"dead_letter": d.dead_letter_id, "stream": d.stream, "id": d.new_id}
                      for d in done])

@@ -16,21 +16,20 @@ from typing import Annotated
 
 import typer
 
-from framework.application import Application
-from framework.check import check_application
-from framework.cli.common import ConfigOption, err, out, print_problems
-from framework.config.errors import ConfigError, ConfigProblem
-from framework.config.loader import load_settings
-from framework.errors import StartupError
-from framework.listener.container import CANCEL_GRACE
-from framework.logs import configure_logging
-from framework.shutdown import (
+from ..application import Application
+from ..check import check_application
+from ..config.loader import load_settings
+from ..errors import ConfigError, ConfigProblem, StartupError
+from ..listener.container import CANCEL_GRACE
+from ..logs import configure_logging
+from ..shutdown import (
     EXIT_CANNOT_START,
     EXIT_CONFIG,
     EXIT_FORCED,
     StopDeadline,
     run_process,
 )
+from .common import ConfigOption, err, out, print_problems
 
 ConfigArg = Annotated[Path | None, typer.Argument(
     metavar="CONFIG", help="The application file (YAML); same as --config.")]

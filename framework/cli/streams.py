@@ -13,13 +13,19 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from framework.cli.common import (
+from ..clock import SystemClock
+from ..config.durations import parse_duration
+from ..config.models import AppSettings
+from ..errors import NotFound, UsageError
+from ..inspect_streams import StreamView, stream_view
+from ..lifecycle.rotation import RotationPolicy
+from ..operator import RedisOperator
+from ..replay import apply_replay, plan_replay
+from .common import (
     USAGE,
     ConfigOption,
     JsonOption,
-    NotFound,
     UrlOption,
-    Usage,
     as_json,
     count,
     entry_id,
@@ -28,13 +34,6 @@ from framework.cli.common import (
     printable,
     with_redis,
 )
-from framework.clock import SystemClock
-from framework.config.durations import parse_duration
-from framework.config.models import AppSettings
-from framework.inspect_streams import StreamView, stream_view
-from framework.lifecycle.rotation import RotationPolicy
-from framework.operator import RedisOperator
-from framework.replay import apply_replay, plan_replay
 
 
 def configured_streams(settings: AppSettings) -> list[str]:
@@ -82,7 +81,7 @@ def status(
             dead = {ls.dead_letter_stream for ls in settings.listeners.values()}
             periods = set(keys) - plain - dead - _current_periods(settings)
         if not keys:
-            raise Usage("give an application file (--config) or --stream")
+            raise UsageError("give an application file (--config) or --stream")
 
         async def views() -> list[StreamView]:
             found = [await stream_view(operator, key) for key in keys]

@@ -1,9 +1,9 @@
 """Configuration: the pydantic models of ``application.yaml`` and the loader."""
 
-from framework.config.durations import Duration, parse_duration, to_ms
-from framework.config.errors import ConfigError, ConfigProblem
-from framework.config.loader import load_settings, settings_from_mapping
-from framework.config.models import (
+from ..errors import ConfigError, ConfigProblem
+from .durations import Duration, parse_duration, to_ms
+from .loader import load_settings, settings_from_mapping
+from .models import (
     ApplicationSettings,
     AppSettings,
     ContainerSettings,

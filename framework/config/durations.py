@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from ..errors import InvalidDuration
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
@@ -22,21 +24,21 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 500ms, 30s, 5m or 1h")
+        raise InvalidDuration("expected a duration such as 500ms, 30s, 5m or 1h")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if match is None:
-            raise ValueError(
+            raise InvalidDuration(
                 f"{value!r} is not a duration: expected a number with a unit, "
                 "such as 500ms, 30s, 5m or 1h"
             )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
-        raise ValueError("expected a duration such as 500ms, 30s, 5m or 1h")
+        raise InvalidDuration("expected a duration such as 500ms, 30s, 5m or 1h")
     if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+        raise InvalidDuration("a duration cannot be negative")
     return timedelta(seconds=seconds)
 
 

@@ -11,19 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import MissingVariableError
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
-
-
-class MissingVariableError(ValueError):
-    """A ``${VAR}`` without default whose variable is unset."""
-
-    def __init__(self, name: str, path: str) -> None:
-        super().__init__(
-            f"environment variable {name} is not set (used at {path}); "
-            f"set it or write ${{{name}:default}}"
-        )
-        self.name = name
-        self.path = path
 
 
 def interpolate(tree: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:

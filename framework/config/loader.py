@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from framework.config.errors import ConfigError, ConfigProblem, problems_from_validation
-from framework.config.interpolation import MissingVariableError, interpolate
-from framework.config.models import AppSettings
+from ..errors import ConfigError, ConfigProblem, MissingVariableError
+from .interpolation import interpolate
+from .models import AppSettings
+from .problems import problems_from_validation
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> AppSettings:

@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from framework.config.durations import Duration, format_duration
-from framework.reliability.slots import colocated, same_slot
+from ..reliability.slots import colocated, same_slot
+from .durations import Duration, format_duration
 
 _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
 POOL_HEADROOM = 8

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 
 from loguru import logger
 
-from framework.config.models import CleanupSettings
-from framework.operator import RedisOperator
+from ..config.models import CleanupSettings
+from ..operator import RedisOperator
 
 _MAX_DELETES = 100
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from framework.listener.poll import Subscription
-from framework.operator import RedisOperator
+from ..listener.poll import Subscription
+from ..operator import RedisOperator
 
 _WARN_ROWS = 10
 

@@ -6,18 +6,18 @@ from collections.abc import Callable, Iterable
 
 from loguru import logger
 
-from framework.clock import Clock
-from framework.config.durations import to_ms
-from framework.config.models import RetentionSettings
-from framework.ids import after
-from framework.lifecycle.retention import (
+from ..clock import Clock
+from ..config.durations import to_ms
+from ..config.models import RetentionSettings
+from ..ids import after
+from ..lifecycle.retention import (
     GroupPosition,
     TrimPlan,
     later,
     minid_for_age,
     plan_trim,
 )
-from framework.operator import RedisOperator
+from ..operator import RedisOperator
 
 
 class RetentionJob:

@@ -17,13 +17,13 @@ from typing import Any
 
 from loguru import logger
 
-from framework.clock import Clock
-from framework.handler import StreamHandler
-from framework.lifecycle.rotation import Period, RotationPolicy
-from framework.listener.container import ListenerContainer
-from framework.listener.spec import ListenerSpec
-from framework.operator import RedisOperator
-from framework.reliability.slots import colocated
+from ..clock import Clock
+from ..handler import StreamHandler
+from ..lifecycle.rotation import Period, RotationPolicy
+from ..listener.container import ListenerContainer
+from ..listener.spec import ListenerSpec
+from ..operator import RedisOperator
+from ..reliability.slots import colocated
 
 
 class RotationJob:

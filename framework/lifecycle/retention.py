@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from framework.ids import after, format_id, parse_id
+from ..ids import after, format_id, parse_id
 
 
 @dataclass(frozen=True, slots=True)

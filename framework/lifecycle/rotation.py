@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from framework.config.models import RotationSettings
+from ..config.models import RotationSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,12 @@ from typing import Any
 
 from loguru import logger
 
-from framework.handler import StreamHandler
-from framework.listener.poll import Subscription
-from framework.listener.spec import ListenerSpec
-from framework.operator import RedisOperator
-from framework.reliability.ownership import RenewalThread, SyncClient
+from ..errors import DuplicateListenerError
+from ..handler import StreamHandler
+from ..operator import RedisOperator
+from ..reliability.ownership import RenewalThread, SyncClient
+from .poll import Subscription
+from .spec import ListenerSpec
 
 CANCEL_GRACE = 2.0
 """After cancelling a subscription that overran its stop bound, how long its cleanup (the
@@ -54,7 +55,7 @@ class ListenerContainer:
 
     def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> Subscription:
         if spec.name in self._subscriptions:
-            raise ValueError(f"listener {spec.name!r} is already registered")
+            raise DuplicateListenerError(f"listener {spec.name!r} is already registered")
         subscription = Subscription(spec, self._operator, handler, self._renewals)
         self._subscriptions[spec.name] = subscription
         if self._tasks:  # registered after start: start it now

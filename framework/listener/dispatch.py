@@ -1,7 +1,7 @@
 """Run entries through one handler, at most ``concurrency`` at a time, none unbounded.
 
-Successes are collected for acknowledgement (with their idempotency markers); every
-other outcome goes to the :class:`FailurePolicy`, which retries, leaves pending or
+Successes go to :class:`Acks` (with their idempotency markers), which owes their XACK;
+every other outcome goes to the :class:`FailurePolicy`, which retries, leaves pending or
 dead-letters — nothing is acknowledged unhandled.
 
 Handlers never run in the poll task: up to ``concurrency`` long-lived worker tasks take
@@ -29,22 +29,23 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from framework.codecs import PayloadError, codec_for
-from framework.decoding import undecodable
-from framework.errors import HandlerTimeout
-from framework.handler import StreamHandler
-from framework.listener.failures import FailurePolicy
-from framework.listener.spec import ListenerSpec
-from framework.listener.stats import ListenerStats
-from framework.listener.threads import HandlerThreads
-from framework.listener.timeouts import Running, Watchdog
-from framework.logs import ENTRY_ID, install_entry_context
-from framework.message import Message
-from framework.records import StreamEntry
-from framework.reliability.dead_letter import REASON_UNDECODABLE
-from framework.reliability.idempotency import Idempotency
-from framework.reliability.ownership import OwnershipKeeper
-from framework.reliability.retry import exhausted
+from ..codecs import codec_for
+from ..decoding import undecodable
+from ..errors import HandlerTimeout, PayloadError
+from ..handler import StreamHandler
+from ..logs import ENTRY_ID, install_entry_context
+from ..message import Message
+from ..records import StreamEntry
+from ..reliability.dead_letter import REASON_UNDECODABLE
+from ..reliability.idempotency import Idempotency
+from ..reliability.ownership import OwnershipKeeper
+from ..reliability.retry import exhausted
+from .acks import Acks
+from .failures import FailurePolicy
+from .spec import ListenerSpec
+from .stats import ListenerStats
+from .threads import HandlerThreads
+from .timeouts import Running, Watchdog
 
 FRESH = 1
 Until = Literal["started", "finished"]
@@ -54,17 +55,16 @@ _Job = tuple[StreamEntry, int, "asyncio.Future[None] | None"]
 
 class Dispatcher:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats,
-                 failures: FailurePolicy, idempotency: Idempotency | None,
+                 failures: FailurePolicy, idempotency: Idempotency | None, acks: Acks,
                  keeper: OwnershipKeeper | None = None,
-                 still_owned: StillOwned | None = None,
-                 on_success: Callable[[], None] | None = None) -> None:
+                 still_owned: StillOwned | None = None) -> None:
         self._spec = spec
         self._stats = stats
         self._failures = failures
         self._idempotency = idempotency
+        self._acks = acks
         self._keeper = keeper
         self._still_owned = still_owned
-        self._on_success = on_success
         self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_type)
         self._handle = handler.handle
         self._is_async = handler.is_async()
@@ -80,10 +80,6 @@ class Dispatcher:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.succeeded: list[str] = []
-        """Ids handled successfully and not yet acknowledged; the poll loop drains it."""
-        self.markers: list[str] = []
-        """Idempotency markers of those ids, set in the same round trip as their XACK."""
         self._marker_ttl = idempotency.ttl if idempotency is not None else timedelta(0)
         self._context = contextvars.copy_context()
         install_entry_context()
@@ -178,8 +174,7 @@ class Dispatcher:
                         except Exception as exc:  # a bug: never lose the worker over it
                             logger.bind(entry_id=entry.id).opt(exception=exc).error(
                                 "unexpected error around the handler; the entry stays pending")
-                            if self._keeper is not None:
-                                self._keeper.discard((entry.id,))  # recovery will take it
+                            self._acks.release((entry.id,))  # recovery will take it
                         finally:
                             if not running.abandoned:  # else already counted out
                                 self._leave()
@@ -244,11 +239,11 @@ class Dispatcher:
         entry_id, fields, raw = entry
         started = perf_counter()
         keeper = self._keeper
-        if keeper is not None and not (entry_id in keeper.tracked
-                                       and started < keeper.safe_until):
+        in_hand = self._acks.in_hand
+        if keeper is not None and not (entry_id in in_hand and started < keeper.safe_until):
             # Renewals found it taken over, or have failed for long enough that it may
             # have been: never run a handler on an entry another consumer now owns.
-            owned = keeper.holds(entry_id) and self._still_owned is not None \
+            owned = entry_id in in_hand and self._still_owned is not None \
                 and await self._still_owned(entry)
             if not owned:
                 self._stats.lost += 1
@@ -327,23 +322,7 @@ class Dispatcher:
             await self._failures.failed(entry, error, deliveries)
             return
         self._stats.handled += 1
-        self.succeeded.append(entry_id)
-        if marker is not None:
-            self.markers.append(marker)
-        if self._on_success is not None:
-            self._on_success()
-
-    # -- acknowledgement state ----------------------------------------------------------
-    def take(self) -> tuple[list[str], list[str]]:
-        """The ids to acknowledge and their markers, handing ownership to the caller."""
-        ids, markers = self.succeeded, self.markers
-        self.succeeded, self.markers = [], []
-        return ids, markers
-
-    def give_back(self, ids: list[str], markers: list[str]) -> None:
-        """An ack that could not be sent: send it with the next one."""
-        self.succeeded[:0] = ids
-        self.markers[:0] = markers
+        self._acks.succeeded(entry_id, marker)
 
     def close(self) -> None:
         """At stop: workers still running are cancelled (their entries stay pending)."""

@@ -8,28 +8,28 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from framework.listener.spec import ListenerSpec
-from framework.listener.stats import ListenerStats
-from framework.logs import handler_traceback
-from framework.operator import RedisOperator
-from framework.records import StreamEntry
-from framework.reliability.dead_letter import (
+from ..logs import handler_traceback
+from ..operator import RedisOperator
+from ..records import StreamEntry
+from ..reliability.dead_letter import (
     REASON_INVALID_PAYLOAD,
     REASON_MAX_DELIVERIES,
     dead_letter_pairs,
 )
-from framework.reliability.ownership import OwnershipKeeper
-from framework.reliability.retry import Next, after_failure
+from ..reliability.retry import Next, after_failure
+from .acks import Acks
+from .spec import ListenerSpec
+from .stats import ListenerStats
 
 Reinject = Callable[[StreamEntry, int], None]
 
 
 class FailurePolicy:
     def __init__(self, spec: ListenerSpec, operator: RedisOperator,
-                 keeper: OwnershipKeeper | None, stats: ListenerStats, reinject: Reinject):
+                 acks: Acks, stats: ListenerStats, reinject: Reinject):
         self._spec = spec
         self._operator = operator
-        self._keeper = keeper
+        self._acks = acks
         self._stats = stats
         self._reinject = reinject
         self._timers: set[asyncio.TimerHandle] = set()
@@ -135,9 +135,9 @@ class FailurePolicy:
                 self._release(entry.id)  # another consumer took it over meanwhile
 
     def _release(self, entry_id: str) -> None:
-        """Stop renewing: the entry ages in the PEL until the recovery job reclaims it."""
-        if self._keeper is not None:
-            self._keeper.discard((entry_id,))
+        """Out of hand: dead-lettered (acked by the script), or left to age in the PEL
+        until the recovery job reclaims it (no longer renewed)."""
+        self._acks.release((entry_id,))
 
     def close(self) -> None:
         """At stop: pending retries are dropped; their entries stay pending and are

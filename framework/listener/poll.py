@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loguru import logger
 
-from framework.backoff import Backoff
-from framework.errors import (
+from ..backoff import Backoff
+from ..errors import (
     NoGroupError,
     StartupError,
     WrongTypeError,
@@ -31,30 +30,20 @@ from framework.errors import (
     is_permanent,
     is_transient,
 )
-from framework.handler import StreamHandler
-from framework.listener.dispatch import FRESH, Dispatcher, Until
-from framework.listener.failures import FailurePolicy
-from framework.listener.spec import ListenerSpec
-from framework.listener.stats import ListenerStats
-from framework.operator import RedisOperator
-from framework.reader import ReadResult
-from framework.records import StreamEntry
-from framework.reliability.idempotency import Idempotency
-from framework.reliability.ownership import OwnershipKeeper, RenewalThread
+from ..handler import StreamHandler
+from ..operator import RedisOperator
+from ..reader import ReadResult
+from ..records import StreamEntry
+from ..reliability.idempotency import Idempotency
+from ..reliability.ownership import OwnershipKeeper, RenewalThread
+from .acks import Acks
+from .dispatch import FRESH, Dispatcher, Until
+from .failures import FailurePolicy
+from .spec import ListenerSpec
+from .stats import ListenerStats
 
 NEW = ">"
 OWN_PEL_START = "0"
-_ACK_PATIENCE = 0.002
-"""How long handled entries' XACK waits for the read in flight to return and carry the
-next one; past it (the read is blocked on a drained stream) they are acked on their own."""
-
-
-@dataclass(slots=True)
-class _Sent:
-    """A read sent and not yet received, with the acks (and markers) it carries."""
-
-    ack: list[str]
-    markers: list[str]
 
 
 class Subscription:
@@ -68,21 +57,25 @@ class Subscription:
         """Set when a terminal error (such as WRONGTYPE) ended this subscription."""
         self._operator = operator
         self._renewals = renewals
-        # Unreceived reads span at most the read in flight and one more, plus reclaims.
-        self.keeper = (
-            OwnershipKeeper(spec.stream, spec.group, spec.consumer,
-                            spec.pending_scan.min_idle.total_seconds(), 2 * spec.batch_size + 100)
-            if renewals is not None else None
-        )
+        self._log = logger.bind(listener=spec.name, stream=spec.stream, group=spec.group,
+                                consumer=spec.consumer)
         self._idempotency = (
             Idempotency(spec.idempotency, spec.group,
                         spec.json_field if spec.codec == "json" else None)
             if spec.idempotency else None
         )
-        self._failures = FailurePolicy(spec, operator, self.keeper, self.stats, self._reinject)
+        self._acks = Acks(self._send_ack, self.stats, self._log)
+        # Unreceived reads span at most the read in flight and one more, plus reclaims.
+        self.keeper = (
+            OwnershipKeeper(spec.stream, spec.group, spec.consumer,
+                            spec.pending_scan.min_idle.total_seconds(), 2 * spec.batch_size + 100,
+                            self._acks)
+            if renewals is not None else None
+        )
+        self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
-                                      self._idempotency, self.keeper, self._verify_owned,
-                                      self._handled_one)
+                                      self._idempotency, self._acks, self.keeper,
+                                      self._verify_owned)
         self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
@@ -93,12 +86,9 @@ class Subscription:
         self._cursor = OWN_PEL_START
         self._replayed = 0
         self._reader = operator.group_reader(spec.stream, spec.group, spec.consumer)
-        self._sent: _Sent | None = None
-        self._receiving = False
-        self._side_ack_timer: asyncio.TimerHandle | None = None
-        self._side_acks: set[asyncio.Task[None]] = set()
-        self._log = logger.bind(listener=spec.name, stream=spec.stream, group=spec.group,
-                                consumer=spec.consumer)
+        self._read_sent = False
+        """A read (carrying the acks in ``Acks.ride``) is on its way and not received."""
+        self._chores: set[asyncio.Task[None]] = set()
 
     @property
     def stopping(self) -> bool:
@@ -134,8 +124,8 @@ class Subscription:
             return
         self._stop.set()
         task = asyncio.get_running_loop().create_task(self._interrupt_read())
-        self._side_acks.add(task)
-        task.add_done_callback(self._side_acks.discard)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     async def _interrupt_read(self) -> None:
         try:
@@ -154,9 +144,9 @@ class Subscription:
         return True
 
     def holds(self, entry_id: str) -> bool:
-        """Whether this subscription has the entry in hand (handling, waiting, acking)."""
-        return (self.keeper is not None and self.keeper.holds(entry_id)) \
-            or entry_id in self._acking
+        """Whether this subscription has the entry in hand (handling, waiting for a retry,
+        waiting for its ack)."""
+        return self._acks.holds(entry_id)
 
     async def recover(self, entry: StreamEntry, deliveries: int) -> bool:
         """Handle one entry reclaimed from a consumer that died, and acknowledge it before
@@ -167,9 +157,13 @@ class Subscription:
         """
         if self.holds(entry.id):
             return True  # already in hand here: never handled twice
-        self._track((entry.id,))
+        self._acks.hold((entry.id,))
         await self._process([entry], {entry.id: deliveries}, until="finished")
-        return await self._ack_now()
+        if await self._acks.ack_now():
+            return True
+        self._log.warning("could not acknowledge a recovered entry; it rides with the next "
+                          "read")
+        return False
 
     def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
         self._injected.append((entry, deliveries))
@@ -217,11 +211,9 @@ class Subscription:
             finally:
                 self._answered.set()
                 self._dispatcher.close()  # cancels what still runs: those stay pending
-                if self._side_ack_timer is not None:
-                    self._side_ack_timer.cancel()
-                if self._side_acks:
-                    await asyncio.gather(*self._side_acks, return_exceptions=True)
-                await self._flush_acks()
+                if self._chores:
+                    await asyncio.gather(*self._chores, return_exceptions=True)
+                await self._acks.close()
                 await self._reader.close()
                 self._failures.close()
                 if self.keeper is not None and self._renewals is not None:
@@ -231,10 +223,9 @@ class Subscription:
         if self._injected:
             await self._run_injected()
             return
-        if self._sent is None:
+        if not self._read_sent:
             await self._send()
-        sent, self._sent = self._sent, None
-        assert sent is not None
+        self._read_sent = False
         try:
             received = await self._receive()
         except NoGroupError as exc:
@@ -243,22 +234,22 @@ class Subscription:
                 self._stop.set()
                 return
             self._log.warning("{}; recreating it (MKSTREAM)", exc)
+            self._acks.dropped()  # a recreated group has no PEL; the lost acks are moot
             await self._ensure_group()
-            self._cursor = NEW  # a recreated group has no PEL; the lost acks are moot
-            self._untrack(sent.ack)
+            self._cursor = NEW
             return
         except Exception as exc:
             # Whatever failed, the acks that rode with this read go with the next one.
-            self._dispatcher.give_back(sent.ack, sent.markers)
+            self._acks.missed()
             if not is_transient(exc):
                 raise
             await self._redis_down(exc)
             return
         entries = received.entries
         if received.ack_error is not None:
-            await self._ack_refused(received.ack_error, sent, entries)
+            await self._ack_refused(received.ack_error, entries)
             return
-        self._untrack(sent.ack)
+        self._acks.arrived(received.acked)
         self._backoff.reset()
         if not self._answered.is_set():
             self._answered.set()
@@ -266,7 +257,6 @@ class Subscription:
                            self.spec.batch_size, self.spec.concurrency,
                            self.spec.poll_timeout.total_seconds())
         self.stats.reads += 1
-        self.stats.acked += received.acked
         self.stats.last_poll = time.monotonic()
         if self._cursor != NEW:
             await self._replay_own_pending(entries)
@@ -274,7 +264,7 @@ class Subscription:
         if not entries:
             return
         self.stats.batch_sizes.observe(len(entries))
-        self._track(e.id for e in entries)
+        self._acks.hold(e.id for e in entries)
         if len(entries) == self.spec.batch_size and not self._stop.is_set() \
                 and not self._injected:
             # Read ahead: the next read (carrying the acks so far) travels while this batch
@@ -283,11 +273,10 @@ class Subscription:
             await self._send_ahead()
         await self._process(entries, None)
 
-    async def _ack_refused(self, error: Exception, sent: _Sent,
-                           entries: list[StreamEntry]) -> None:
+    async def _ack_refused(self, error: Exception, entries: list[StreamEntry]) -> None:
         """The server refused the XACK (an ACL change, say) but delivered the read: handle
         the entries, keep every ack for the next round trip, and back off."""
-        self._dispatcher.give_back(sent.ack, sent.markers)
+        self._acks.missed()
         self.stats.redis_errors += 1
         delay = self._backoff.next_delay()
         self._log.error("acknowledgement refused ({}); entries stay pending and the ack is "
@@ -296,13 +285,13 @@ class Subscription:
             if self._cursor != NEW:
                 await self._replay_own_pending(entries)
             else:
-                self._track(e.id for e in entries)
+                self._acks.hold(e.id for e in entries)
                 await self._process(entries, None)
         await self._backoff.wait(delay, self._stop)
 
     async def _send(self) -> None:
         spec = self.spec
-        ack, markers = self._dispatcher.take()
+        ack, markers = self._acks.ride()
         # The own PEL is re-read one entry at a time: each is handled and its ack rides
         # ahead of the next read, so an entry that kills the process is the only one whose
         # delivery count grows with its crashes (its batch mates are not re-delivered).
@@ -311,9 +300,9 @@ class Subscription:
             await self._reader.send(ack, markers, self._marker_ttl, count=count,
                                     block=spec.poll_timeout, entry_id=self._cursor)
         except BaseException:
-            self._dispatcher.give_back(ack, markers)
+            self._acks.missed()
             raise
-        self._sent = _Sent(ack, markers)
+        self._read_sent = True
 
     async def _send_ahead(self) -> None:
         try:
@@ -325,65 +314,38 @@ class Subscription:
             self._log.debug("read-ahead not sent: {}", exc)
 
     async def _receive(self) -> ReadResult:
-        """Receive the read; if handled entries wait for their ack meanwhile — finished
-        before, or by workers during the read — and the read is slow to come back (blocked
-        on a drained stream), ack them separately."""
-        self._receiving = True
-        if self._dispatcher.succeeded:
-            self._handled_one()
+        """Receive the read. Successes owed meanwhile — finished before, or by workers
+        during the read — are acked on their own if the read is slow to come back
+        (blocked on a drained stream): see ``Acks.reading``."""
+        self._acks.reading(True)
         try:
             return await self._reader.receive()
         finally:
-            self._receiving = False
-            if self._side_ack_timer is not None:
-                self._side_ack_timer.cancel()
-                self._side_ack_timer = None
+            self._acks.reading(False)
 
-    def _handled_one(self) -> None:
-        """A success while the loop waits on a read: its ack goes out on its own shortly."""
-        if self._receiving and self._side_ack_timer is None:
-            self._side_ack_timer = asyncio.get_running_loop().call_later(
-                _ACK_PATIENCE, self._ack_separately)
-
-    def _ack_separately(self) -> None:
-        self._side_ack_timer = None
-        ids, markers = self._dispatcher.take()
-        if ids or markers:
-            task = asyncio.get_running_loop().create_task(self._ack(ids, markers))
-            self._side_acks.add(task)
-            task.add_done_callback(self._side_acks.discard)
-
-    async def _ack(self, ids: list[str], markers: list[str]) -> None:
-        try:
-            # Not "+= await": the counter would be read before the await and another
-            # increment made meanwhile would be lost.
-            acked = await self._operator.ack(
-                self.spec.stream, self.spec.group, ids, markers, self._marker_ttl)
-        except Exception:
-            self._dispatcher.give_back(ids, markers)  # they ride with the next read instead
-            return
-        self.stats.acked += acked
-        self._untrack(ids)
+    def _send_ack(self, ids: list[str], markers: list[str]) -> Any:
+        """An XACK (and markers) on its own round trip: side acks, recovery, the stop."""
+        return self._operator.ack(self.spec.stream, self.spec.group, ids, markers,
+                                  self._marker_ttl)
 
     async def _finish_read_ahead(self) -> None:
         """At stop: a read already sent may deliver entries to us; handle them too."""
-        sent, self._sent = self._sent, None
-        if sent is None:
+        if not self._read_sent:
             return
+        self._read_sent = False
         try:
             received = await self._reader.receive()
         except Exception as exc:
-            self._dispatcher.give_back(sent.ack, sent.markers)
+            self._acks.missed()
             self._log.warning("read-ahead failed at stop ({}); its entries stay pending", exc)
             return
         entries = received.entries
         if received.ack_error is not None:
-            self._dispatcher.give_back(sent.ack, sent.markers)
+            self._acks.missed()
         else:
-            self._untrack(sent.ack)
-            self.stats.acked += received.acked
+            self._acks.arrived(received.acked)
         if entries:
-            self._track(e.id for e in entries)
+            self._acks.hold(e.id for e in entries)
             await self._process(entries, None)
 
     async def _run_injected(self) -> None:
@@ -407,23 +369,6 @@ class Subscription:
             await self._dispatcher.dispatch(entries, deliveries, until)
             self.stats.last_poll = time.monotonic()  # alive: a long batch is progress too
 
-    async def _ack_now(self) -> bool:
-        """Acknowledge every success in hand, waiting for the reply."""
-        ids, markers = self._dispatcher.take()
-        if not ids and not markers:
-            return True
-        try:
-            acked = await self._operator.ack(self.spec.stream, self.spec.group, ids, markers,
-                                             self._marker_ttl)
-        except Exception as exc:
-            self._dispatcher.give_back(ids, markers)
-            self._log.warning("could not acknowledge a recovered entry ({}); it rides with "
-                              "the next read", exc)
-            return False
-        self.stats.acked += acked
-        self._untrack(ids)
-        return True
-
     async def _verify_owned(self, entry: StreamEntry) -> bool:
         """Renewals have not confirmed ownership lately: ask Redis (and renew) before the
         handler starts. Unsure (Redis down) counts as no: the entry is left to recovery."""
@@ -436,13 +381,13 @@ class Subscription:
                 "cannot confirm ownership ({}); leaving the entry to recovery", exc)
             owned = []
         if not owned:
-            self._untrack((entry.id,))
+            self._acks.release((entry.id,))
         return bool(owned)
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:
         """A batch read but not dispatched (Redis failed in between): stop holding it, so
         the re-read of the own PEL that follows the error picks it up again."""
-        self._untrack(e.id for e in entries)
+        self._acks.release(e.id for e in entries)
         self._cursor = OWN_PEL_START
 
     async def _skip_done(self, entries: list[StreamEntry]) -> list[StreamEntry]:
@@ -453,9 +398,7 @@ class Subscription:
         with the same key in one batch waits until the first has an outcome.
         """
         assert self._idempotency is not None
-        unconfirmed = set(self._dispatcher.markers)
-        if self._sent is not None:
-            unconfirmed.update(self._sent.markers)
+        unconfirmed = self._acks.unconfirmed_markers()
         markers = [self._idempotency.marker_for(e.fields) for e in entries]
         found = iter(await self._operator.exists_many([m for m in markers if m is not None]))
         todo: list[StreamEntry] = []
@@ -473,7 +416,7 @@ class Subscription:
                 todo.append(entry)
         if skip:
             self.stats.deduplicated += len(skip)
-            self._dispatcher.succeeded.extend(skip)
+            self._acks.settled(skip)
             self._log.debug("{} entries already handled (idempotency key); acking them",
                             len(skip))
         return todo
@@ -495,7 +438,7 @@ class Subscription:
         if gone:
             # Trimmed or deleted while pending: nothing left to handle, so release them.
             self.stats.deleted_while_pending += len(gone)
-            self._dispatcher.succeeded.extend(gone)
+            self._acks.settled(gone)
             self._log.warning("{} pending entries no longer exist in the stream; acking them",
                               len(gone))
         if live:
@@ -508,25 +451,13 @@ class Subscription:
             except Exception:
                 self._abandon(live)
                 raise
-            self._track(e.id for e in live)
+            self._acks.hold(e.id for e in live)
             # Finished before the next read, whose pipeline carries its ack first.
             await self._process(live, counts, until="finished")
 
     @property
-    def _acking(self) -> set[str]:
-        return set(self._dispatcher.succeeded)
-
-    @property
     def _marker_ttl(self) -> Any:
         return self._idempotency.ttl if self._idempotency is not None else None
-
-    def _track(self, ids: Iterable[str]) -> None:
-        if self.keeper is not None:
-            self.keeper.add(ids)
-
-    def _untrack(self, ids: Iterable[str]) -> None:
-        if self.keeper is not None:
-            self.keeper.discard(ids)
 
     async def _ensure_group(self) -> None:
         spec = self.spec
@@ -557,16 +488,3 @@ class Subscription:
             self._log.opt(exception=exc).error("poll loop error: {}; retrying in {:.2f}s",
                                                exc, delay)
         await self._backoff.wait(delay, self._stop)
-
-    async def _flush_acks(self) -> None:
-        ids, markers = self._dispatcher.take()
-        if not ids and not markers:
-            return
-        try:
-            acked = await self._operator.ack(self.spec.stream, self.spec.group, ids,
-                                             markers, self._marker_ttl)
-        except Exception as exc:
-            self._log.warning("could not ack {} entries at stop ({}); they stay pending and "
-                              "are re-delivered", len(ids), exc)
-            return
-        self.stats.acked += acked

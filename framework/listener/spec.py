@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from framework.config.models import (
+from ..config.models import (
     ContainerSettings,
     IdempotencySettings,
     ListenerSettings,

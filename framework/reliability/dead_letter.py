@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from framework.records import StreamEntry
+from ..records import StreamEntry
 
 REASON_MAX_DELIVERIES = "max_deliveries"
 REASON_INVALID_PAYLOAD = "invalid_payload"

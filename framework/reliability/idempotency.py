@@ -11,12 +11,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from framework.config.durations import to_ms
-from framework.config.models import IdempotencySettings
-from framework.decoding import is_text
-from framework.message import Message
-from framework.operator import RedisClient
-from framework.scripts import IDEMPOTENT_PREFIX
+from ..config.durations import to_ms
+from ..config.models import IdempotencySettings
+from ..decoding import is_text
+from ..errors import NoMarkerError
+from ..message import Message
+from ..operator import RedisClient
+from ..scripts import IDEMPOTENT_PREFIX
 
 
 def marker_key(prefix: str, group: str, value: str) -> str:
@@ -76,7 +77,7 @@ class IdempotentScript:
         self, message: Message[Any], keys: Sequence[str] = (), args: Sequence[Any] = ()
     ) -> Any:
         if message.marker is None:
-            raise ValueError(
+            raise NoMarkerError(
                 f"entry {message.id} has no idempotency marker: configure "
                 "listeners.<name>.idempotency and make sure the entry carries the key field"
             )

@@ -5,14 +5,15 @@ idle time (``XCLAIM … JUSTID``, guarded so it never takes back an entry anothe
 already reclaimed) of
 
 - every entry it has in hand — being handled, waiting in its batch, waiting for a retry,
-  handled and waiting for its ack: the ids it ``tracked``; and
+  handled and waiting for its ack: ``Acks.in_hand`` (listener/acks.py), which the keeper
+  only reads; and
 - every entry Redis has delivered to it that it has not received yet: the reply of a
   read-ahead still on the wire or not parsed. It cannot name those, but they are exactly
   its pending entries with an id above the highest id it ever had in hand (``watermark``):
   an XREADGROUP ``>`` only delivers ids above the group's last-delivered id.
 
 The recovery job reclaims only entries idle for ``min_idle``: whose owner missed three
-renewals. A renewal that finds an entry taken over drops it from ``tracked``, and the
+renewals. A renewal that finds an entry taken over releases it from the hand, and the
 listener never starts a handler on an entry it no longer holds; when renewals have failed
 for long enough that ownership is uncertain (``safe``), it checks with Redis first.
 
@@ -25,14 +26,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from typing import Protocol
 
 from loguru import logger
 from redis import Redis as SyncRedis
 from redis.cluster import RedisCluster as SyncRedisCluster
 
-from framework.ids import id_key
-from framework.scripts import RENEW_OWNED
+from ..scripts import RENEW_OWNED
 
 SyncClient = SyncRedis | SyncRedisCluster
 _CHUNK = 500
@@ -41,15 +41,22 @@ _SAFETY = 0.8
 the margin covers the renewal's own duration and the time a tracked id waits to be seen."""
 
 
+class Hand(Protocol):
+    """What the keeper reads of a subscription's ``Acks`` (listener/acks.py)."""
+
+    in_hand: set[str]
+    watermark: str
+
+    def release(self, ids: set[str]) -> None: ...
+
+
 class OwnershipKeeper:
-    """The ids one subscription holds, and how far its reads have reached."""
+    """Renews what one subscription holds; knows when that ownership is certain."""
 
     def __init__(self, stream: str, group: str, consumer: str, min_idle: float,
-                 read_ahead: int) -> None:
+                 read_ahead: int, hand: Hand) -> None:
         self.stream, self.group, self.consumer = stream, group, consumer
-        self.tracked: set[str] = set()
-        self.watermark = "0-0"
-        """The highest id this consumer ever had in hand (reads, reclaims)."""
+        self.hand = hand
         self.min_idle = min_idle
         self.interval = min_idle / 3
         self.renewals = 0
@@ -59,23 +66,9 @@ class OwnershipKeeper:
         self.next_due = time.monotonic() + self.interval
         self._log = logger.bind(stream=stream, group=group, consumer=consumer)
 
-    def add(self, ids: Iterable[str]) -> None:
-        """Entries now in hand, in stream order (as every read returns them): the last one
-        is the highest, which ``watermark`` keeps — one id parsed per batch, not each."""
-        ids = list(ids)
-        self.tracked.update(ids)
-        if ids and id_key(ids[-1]) > id_key(self.watermark):
-            self.watermark = ids[-1]
-
     def started(self) -> None:
         """Nothing was in hand before: ownership is certain from now until a renewal."""
         self.safe_until = time.perf_counter() + self.min_idle * _SAFETY
-
-    def discard(self, ids: Iterable[str]) -> None:
-        self.tracked.difference_update(ids)
-
-    def holds(self, entry_id: str) -> bool:
-        return entry_id in self.tracked
 
     @property
     def safe(self) -> bool:
@@ -85,8 +78,8 @@ class OwnershipKeeper:
     def renew_now(self, script: object) -> None:
         """One renewal round trip per chunk of ids, plus the reads not received yet."""
         started = time.perf_counter()
-        ids = list(self.tracked)  # a copy made under the GIL: safe against concurrent updates
-        watermark = self.watermark
+        ids = list(self.hand.in_hand)  # a copy made under the GIL: safe against updates
+        watermark = self.hand.watermark
         chunks = [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)] or [[]]
         for index, chunk in enumerate(chunks):
             ahead = watermark if index == 0 else ""
@@ -94,7 +87,7 @@ class OwnershipKeeper:
                               args=[self.group, self.consumer, ahead, self._read_ahead, *chunk])
             # Not owned any more: acked meanwhile (normal), or reclaimed by another consumer
             # while this one was frozen; either way there is nothing left to renew.
-            self.tracked.difference_update(set(chunk) - {str(i) for i in owned})
+            self.hand.release(set(chunk) - {str(i) for i in owned})
         self.renewals += 1
         self.safe_until = started + self.min_idle * _SAFETY
 
@@ -151,4 +144,4 @@ class RenewalThread:
             keeper.renew_now(self._script)
         except Exception as exc:  # Redis down: the loop logs it too; try again next time
             keeper._log.warning("could not renew ownership of {} entries: {}",
-                                len(keeper.tracked), exc)
+                                len(keeper.hand.in_hand), exc)

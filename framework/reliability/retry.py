@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from framework.config.models import RetrySettings
+from ..config.models import RetrySettings
 
 
 class Next(Enum):

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from framework.config.durations import format_duration, parse_duration, to_ms
+from streamboot.config.durations import format_duration, parse_duration, to_ms
 
 
 @pytest.mark.parametrize(

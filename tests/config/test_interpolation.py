@@ -1,6 +1,7 @@
 import pytest
 
-from framework.config.interpolation import MissingVariableError, interpolate
+from streamboot.config.interpolation import interpolate
+from streamboot.errors import MissingVariableError
 
 
 def test_replaces_variables_and_defaults() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import ConfigError, load_settings
-from framework.config.models import default_consumer_name
-from framework.listener.spec import resolve_listener
+from streamboot.config import ConfigError, load_settings
+from streamboot.config.models import default_consumer_name
+from streamboot.listener.spec import resolve_listener
 
 GOOD = """
 redis:
@@ -161,7 +161,7 @@ def test_the_shipped_application_file_is_valid() -> None:
     ("container", "poll_timeout"), ("container", "handler_timeout"),
     ("listener", "poll_timeout"), ("listener", "handler_timeout")])
 def test_a_wait_of_zero_is_refused_everywhere(where: str, key: str) -> None:
-    from framework.config import settings_from_mapping
+    from streamboot.config import settings_from_mapping
 
     listener = {"stream": "s", "group": "g", "handler": "x:Y"}
     data: dict[str, object] = {"listeners": {"a": listener}}
@@ -174,7 +174,7 @@ def test_a_wait_of_zero_is_refused_everywhere(where: str, key: str) -> None:
 
 
 def test_handler_timeout_defaults_and_overrides() -> None:
-    from framework.config import settings_from_mapping
+    from streamboot.config import settings_from_mapping
 
     settings = settings_from_mapping({"container": {"handler_timeout": "90s"}, "listeners": {
         "a": {"stream": "s", "group": "g", "handler": "x:Y"},

@@ -16,6 +16,7 @@ import pytest
 from redis import Redis
 
 from tests.conftest import stop_process, wait_for
+from tests.streams import entries_of
 
 pytestmark = pytest.mark.fault
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def test_sigterm_ends_the_process_within_its_bound_whatever_the_handler_does(
     out = tmp_path / "out.txt"
     out.touch()
     redis.delete(stream)
-    hung = redis.xadd(stream, {"out": str(out), "hang": hang})
+    hung = str(redis.xadd(stream, {"out": str(out), "hang": hang}))
     worker = run_worker(write_config(tmp_path, url, stream, handler), project_env, "w1")
     try:
         wait_for(lambda: f"started {hung}" in out.read_text())
@@ -118,7 +119,7 @@ def test_an_entry_that_kills_its_process_is_dead_lettered_alone(
         crashes += worker.returncode == 1
         (tmp_path / f"worker-{restarts}.log").write_text(logs)
     assert settled()
-    dead = redis.xrange(f"{{{stream}}}:dlq")
+    dead = entries_of(redis, f"{{{stream}}}:dlq")
     assert [(d["dlq_id"], d["dlq_reason"], d["dlq_deliveries"]) for _, d in dead] == [
         (ids[4], "max_deliveries", "4")]
     assert crashes == 3  # deliveries 1, 2 and 3 each killed a worker

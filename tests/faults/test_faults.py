@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from framework import Application, StreamHandler
-from framework.config import settings_from_mapping
-from framework.devserver import RedisServer
-from framework.message import Message
+from streamboot import Application, StreamHandler
+from streamboot.config import settings_from_mapping
+from streamboot.devserver import RedisServer
+from streamboot.message import Message
 from tests.conftest import stop_process, wait_for
 
 pytestmark = pytest.mark.fault
@@ -65,7 +65,10 @@ def test_kill_9_worker_entries_reclaimed_and_applied_once(
     config = worker_config(tmp_path, url, stream, "tests.handlers:LedgerHandler")
 
     first = start_worker(config, "w1", project_env)
-    applied = lambda: sum(1 for o in orders if redis.exists(f"applied:{{{o}}}"))  # noqa: E731
+
+    def applied() -> int:
+        return sum(1 for o in orders if redis.exists(f"applied:{{{o}}}"))
+
     wait_for(lambda: applied() >= 20 and pending(redis, stream) > 0)
     first.kill()  # SIGKILL: no shutdown, its pending entries are stranded under w1
     first.communicate(timeout=10)
@@ -104,10 +107,10 @@ async def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         seen: set[str] = set()
         from dependency_injector import providers
 
-        from framework.application import build_container
+        from streamboot.application import build_container
 
         container = build_container(settings)
-        container.collector = providers.Object(Collect(seen))  # type: ignore[attr-defined]
+        container.collector = providers.Object(Collect(seen))
         application = Application(settings, container)
         await application.start()
         producer = Redis.from_url(server.url, decode_responses=True)

@@ -13,15 +13,16 @@ import pytest
 from loguru import logger
 from redis.asyncio import Redis
 
-from framework import ListenerContainer, RedisOperator
-from framework.clock import FakeClock
-from framework.codecs import FlatCodec
-from framework.config.models import CleanupSettings, RetentionSettings, RotationSettings
-from framework.jobs.cleanup import CleanupJob
-from framework.jobs.retention import RetentionJob
-from framework.jobs.rotation import RotationJob
-from framework.lifecycle.rotation import RotationPolicy
-from framework.publisher import Publisher
+from streamboot import RedisOperator
+from streamboot.clock import FakeClock
+from streamboot.codecs import FlatCodec
+from streamboot.config.models import CleanupSettings, RetentionSettings, RotationSettings
+from streamboot.jobs.cleanup import CleanupJob
+from streamboot.jobs.retention import RetentionJob
+from streamboot.jobs.rotation import RotationJob
+from streamboot.lifecycle.rotation import RotationPolicy
+from streamboot.listener.container import ListenerContainer
+from streamboot.publisher import Publisher
 from tests.conftest import wait_until
 from tests.handlers import Order, RawHandler, Recorder
 from tests.streams import make_spec, produce, true
@@ -237,8 +238,8 @@ async def _drained(operator: RedisOperator, key: str) -> bool:
 async def test_application_wires_rotation_retention_and_cleanup(
     operator: RedisOperator, redis_url: str, key: str
 ) -> None:
-    from framework import Application
-    from framework.config import settings_from_mapping
+    from streamboot import Application
+    from streamboot.config import settings_from_mapping
 
     clock = FakeClock(datetime(2026, 11, 23, 5, 30, tzinfo=UTC))
     settings = settings_from_mapping({

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from framework.config import ConfigError, settings_from_mapping
-from framework.config.models import RotationSettings
-from framework.ids import after
-from framework.lifecycle.retention import GroupPosition, minid_for_age, plan_trim
-from framework.lifecycle.rotation import RotationPolicy
+from streamboot.config import ConfigError, settings_from_mapping
+from streamboot.config.models import RotationSettings
+from streamboot.ids import after
+from streamboot.lifecycle.retention import GroupPosition, minid_for_age, plan_trim
+from streamboot.lifecycle.rotation import RotationPolicy
 
 HOURLY = RotationSettings(period=timedelta(hours=1), key_format="orders:%Y%m%d%H",
                           ttl=timedelta(hours=3), precreate=timedelta(minutes=5))

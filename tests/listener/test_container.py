@@ -10,7 +10,8 @@ from typing import Any
 from loguru import logger
 from redis.asyncio import Redis
 
-from framework import ListenerContainer, RedisOperator
+from streamboot import RedisOperator
+from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.handlers import (
     BlockingSyncHandler,
@@ -222,7 +223,7 @@ async def test_log_lines_from_handlers_carry_entry_context(
     operator: RedisOperator, container: ListenerContainer, key: str
 ) -> None:
     entry = (await produce(operator, key, 1))[0]
-    records: list[dict[str, Any]] = []
+    records: list[Any] = []  # loguru records
     sink = logger.add(lambda m: records.append(m.record), level="INFO")
     try:
         await start(container, make_spec(key), LoggingHandler())
@@ -240,7 +241,7 @@ async def test_sync_handler_log_lines_carry_context_too(
     entry = (await produce(operator, key, 1))[0]
     release = threading.Event()
     release.set()
-    records: list[dict[str, Any]] = []
+    records: list[Any] = []  # loguru records
     sink = logger.add(lambda m: records.append(m.record), level="INFO")
     try:
         await start(container, make_spec(key), BlockingSyncHandler(Recorder(), release))
@@ -263,9 +264,9 @@ async def test_json_codec(operator: RedisOperator, container: ListenerContainer,
 
 
 async def test_redis_down_at_start_is_retried_not_fatal(redis_server: Any) -> None:
-    from framework.client import build_client
-    from framework.config import RedisSettings
-    from framework.devserver import free_port
+    from streamboot.client import build_client
+    from streamboot.config import RedisSettings
+    from streamboot.devserver import free_port
 
     client = build_client(RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"))
     listeners = ListenerContainer(RedisOperator(client))
@@ -299,11 +300,11 @@ async def test_an_unknown_server_error_is_survived_and_no_ack_is_lost(
 ) -> None:
     """NOPERM on XACK (an ACL change) mid-run: the loop logs, backs off and keeps the acks;
     once the permission is back they are sent, and nothing stays pending."""
-    from framework.client import build_client
-    from framework.config import RedisSettings
+    from streamboot.client import build_client
+    from streamboot.config import RedisSettings
 
     await client.execute_command("ACL", "SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all")
-    settings = RedisSettings(url=redis_url, username="app", password="s3cret")  # type: ignore[arg-type]
+    settings = RedisSettings(url=redis_url, username="app", password="s3cret")
     app_client = build_client(settings)
     operator = RedisOperator(app_client)
     listeners = ListenerContainer(operator)
@@ -331,8 +332,8 @@ async def test_a_dataclass_payload_end_to_end(
 ) -> None:
     """StreamHandler[SomeDataclass] once received a raw dict silently; now it gets the
     dataclass, built and validated, and an invalid one is dead-lettered."""
-    from framework.codecs import FlatCodec
-    from framework.publisher import Publisher
+    from streamboot.codecs import FlatCodec
+    from streamboot.publisher import Publisher
     from tests.handlers import Shipment, ShipmentHandler
 
     publisher = Publisher(operator, key, FlatCodec())

@@ -12,8 +12,8 @@ from collections import Counter
 from loguru import logger
 from redis.asyncio import Redis
 
-from framework import Application, Message, StreamHandler
-from framework.config import settings_from_mapping
+from streamboot import Application, Message, StreamHandler
+from streamboot.config import settings_from_mapping
 from tests.conftest import wait_until
 from tests.streams import true
 

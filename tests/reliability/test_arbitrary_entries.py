@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.client import NEVER_DECODE
 
-from framework import ListenerContainer, Message, RedisOperator, StreamHandler
-from framework.client import build_client
-from framework.config.models import RedisSettings
-from framework.decoding import to_wire
-from framework.devserver import RedisServer
+from streamboot import Message, RedisOperator, StreamHandler
+from streamboot.client import build_client
+from streamboot.config.models import RedisSettings
+from streamboot.decoding import to_wire
+from streamboot.devserver import RedisServer
+from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.handlers import Order
 from tests.streams import make_spec, true

@@ -8,10 +8,11 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from framework import ListenerContainer, RedisOperator, StreamHandler
-from framework.config.models import IdempotencySettings, RetrySettings
-from framework.message import Message
-from framework.reliability.idempotency import IdempotentScript
+from streamboot import RedisOperator, StreamHandler
+from streamboot.config.models import IdempotencySettings, RetrySettings
+from streamboot.listener.container import ListenerContainer
+from streamboot.message import Message
+from streamboot.reliability.idempotency import IdempotentScript
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, FlakyHandler, RawHandler, Recorder, RecordingHandler
 from tests.streams import equals, make_spec, pel, produce, start, true
@@ -143,7 +144,8 @@ async def test_marker_is_set_only_after_success(
 
 async def test_idempotent_script_applies_effect_and_marker_together(client: Redis) -> None:
     apply = IdempotentScript(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
-    message = Message("1-0", "s", "g", "c", {}, {}, 1, ("m:{o-1}", timedelta(minutes=1)))
+    message: Message[dict[str, str]] = Message("1-0", "s", "g", "c", {}, {}, 1,
+                                               ("m:{o-1}", timedelta(minutes=1)))
     assert await apply(message, keys=["total:{o-1}"], args=[5]) == 5
     assert await apply(message, keys=["total:{o-1}"], args=[5]) is None  # already applied
     assert await client.get("total:{o-1}") == "5"

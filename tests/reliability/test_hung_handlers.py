@@ -16,8 +16,9 @@ from datetime import timedelta
 import redis
 from loguru import logger
 
-from framework import ListenerContainer, Message, RedisOperator, StreamHandler
-from framework.config.models import RetrySettings
+from streamboot import Message, RedisOperator, StreamHandler
+from streamboot.config.models import RetrySettings
+from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.streams import equals, make_spec, pel, start, true
 

@@ -17,9 +17,10 @@ from datetime import timedelta
 import pytest
 import redis
 
-from framework import ListenerContainer, Message, RedisOperator, StreamHandler
-from framework.config.models import PendingScanSettings
-from framework.jobs.recovery import PendingRecovery
+from streamboot import Message, RedisOperator, StreamHandler
+from streamboot.config.models import PendingScanSettings
+from streamboot.jobs.recovery import PendingRecovery
+from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.streams import equals, lag, make_spec, pel, produce, true
 

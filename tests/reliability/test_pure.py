@@ -2,12 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
-from framework.config.models import RetrySettings
-from framework.records import StreamEntry
-from framework.reliability.dead_letter import dead_letter_pairs, original_pairs
-from framework.reliability.idempotency import business_key, marker_key
-from framework.reliability.retry import Next, after_failure, exhausted
-from framework.reliability.slots import colocated, hash_tag, same_slot, slot
+from streamboot.config.models import RetrySettings
+from streamboot.records import StreamEntry
+from streamboot.reliability.dead_letter import dead_letter_pairs, original_pairs
+from streamboot.reliability.idempotency import business_key, marker_key
+from streamboot.reliability.retry import Next, after_failure, exhausted
+from streamboot.reliability.slots import colocated, hash_tag, same_slot, slot
 
 RETRY = RetrySettings(max_deliveries=4, backoff=timedelta(seconds=1),
                       backoff_max=timedelta(seconds=3))

@@ -8,10 +8,11 @@ from datetime import timedelta
 import redis
 from loguru import logger
 
-from framework import Application, ListenerContainer, RedisOperator
-from framework.config import settings_from_mapping
-from framework.config.models import PendingScanSettings, RetrySettings
-from framework.jobs.recovery import PendingRecovery
+from streamboot import Application, RedisOperator
+from streamboot.config import settings_from_mapping
+from streamboot.config.models import PendingScanSettings, RetrySettings
+from streamboot.jobs.recovery import PendingRecovery
+from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, RawHandler, Recorder, SlowHandler
 from tests.streams import equals, make_spec, pel, produce, true

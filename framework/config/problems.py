@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from ..errors import ConfigProblem
+
 # Values under these keys are never echoed back: they may hold credentials.
 _SECRET_KEYS = frozenset({"password", "url"})
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.path}" if self.path else self.file
-        return f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Every problem found in one application file, reported together."""
-
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 def problems_from_validation(

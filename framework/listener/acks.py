@@ -1,0 +1,203 @@
+"""Acks: what one subscription holds and what it owes Redis — the single owner of both.
+
+*In hand* is every entry this consumer read (or reclaimed) and has not let go of: being
+handled, waiting in its batch, waiting for a retry timer, handled and waiting for its
+XACK. An entry leaves the hand when its XACK is confirmed, when it is dead-lettered (the
+script acks it), when it is left for the recovery job, or when a renewal finds that
+another consumer took it over. The own pending list lists entries still in hand, so a
+re-read of it (after a connection error) skips them: never handled twice because of it.
+
+*Owed* are the successes whose XACK (and idempotency marker) has not been confirmed. They
+leave by exactly one of three paths, all here:
+
+- **riding** the next XREADGROUP's pipeline (``ride`` → ``arrived`` or ``missed``), the
+  normal one: one round trip per batch;
+- a **side ack** when the loop waits on a read blocked on a drained stream: after
+  ``patience`` they are sent on their own instead of waiting out ``poll_timeout``;
+- **now** (``ack_now``: recovery acks each reclaimed entry before claiming the next) or
+  the **flush** at stop.
+
+An XACK that fails goes back to the front of what is owed, so the next path carries it.
+The ownership keeper (reliability/ownership.py) only reads ``in_hand`` and ``watermark``,
+and reports the entries it found taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from ..ids import id_key
+from .stats import ListenerStats
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+SendAck = Callable[[list[str], list[str]], Awaitable[int]]
+"""XACK ``ids`` and SET NX the ``markers`` in one round trip; returns how many were acked."""
+
+PATIENCE = 0.002
+"""How long handled entries' XACK waits for the read in flight to return and carry it;
+past that (the read is blocked on a drained stream) they are acked on their own."""
+
+
+class Acks:
+    def __init__(self, send: SendAck, stats: ListenerStats, log: Logger = logger,
+                 patience: float = PATIENCE) -> None:
+        self._send = send
+        self._stats = stats
+        self._patience = patience
+        self.in_hand: set[str] = set()
+        self.watermark = "0-0"
+        """The highest id ever in hand: Redis delivered nothing above it to this consumer
+        except a read not received yet (what the keeper renews on trust)."""
+        self._ids: list[str] = []
+        self._markers: list[str] = []
+        self._riding: tuple[list[str], list[str]] | None = None
+        self._reading = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._log = log
+
+    # -- in hand -------------------------------------------------------------------------
+    def hold(self, ids: Iterable[str]) -> None:
+        """Entries now in hand, in stream order (as every read returns them): the last one
+        is the highest, which ``watermark`` keeps — one id compared per batch, not each."""
+        ids = list(ids)
+        self.in_hand.update(ids)
+        if ids and id_key(ids[-1]) > id_key(self.watermark):
+            self.watermark = ids[-1]
+
+    def release(self, ids: Iterable[str]) -> None:
+        """Let go: acked, dead-lettered, left to recovery, or taken over by another
+        consumer (the keeper's renewal thread calls this too; set updates hold the GIL)."""
+        self.in_hand.difference_update(ids)
+
+    def holds(self, entry_id: str) -> bool:
+        return entry_id in self.in_hand
+
+    # -- owed ----------------------------------------------------------------------------
+    def succeeded(self, entry_id: str, marker: str | None) -> None:
+        """A success: its XACK (and marker) is owed. Acked on its own shortly if the loop
+        is waiting on a read that may block."""
+        self._ids.append(entry_id)
+        if marker is not None:
+            self._markers.append(marker)
+        if self._reading and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._patience,
+                                                                  self._side_ack)
+
+    def settled(self, ids: Iterable[str]) -> None:
+        """Entries with nothing left to do (already handled by key, deleted while
+        pending): owed an XACK without a handler having run."""
+        self._ids.extend(ids)
+
+    @property
+    def owed(self) -> bool:
+        return bool(self._ids or self._markers)
+
+    def take(self) -> tuple[list[str], list[str]]:
+        """Everything owed, handed to the caller, who sends it or gives it back."""
+        ids, markers = self._ids, self._markers
+        self._ids, self._markers = [], []
+        return ids, markers
+
+    def give_back(self, ids: list[str], markers: list[str]) -> None:
+        """An XACK that was not sent or not confirmed: first in line for the next one."""
+        self._ids[:0] = ids
+        self._markers[:0] = markers
+
+    def unconfirmed_markers(self) -> set[str]:
+        """Idempotency markers set by successes whose SET has not been confirmed: for the
+        dedup check, they count as already set."""
+        riding = self._riding[1] if self._riding is not None else []
+        return {*self._markers, *riding}
+
+    # -- riding with the read ------------------------------------------------------------
+    def ride(self) -> tuple[list[str], list[str]]:
+        """What the next read's pipeline carries (XACK, SET NX markers)."""
+        assert self._riding is None, "one read in flight at a time"
+        self._riding = self.take()
+        return self._riding
+
+    def arrived(self, acked: int) -> None:
+        """The read came back with its XACK accepted: those entries leave the hand."""
+        riding, self._riding = self._riding, None
+        if riding is not None:
+            self.release(riding[0])
+        self._stats.acked += acked
+
+    def missed(self) -> None:
+        """The read was not sent, failed, or its XACK part was refused: its acks ride
+        with the next one."""
+        riding, self._riding = self._riding, None
+        if riding is not None:
+            self.give_back(*riding)
+
+    def dropped(self) -> None:
+        """The group was recreated: the acks riding are moot (it has no PEL)."""
+        riding, self._riding = self._riding, None
+        if riding is not None:
+            self.release(riding[0])
+
+    # -- side acks, now, at stop ---------------------------------------------------------
+    def reading(self, waiting: bool) -> None:
+        """The loop starts (True) or stops (False) waiting on a read. Successes owed when
+        it starts are side-acked after ``patience`` unless the read comes back first."""
+        self._reading = waiting
+        if waiting:
+            if self.owed and self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self._patience,
+                                                                      self._side_ack)
+        elif self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _side_ack(self) -> None:
+        self._timer = None
+        ids, markers = self.take()
+        if ids or markers:
+            task = asyncio.get_running_loop().create_task(self._ack(ids, markers))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _ack(self, ids: list[str], markers: list[str]) -> bool:
+        try:
+            acked = await self._send(ids, markers)
+        except Exception as exc:
+            self.give_back(ids, markers)  # they ride with the next read instead
+            self._log.debug("acknowledgement not sent ({}); it rides with the next read", exc)
+            return False
+        # Not "+= await": another increment made during the await would be lost.
+        self._stats.acked += acked
+        self.release(ids)
+        return True
+
+    async def ack_now(self) -> bool:
+        """Send everything owed and wait for the reply. False when it failed (then it is
+        owed again)."""
+        ids, markers = self.take()
+        if not ids and not markers:
+            return True
+        return await self._ack(ids, markers)
+
+    async def close(self) -> None:
+        """At stop: side acks finish, then what is still owed is flushed once. What cannot
+        be sent stays pending and is delivered again (at-least-once)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.missed()  # acks riding on a read cut off by the stop: XACK is idempotent
+        ids, markers = self.take()
+        if not ids and not markers:
+            return
+        try:
+            self._stats.acked += await self._send(ids, markers)
+        except Exception as exc:
+            self._log.warning("could not ack {} entries at stop ({}); they stay pending and "
+                              "are re-delivered", len(ids), exc)
