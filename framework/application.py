@@ -4,7 +4,6 @@ and the scheduler, and stops them in order."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import signal
 from collections.abc import Callable
@@ -15,25 +14,23 @@ from apscheduler.events import EVENT_JOB_MISSED
 from loguru import logger
 
 from .alerts import AlertState
-from .beans import provide, resolve_handler
 from .clock import Clock, SystemClock
 from .config.models import AppSettings
-from .di import StreambootContainer
+from .di import StreambootContainer, build_container, provide, resolve_handler
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
 from .handler import StreamHandler
 from .http_server import MetricsServer, health
 from .inspect_streams import StreamView, stream_view
-from .jobs.cleanup import CleanupJob
-from .jobs.guard import guarded
-from .jobs.recovery import PendingRecovery
-from .jobs.retention import RetentionJob
-from .jobs.rotation import RotationJob
-from .lifecycle.rotation import RotationPolicy
+from .lifecycle.cleanup import CleanupJob
+from .lifecycle.retention import RetentionJob
+from .lifecycle.rotation import RotationJob, RotationPolicy
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
 from .metrics import StreambootCollector, build_registry
 from .operator import RedisOperator
 from .preflight import reach_redis
+from .reliability.recovery import PendingRecovery
+from .scheduling import guarded
 from .shutdown import (
     EXIT_CANNOT_START,
     EXIT_FORCED,
@@ -46,26 +43,6 @@ from .shutdown import (
 START_WAIT = 5.0
 """How long ``run`` waits for every listener's first read before saying it started (the
 read never blocks; only a failing Redis makes it take this long)."""
-
-
-def container_class(settings: AppSettings, file: str = "<settings>") -> type[StreambootContainer]:
-    ref = settings.application.container
-    if ref is None:
-        return StreambootContainer
-    module_name, _, attr = ref.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError([ConfigProblem(file, "application.container",
-                                         f"cannot import {ref!r}: {exc}")]) from exc
-    if not (isinstance(cls, type) and issubclass(cls, StreambootContainer)):
-        raise ConfigError([ConfigProblem(file, "application.container",
-                                         f"{ref!r} is not a StreambootContainer subclass")])
-    return cls
-
-
-def build_container(settings: AppSettings, file: str = "<settings>") -> StreambootContainer:
-    return container_class(settings, file)(settings=settings)
 
 
 class Application:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .application import build_container
-from .beans import import_handler_class, provide, resolve_handler
 from .config.loader import load_settings, read_yaml
 from .config.models import AppSettings
+from .di import build_container, import_handler_class, provide, resolve_handler
 from .errors import (
     ConfigError,
     ConfigProblem,

@@ -5,16 +5,23 @@ container and scheduler. Applications subclass it to add their own providers::
         inventory = providers.Singleton(InventoryService, client=StreambootContainer.redis)
 
 A listener's ``handler`` names one of these providers, or an import path whose class
-gets its constructor arguments from the providers of the same names.
+gets its constructor arguments from the providers of the same names: resolving it, and
+the application's own container class, is here too.
 """
 
 from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dependency_injector import containers, providers
 
 from .client import redis_client_resource, sync_redis_client_resource
 from .config.models import AppSettings, SchedulerSettings
+from .errors import ConfigError, ConfigProblem, HandlerResolutionError
+from .handler import StreamHandler, handler_problems
 from .listener.container import ListenerContainer
 from .operator import RedisOperator
 
@@ -39,3 +46,102 @@ class StreambootContainer(containers.DeclarativeContainer):
     listener_container = providers.Singleton(ListenerContainer, operator=operator,
                                              keeper_client=sync_redis)
     scheduler = providers.Singleton(build_scheduler, settings=settings.provided.scheduler)
+
+
+def container_class(settings: AppSettings, file: str = "<settings>") -> type[StreambootContainer]:
+    """The application's container (``application.container``), or the framework's."""
+    ref = settings.application.container
+    if ref is None:
+        return StreambootContainer
+    try:
+        cls = import_ref(ref)
+    except LookupError as exc:
+        raise ConfigError([ConfigProblem(file, "application.container",
+                                         f"cannot import {ref!r}: {exc}")]) from exc
+    if not (isinstance(cls, type) and issubclass(cls, StreambootContainer)):
+        raise ConfigError([ConfigProblem(file, "application.container",
+                                         f"{ref!r} is not a StreambootContainer subclass")])
+    return cls
+
+
+def build_container(settings: AppSettings, file: str = "<settings>") -> StreambootContainer:
+    return container_class(settings, file)(settings=settings)
+
+
+
+async def provide(provider: Any) -> Any:
+    """Call a provider; await it when it depends on an async Resource."""
+    value = provider()
+    return await value if inspect.isawaitable(value) else value
+
+
+async def resolve_handler(
+    ref: str, container: containers.DeclarativeContainer, listener: str
+) -> StreamHandler[Any]:
+    where = f"listener {listener!r}, handler {ref!r}"
+    if ":" in ref:
+        cls = import_handler_class(ref, where)
+        bean = await _construct(cls, container, where)
+    else:
+        provider = getattr(container, ref, None)
+        if not isinstance(provider, providers.Provider):
+            raise HandlerResolutionError(
+                f"{where}: the container has no provider named {ref!r} "
+                "(use a provider name or an import path 'package.module:Class')"
+            )
+        bean = await provide(provider)
+    if not isinstance(bean, StreamHandler):
+        raise HandlerResolutionError(
+            f"{where}: {type(bean).__name__} is not a StreamHandler subclass instance"
+        )
+    problems = handler_problems(type(bean))
+    if problems:
+        raise HandlerResolutionError(f"{where}: {'; '.join(problems)}")
+    return bean
+
+
+def import_ref(ref: str) -> object:
+    """What ``package.module:Attr`` names (handlers, application containers). Raises
+    ``LookupError`` with the reason: the module cannot be imported, or lacks the name."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LookupError(f"cannot import {module_name!r}: {exc}") from exc
+    found = getattr(module, attr, None)
+    if found is None:
+        raise LookupError(f"module {module_name!r} has no {attr!r}")
+    return found
+
+
+def import_handler_class(ref: str, where: str) -> type[StreamHandler[Any]]:
+    try:
+        cls = import_ref(ref)
+    except LookupError as exc:
+        raise HandlerResolutionError(f"{where}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, StreamHandler)):
+        name = ref.partition(":")[2]
+        raise HandlerResolutionError(f"{where}: {name!r} is not a StreamHandler subclass")
+    return cls
+
+
+async def _construct(
+    cls: type[StreamHandler[Any]], container: containers.DeclarativeContainer, where: str
+) -> StreamHandler[Any]:
+    """Inject each constructor parameter from the container's provider of the same name."""
+    kwargs: dict[str, Any] = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        provider = getattr(container, name, None)
+        if isinstance(provider, providers.Provider):
+            kwargs[name] = await provide(provider)
+        elif param.default is param.empty:
+            raise HandlerResolutionError(
+                f"{where}: {cls.__name__}() needs {name!r}, but the container has no "
+                f"provider named {name!r}"
+            )
+    try:
+        return cls(**kwargs)
+    except Exception as exc:
+        raise HandlerResolutionError(f"{where}: {cls.__name__}() failed: {exc}") from exc

@@ -66,7 +66,7 @@ touch(ahead)
 return {owned, #ahead}
 """
 
-# The recovery job's claim: one entry at a time (see jobs/recovery.py), with its delivery
+# The recovery job's claim: one entry at a time (see reliability/recovery.py), with its delivery
 # count. XAUTOCLAIM COUNT 1 claims at most one entry, so only the entry about to be handled
 # has its delivery counter raised; up to ARGV[5] steps of the PEL are scanned per call.
 # ARGV: group, consumer, min idle (ms), cursor, steps. Returns

@@ -15,8 +15,8 @@ from streamboot import RedisOperator
 from streamboot.client import build_client, build_sync_client
 from streamboot.config.models import IdempotencySettings, RedisSettings, RetrySettings
 from streamboot.devserver import RedisClusterServer
-from streamboot.jobs.recovery import PendingRecovery
 from streamboot.listener.container import ListenerContainer
+from streamboot.reliability.recovery import PendingRecovery
 from streamboot.reliability.slots import slot
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, Recorder

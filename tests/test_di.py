@@ -12,8 +12,8 @@ from sample_app.container import AppContainer
 from sample_app.handlers import OrderHandler
 from sample_app.payment import PaymentGateway
 from streamboot import Application, HandlerResolutionError, RedisOperator, StreambootContainer
-from streamboot.beans import provide, resolve_handler
 from streamboot.config import settings_from_mapping
+from streamboot.di import provide, resolve_handler
 from tests.conftest import wait_until
 
 

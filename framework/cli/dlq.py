@@ -12,11 +12,10 @@ import typer
 from rich.table import Table
 
 from ..config.models import AppSettings
-from ..dead_letters import purge, replay
+from ..dead_letters import original_pairs, purge, replay
 from ..errors import NotFound, UsageError
 from ..operator import RedisOperator
 from ..records import StreamEntry
-from ..reliability.dead_letter import original_pairs
 from .common import (
     USAGE,
     ConfigOption,

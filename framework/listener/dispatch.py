@@ -30,13 +30,13 @@ from typing import Any, Literal
 from loguru import logger
 
 from ..codecs import codec_for
+from ..dead_letters import REASON_UNDECODABLE
 from ..decoding import undecodable
 from ..errors import HandlerTimeout, PayloadError
 from ..handler import StreamHandler
 from ..logs import ENTRY_ID, install_entry_context
 from ..message import Message
 from ..records import StreamEntry
-from ..reliability.dead_letter import REASON_UNDECODABLE
 from ..reliability.idempotency import Idempotency
 from ..reliability.ownership import OwnershipKeeper
 from ..reliability.retry import exhausted

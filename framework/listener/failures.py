@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from ..logs import handler_traceback
-from ..operator import RedisOperator
-from ..records import StreamEntry
-from ..reliability.dead_letter import (
+from ..dead_letters import (
     REASON_INVALID_PAYLOAD,
     REASON_MAX_DELIVERIES,
     dead_letter_pairs,
 )
+from ..logs import handler_traceback
+from ..operator import RedisOperator
+from ..records import StreamEntry
 from ..reliability.retry import Next, after_failure
 from .acks import Acks
 from .spec import ListenerSpec

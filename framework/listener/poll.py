@@ -151,7 +151,7 @@ class Subscription:
     async def recover(self, entry: StreamEntry, deliveries: int) -> bool:
         """Handle one entry reclaimed from a consumer that died, and acknowledge it before
         returning — so if it kills this process too, the entries before it are already
-        acked and its crash is counted against it alone (see jobs/recovery.py).
+        acked and its crash is counted against it alone (see reliability/recovery.py).
 
         False when the acknowledgement could not be sent: the caller stops claiming.
         """

@@ -107,7 +107,7 @@ async def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         seen: set[str] = set()
         from dependency_injector import providers
 
-        from streamboot.application import build_container
+        from streamboot.di import build_container
 
         container = build_container(settings)
         container.collector = providers.Object(Collect(seen))

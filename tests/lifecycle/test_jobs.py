@@ -17,10 +17,9 @@ from streamboot import RedisOperator
 from streamboot.clock import FakeClock
 from streamboot.codecs import FlatCodec
 from streamboot.config.models import CleanupSettings, RetentionSettings, RotationSettings
-from streamboot.jobs.cleanup import CleanupJob
-from streamboot.jobs.retention import RetentionJob
-from streamboot.jobs.rotation import RotationJob
-from streamboot.lifecycle.rotation import RotationPolicy
+from streamboot.lifecycle.cleanup import CleanupJob
+from streamboot.lifecycle.retention import RetentionJob
+from streamboot.lifecycle.rotation import RotationJob, RotationPolicy
 from streamboot.listener.container import ListenerContainer
 from streamboot.publisher import Publisher
 from tests.conftest import wait_until

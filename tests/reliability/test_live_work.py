@@ -19,8 +19,8 @@ import redis
 
 from streamboot import Message, RedisOperator, StreamHandler
 from streamboot.config.models import PendingScanSettings
-from streamboot.jobs.recovery import PendingRecovery
 from streamboot.listener.container import ListenerContainer
+from streamboot.reliability.recovery import PendingRecovery
 from tests.conftest import wait_until
 from tests.streams import equals, lag, make_spec, pel, produce, true
 

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 from streamboot.config.models import RetrySettings
+from streamboot.dead_letters import dead_letter_pairs, original_pairs
 from streamboot.records import StreamEntry
-from streamboot.reliability.dead_letter import dead_letter_pairs, original_pairs
 from streamboot.reliability.idempotency import business_key, marker_key
 from streamboot.reliability.retry import Next, after_failure, exhausted
 from streamboot.reliability.slots import colocated, hash_tag, same_slot, slot

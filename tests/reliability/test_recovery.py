@@ -11,8 +11,8 @@ from loguru import logger
 from streamboot import Application, RedisOperator
 from streamboot.config import settings_from_mapping
 from streamboot.config.models import PendingScanSettings, RetrySettings
-from streamboot.jobs.recovery import PendingRecovery
 from streamboot.listener.container import ListenerContainer
+from streamboot.reliability.recovery import PendingRecovery
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, RawHandler, Recorder, SlowHandler
 from tests.streams import equals, make_spec, pel, produce, true

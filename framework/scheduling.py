@@ -9,7 +9,7 @@ from typing import Any
 
 from loguru import logger
 
-from ..errors import describe_permanent, describe_unavailable, is_permanent, is_transient
+from .errors import describe_permanent, describe_unavailable, is_permanent, is_transient
 
 
 def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
