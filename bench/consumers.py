@@ -126,7 +126,8 @@ async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> flo
             probe.record(message.payload)
 
     settings = RedisSettings(url=args.url)
-    operator = RedisOperator(build_client(settings))
+    client = build_client(settings)
+    operator = RedisOperator(client)
     keeper = redis.Redis.from_url(args.url, decode_responses=True)
     listener = ListenerSettings(stream=args.stream, group=args.group, handler="-",
                                 consumer=f"sb-{os.getpid()}", batch_size=args.count,
@@ -144,7 +145,7 @@ async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> flo
         await probe.done.wait()
     await container.stop()  # the last batch's XACK is part of the measured time
     elapsed = time.perf_counter() - start
-    await operator.client.aclose()
+    await client.aclose()
     keeper.close()
     return elapsed
 

@@ -39,7 +39,7 @@ from .errors import (
 from .handler import StreamHandler
 from .lock import SingleInstanceLock
 from .message import Message
-from .operator import RedisOperator
+from .operator import RedisClient, RedisOperator
 from .publisher import Publisher
 from .reliability.idempotency import IdempotentScript
 
@@ -67,6 +67,7 @@ __all__ = [
     "NotFound",
     "PayloadError",
     "Publisher",
+    "RedisClient",
     "RedisOperator",
     "RedisServer",
     "RedisServerError",

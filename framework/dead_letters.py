@@ -121,5 +121,5 @@ async def _exact(operator: RedisOperator, dlq: str, page: int = 500) -> list[Str
 
 async def purge(operator: RedisOperator, dlq: str) -> int:
     count = await operator.xlen(dlq) if await operator.exists(dlq) else 0
-    await operator.client.delete(dlq)
+    await operator.delete(dlq)
     return count

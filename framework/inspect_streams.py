@@ -44,7 +44,7 @@ async def stream_view(operator: RedisOperator, key: str) -> StreamView:
     if await operator.key_type(key) != "stream":
         return StreamView(key, exists=False)
     info = await operator.info_stream(key)
-    memory = await operator.client.memory_usage(key)
+    memory = await operator.memory_usage(key)
     view = StreamView(key, True, info.length,
                       info.first_entry.id if info.first_entry else None,
                       info.last_entry.id if info.last_entry else None,

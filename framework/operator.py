@@ -10,7 +10,7 @@ Commands: https://redis.io/docs/latest/commands/?group=stream
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,15 +19,17 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import scripts
+from .commands import (
+    ack_commands,
+    parse_entries,
+    parsed_entries,
+    parsed_read_reply,
+    read_command,
+)
 from .config.durations import to_ms
 from .decoding import from_wire, to_wire
 from .errors import MissingStreamError, translate_response_error
-from .reader import (
-    ConnectionGroupReader,
-    GroupReader,
-    PipelineGroupReader,
-    parse_entries,
-)
+from .reader import ConnectionGroupReader, GroupReader, PipelineGroupReader
 from .records import (
     AutoClaimResult,
     ConsumerInfo,
@@ -42,17 +44,13 @@ from .records import (
 RedisClient = Redis | RedisCluster
 
 
-def _entries(raw: Iterable[Any] | None) -> list[StreamEntry]:
-    if not raw:
-        return []
-    return [StreamEntry(entry_id, fields) for entry_id, fields in raw]
-
-
 class RedisOperator:
     """Typed, async access to every stream command the framework and its users need."""
 
     def __init__(self, client: RedisClient) -> None:
-        self.client = client
+        """``client`` stays the caller's (the DI container closes it): the operator only
+        sends stream commands through it, and no other module reaches it through here."""
+        self._client = client
         self._create_script = client.register_script(scripts.CREATE_STREAM_WITH_TTL)
         self._claim_if_owner = client.register_script(scripts.CLAIM_IF_OWNER)
         self._dead_letter = client.register_script(scripts.DEAD_LETTER)
@@ -74,19 +72,28 @@ class RedisOperator:
                                   keys=[key], args=[ttl_ms, group or "", start_id])
         return bool(created)
 
+    async def delete(self, key: str) -> bool:
+        """DEL one key (a dead-letter stream purged, a test's leftovers)."""
+        return bool(await self._client.delete(key))
+
+    async def memory_usage(self, key: str) -> int | None:
+        """MEMORY USAGE in bytes; None when the key does not exist."""
+        used = await self._client.memory_usage(key)
+        return None if used is None else int(used)
+
     async def exists(self, key: str) -> bool:
-        return bool(await self.client.exists(key))
+        return bool(await self._client.exists(key))
 
     async def key_type(self, key: str) -> str:
         """``stream``, ``none`` (absent) or another type's name."""
-        return str(await self.client.type(key))
+        return str(await self._client.type(key))
 
     async def expire(self, key: str, ttl: timedelta) -> bool:
-        return bool(await self.client.pexpire(key, to_ms(ttl)))
+        return bool(await self._client.pexpire(key, to_ms(ttl)))
 
     async def ttl(self, key: str) -> timedelta | None:
         """Remaining time to live; None when the key has none or does not exist."""
-        ms = int(await self.client.pttl(key))
+        ms = int(await self._client.pttl(key))
         return timedelta(milliseconds=ms) if ms >= 0 else None
 
     # -- entries ------------------------------------------------------------------------
@@ -107,7 +114,7 @@ class RedisOperator:
         :class:`MissingStreamError` — nothing was written, and no placeholder id is returned.
         """
         reply = await self._run(
-            key, "", self.client.xadd, key, dict(fields), id=entry_id, maxlen=maxlen,
+            key, "", self._client.xadd, key, dict(fields), id=entry_id, maxlen=maxlen,
             minid=minid, approximate=approximate, nomkstream=nomkstream,
         )
         if reply is None:
@@ -124,7 +131,7 @@ class RedisOperator:
     ) -> list[str | None]:
         """XADD every entry in one pipelined round trip, in order. None where NOMKSTREAM
         found no stream (that entry was not written)."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for fields in entries:
             pipe.xadd(key, dict(fields), maxlen=maxlen,  # type: ignore[arg-type]
                       approximate=True, nomkstream=nomkstream)
@@ -137,22 +144,23 @@ class RedisOperator:
     async def xadd_pairs(self, key: str, pairs: Sequence[str]) -> str:
         """XADD a flat ``[name, value, …]`` list exactly as given: repeated names kept,
         escaped raw bytes sent as the bytes they came from (decoding.py)."""
-        reply = await self._run(key, "", self.client.execute_command,
+        reply = await self._run(key, "", self._client.execute_command,
                                 "XADD", key, "*", *(to_wire(p) for p in pairs))
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def xlen(self, key: str) -> int:
-        return int(await self._run(key, "", self.client.xlen, key))
+        return int(await self._run(key, "", self._client.xlen, key))
 
     async def xrange(
         self, key: str, start: str = "-", end: str = "+", count: int | None = None
     ) -> list[StreamEntry]:
-        return _entries(await self._run(key, "", self.client.xrange, key, start, end, count))
+        return parsed_entries(await self._run(key, "", self._client.xrange, key, start, end, count))
 
     async def xrevrange(
         self, key: str, end: str = "+", start: str = "-", count: int | None = None
     ) -> list[StreamEntry]:
-        return _entries(await self._run(key, "", self.client.xrevrange, key, end, start, count))
+        return parsed_entries(await self._run(key, "", self._client.xrevrange, key, end, start,
+                                              count))
 
     async def read_entry(self, key: str, entry_id: str) -> StreamEntry | None:
         """The entry with exactly this id, or None if it was deleted or trimmed."""
@@ -160,7 +168,7 @@ class RedisOperator:
         return found[0] if found else None
 
     async def xdel(self, key: str, ids: Sequence[str]) -> int:
-        return int(await self._run(key, "", self.client.xdel, key, *ids)) if ids else 0
+        return int(await self._run(key, "", self._client.xdel, key, *ids)) if ids else 0
 
     async def xtrim(
         self,
@@ -174,7 +182,7 @@ class RedisOperator:
         """Trim by length or by minimum id; returns how many entries were removed."""
         return int(
             await self._run(
-                key, "", self.client.xtrim, key, maxlen=maxlen, minid=minid,
+                key, "", self._client.xtrim, key, maxlen=maxlen, minid=minid,
                 approximate=approximate, limit=limit if approximate else None,
             )
         )
@@ -185,7 +193,7 @@ class RedisOperator:
     ) -> bool:
         """Create the group (and the stream with MKSTREAM). False when it already existed."""
         try:
-            await self.client.xgroup_create(key, group, id=start_id, mkstream=mkstream)
+            await self._client.xgroup_create(key, group, id=start_id, mkstream=mkstream)
         except ResponseError as exc:
             if str(exc).startswith("BUSYGROUP"):
                 return False
@@ -199,12 +207,12 @@ class RedisOperator:
         self, key: str, group: str, entry_id: str, entries_read: int | None = None
     ) -> None:
         """XGROUP SETID: move the group's last-delivered id (replay or skip)."""
-        await self._run(key, group, self.client.xgroup_setid, key, group, entry_id,
+        await self._run(key, group, self._client.xgroup_setid, key, group, entry_id,
                         entries_read=entries_read)
 
     async def delete_consumer(self, key: str, group: str, consumer: str) -> int:
         """XGROUP DELCONSUMER; returns how many pending entries the consumer still had."""
-        return int(await self._run(key, group, self.client.xgroup_delconsumer, key, group,
+        return int(await self._run(key, group, self._client.xgroup_delconsumer, key, group,
                                    consumer))
 
     async def delete_idle_consumer(self, key: str, group: str, consumer: str,
@@ -214,7 +222,7 @@ class RedisOperator:
                                     args=[group, consumer, to_ms(min_idle)]))
 
     async def destroy_group(self, key: str, group: str) -> bool:
-        return bool(await self._run(key, group, self.client.xgroup_destroy, key, group))
+        return bool(await self._run(key, group, self._client.xgroup_destroy, key, group))
 
     # -- consuming ----------------------------------------------------------------------
     async def xreadgroup(
@@ -228,10 +236,10 @@ class RedisOperator:
         entry_id: str = ">",
     ) -> list[StreamEntry]:
         """One XREADGROUP on one stream. ``entry_id='0'`` re-reads this consumer's PEL."""
-        block_ms = to_ms(block) if block is not None else None
-        reply = await self._run(key, group, self.client.xreadgroup, group, consumer,
-                                {key: entry_id}, count=count, block=block_ms)
-        return _entries(reply[0][1]) if reply else []
+        reply = await self._run(key, group, self._client.execute_command,
+                                *read_command(key, group, consumer, count=count,
+                                              block=block, entry_id=entry_id))
+        return parsed_read_reply(reply)
 
     async def ack_and_read(
         self,
@@ -254,16 +262,17 @@ class RedisOperator:
         if not ack_ids and not markers:
             return 0, await self.xreadgroup(key, group, consumer, count=count, block=block,
                                             entry_id=entry_id)
-        pipe = self.client.pipeline(transaction=False)
-        self._queue_ack(pipe, key, group, ack_ids, markers, marker_ttl)
-        pipe.xreadgroup(group, consumer, {key: entry_id}, count=count, block=to_ms(block))
+        pipe = self._client.pipeline(transaction=False)
+        for command in (*ack_commands(key, group, ack_ids, markers, marker_ttl),
+                        read_command(key, group, consumer, count=count, block=block,
+                                     entry_id=entry_id)):
+            pipe.execute_command(*command)
         try:
             replies = await pipe.execute()
         except ResponseError as exc:
             raise translate_response_error(exc, key, group) from exc
         acked = int(replies[-2]) if ack_ids else 0
-        reply = replies[-1]
-        return acked, (_entries(reply[0][1]) if reply else [])
+        return acked, parsed_read_reply(replies[-1])
 
     async def ack(
         self,
@@ -276,47 +285,39 @@ class RedisOperator:
         """XACK many ids (with their idempotency markers) in one round trip."""
         if not ids and not markers:
             return 0
-        pipe = self.client.pipeline(transaction=False)
-        self._queue_ack(pipe, key, group, ids, markers, marker_ttl)
+        pipe = self._client.pipeline(transaction=False)
+        for command in ack_commands(key, group, ids, markers, marker_ttl):
+            pipe.execute_command(*command)
         try:
             replies = await pipe.execute()
         except ResponseError as exc:
             raise translate_response_error(exc, key, group) from exc
         return int(replies[-1]) if ids else 0
 
-    @staticmethod
-    def _queue_ack(pipe: Any, key: str, group: str, ids: Sequence[str],
-                   markers: Sequence[str], marker_ttl: timedelta | None) -> None:
-        ttl_ms = to_ms(marker_ttl) if marker_ttl else None
-        for marker in markers:
-            pipe.set(marker, "1", nx=True, px=ttl_ms)
-        if ids:
-            pipe.xack(key, group, *ids)
-
     def group_reader(self, key: str, group: str, consumer: str) -> GroupReader:
         """The poll loop's split XACK + XREADGROUP round trip (see reader.py)."""
-        if isinstance(self.client, Redis):
-            return ConnectionGroupReader(self.client, key, group, consumer)
+        if isinstance(self._client, Redis):
+            return ConnectionGroupReader(self._client, key, group, consumer)
         return PipelineGroupReader(self, key, group, consumer)
 
     async def xack(self, key: str, group: str, ids: Sequence[str]) -> int:
         """Acknowledge many ids in one XACK."""
         if not ids:
             return 0
-        return int(await self._run(key, group, self.client.xack, key, group, *ids))
+        return int(await self._run(key, group, self._client.xack, key, group, *ids))
 
     async def exists_many(self, keys: Sequence[str]) -> list[bool]:
         """EXISTS for each key in one round trip (keys may live on different cluster nodes)."""
         if not keys:
             return []
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for k in keys:
             pipe.exists(k)
         return [bool(n) for n in await pipe.execute()]
 
     # -- pending ------------------------------------------------------------------------
     async def pending_summary(self, key: str, group: str) -> PendingSummary:
-        reply = await self._run(key, group, self.client.xpending, key, group)
+        reply = await self._run(key, group, self._client.xpending, key, group)
         return PendingSummary(
             count=int(reply["pending"]),
             min_id=reply["min"],
@@ -337,7 +338,7 @@ class RedisOperator:
     ) -> list[PendingEntry]:
         """PEL rows of the group or one consumer, oldest first, bounded by ``count``."""
         reply = await self._run(
-            key, group, self.client.xpending_range, key, group, start, end, count,
+            key, group, self._client.xpending_range, key, group, start, end, count,
             consumername=consumer, idle=to_ms(min_idle) if min_idle else None,
         )
         return [
@@ -356,15 +357,15 @@ class RedisOperator:
         """Take over ``ids`` idle for at least ``min_idle``; returns the entries claimed."""
         if not ids:
             return []
-        reply = await self._run(key, group, self.client.xclaim, key, group, consumer,
+        reply = await self._run(key, group, self._client.xclaim, key, group, consumer,
                                 to_ms(min_idle), list(ids))
-        return [e for e in _entries(reply) if e.id is not None]
+        return [e for e in parsed_entries(reply) if e.id is not None]
 
     async def touch(self, key: str, group: str, consumer: str, ids: Sequence[str]) -> list[str]:
         """XCLAIM … JUSTID by the owner itself: resets idle time without a delivery count."""
         if not ids:
             return []
-        reply = await self._run(key, group, self.client.xclaim, key, group, consumer, 0,
+        reply = await self._run(key, group, self._client.xclaim, key, group, consumer, 0,
                                 list(ids), justid=True)
         return [str(i) for i in reply]
 
@@ -378,10 +379,10 @@ class RedisOperator:
         count: int = 100,
     ) -> AutoClaimResult:
         """One bounded XAUTOCLAIM step; continue with ``result.next_id`` until ``done``."""
-        reply = await self._run(key, group, self.client.xautoclaim, key, group, consumer,
+        reply = await self._run(key, group, self._client.xautoclaim, key, group, consumer,
                                 to_ms(min_idle), start_id=start_id, count=count)
         deleted = [str(i) for i in reply[2]] if len(reply) > 2 else []
-        return AutoClaimResult(str(reply[0]), _entries(reply[1]), deleted)
+        return AutoClaimResult(str(reply[0]), parsed_entries(reply[1]), deleted)
 
     async def reclaim_one(self, key: str, group: str, consumer: str, min_idle: timedelta,
                           start_id: str = "0-0", steps: int = 100) -> ReclaimStep:
@@ -398,7 +399,7 @@ class RedisOperator:
         """How often each pending id was delivered (absent: no longer pending)."""
         if not ids:
             return {}
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for entry_id in ids:
             pipe.xpending_range(key, group, entry_id, entry_id, 1)
         try:
@@ -445,12 +446,12 @@ class RedisOperator:
 
     # -- introspection ------------------------------------------------------------------
     async def info_stream(self, key: str) -> StreamInfo:
-        return StreamInfo.from_reply(await self._run(key, "", self.client.xinfo_stream, key))
+        return StreamInfo.from_reply(await self._run(key, "", self._client.xinfo_stream, key))
 
     async def info_groups(self, key: str) -> list[GroupInfo]:
         """Groups of the stream; empty when the stream does not exist."""
         try:
-            rows = await self._run(key, "", self.client.xinfo_groups, key)
+            rows = await self._run(key, "", self._client.xinfo_groups, key)
         except ResponseError as exc:
             if "no such key" in str(exc).lower():
                 return []
@@ -458,16 +459,16 @@ class RedisOperator:
         return [GroupInfo.from_reply(r) for r in rows]
 
     async def info_consumers(self, key: str, group: str) -> list[ConsumerInfo]:
-        rows = await self._run(key, group, self.client.xinfo_consumers, key, group)
+        rows = await self._run(key, group, self._client.xinfo_consumers, key, group)
         return [ConsumerInfo.from_reply(r) for r in rows]
 
     async def ping(self) -> bool:
-        return bool(await self.client.ping())
+        return bool(await self._client.ping())
 
     async def server_version(self) -> str:
         """``redis_version`` from INFO server (of one node, on Cluster)."""
-        info = await self.client.info("server")
-        if isinstance(self.client, RedisCluster):  # {node: info}
+        info = await self._client.info("server")
+        if isinstance(self._client, RedisCluster):  # {node: info}
             info = next(iter(info.values())) if info and "redis_version" not in info else info
         return str(info.get("redis_version", ""))
 
@@ -475,11 +476,11 @@ class RedisOperator:
     def address(self) -> str:
         """Where this operator's Redis is, for messages: ``host:port``, a socket path, or
         the first cluster node. Never the password."""
-        if isinstance(self.client, RedisCluster):
-            nodes = self.client.nodes_manager.startup_nodes
+        if isinstance(self._client, RedisCluster):
+            nodes = self._client.nodes_manager.startup_nodes
             first = next(iter(nodes), "?")
             return f"{first} (cluster)"
-        kwargs = self.client.connection_pool.connection_kwargs
+        kwargs = self._client.connection_pool.connection_kwargs
         if "path" in kwargs:
             return str(kwargs["path"])
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"
@@ -493,10 +494,10 @@ class RedisOperator:
                                              for a in args]
         try:
             try:
-                reply = await self.client.execute_command(
+                reply = await self._client.execute_command(
                     "EVALSHA", script.sha, len(keys), *wire, **{NEVER_DECODE: True})
             except NoScriptError:
-                reply = await self.client.execute_command(
+                reply = await self._client.execute_command(
                     "EVAL", script.script, len(keys), *wire, **{NEVER_DECODE: True})
         except ResponseError as exc:
             raise translate_response_error(exc, key, group) from exc

@@ -14,15 +14,18 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from .config.durations import to_ms
+from .commands import ack_commands, parse_read_reply, read_command
 from .decoding import WIRE_ERRORS
 from .errors import translate_response_error
 from .records import StreamEntry
+
+if TYPE_CHECKING:
+    from .operator import RedisOperator
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,31 +53,6 @@ class GroupReader(Protocol):
 
     async def interrupt(self) -> None:
         """End a read blocked on an empty stream now (it returns no entries)."""
-
-
-def parse_read_reply(reply: Any) -> list[StreamEntry]:
-    """A raw XREADGROUP reply for one stream: ``[[stream, [[id, [f, v, …]], …]]]`` in
-    RESP2, ``{stream: [[id, [f, v, …]], …]}`` in RESP3 (the wire redis-py may choose).
-
-    A pending entry deleted from the stream comes back as ``[id, nil]``: empty fields.
-    """
-    if not reply:
-        return []
-    rows = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-    return parse_entries(rows)
-
-
-def parse_entries(rows: Any) -> list[StreamEntry]:
-    """``[[id, [f, v, …]], …]`` (XRANGE, XREADGROUP, XAUTOCLAIM rows) as entries that keep
-    their flat field list too (see ``StreamEntry.raw``)."""
-    out = []
-    for entry_id, flat in rows or ():
-        if flat:
-            it = iter(flat)
-            out.append(StreamEntry(entry_id, dict(zip(it, it, strict=True)), flat))
-        else:
-            out.append(StreamEntry(entry_id, {}))
-    return out
 
 
 class ConnectionGroupReader:
@@ -116,16 +94,10 @@ class ConnectionGroupReader:
                    entry_id: str) -> None:
         if self._conn is None:
             self._conn = await self._connect()
-        commands: list[tuple[Any, ...]] = []
-        ttl = str(to_ms(marker_ttl)) if marker_ttl else None
-        for marker in markers:
-            commands.append(("SET", marker, "1", "NX", "PX", ttl) if ttl else
-                            ("SET", marker, "1", "NX"))
+        commands = ack_commands(self._stream, self._group, ack_ids, markers, marker_ttl)
         self._acking = bool(ack_ids)
-        if ack_ids:
-            commands.append(("XACK", self._stream, self._group, *ack_ids))
-        commands.append(("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", count,
-                         "BLOCK", to_ms(block), "STREAMS", self._stream, entry_id))
+        commands.append(read_command(self._stream, self._group, self._consumer, count=count,
+                                     block=block, entry_id=entry_id))
         try:
             await self._conn.send_packed_command(self._conn.pack_commands(commands))
         except BaseException:
@@ -180,7 +152,8 @@ class PipelineGroupReader:
 
     interruptible = False
 
-    def __init__(self, operator: Any, stream: str, group: str, consumer: str) -> None:
+    def __init__(self, operator: RedisOperator, stream: str, group: str,
+                 consumer: str) -> None:
         self._operator = operator
         self._stream, self._group, self._consumer = stream, group, consumer
         self._task: asyncio.Future[tuple[int, list[StreamEntry]]] | None = None

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sample_app import keys
 from sample_app.models import OrderPlaced
-from streamboot import Publisher, RedisOperator, SingleInstanceLock
+from streamboot import Publisher, RedisClient, RedisOperator, SingleInstanceLock
 
 LOCK_TTL = timedelta(seconds=2)
 """How long a user's order for one product blocks a duplicate, at most (if no worker
@@ -23,12 +23,13 @@ class DuplicateRequest(Exception):
 class OrderApi:
     operator: RedisOperator
     publisher: Publisher
+    client: RedisClient
     placed: list[str] = field(default_factory=list)
     duplicates: int = 0
 
     async def create_order(self, user_id: str, product_id: str, qty: int) -> str:
         """Publish an order, or raise DuplicateRequest while the user's lock is held."""
-        lock = SingleInstanceLock(self.operator.client, keys.lock(user_id, product_id), LOCK_TTL)
+        lock = SingleInstanceLock(self.client, keys.lock(user_id, product_id), LOCK_TTL)
         token = await lock.acquire()
         if token is None:
             self.duplicates += 1

@@ -26,7 +26,7 @@ from sample_app import keys
 from sample_app.api import LOCK_TTL, DuplicateRequest, OrderApi
 from sample_app.inventory import InventoryService
 from sample_app.orders import OrderBook
-from streamboot import Publisher, RedisOperator, build_client, load_settings
+from streamboot import Publisher, RedisClient, RedisOperator, build_client, load_settings
 
 PRODUCT = "ps5"
 DLQ = "{orders}:dlq"
@@ -155,7 +155,8 @@ async def run(scenario: Scenario, console: Console) -> Report:
         if listener.rotation is None:  # rotated streams are made by their rotation job
             await operator.create_group(listener.stream, listener.group, "0")
     workers = [_start_worker(scenario, i) for i in range(scenario.workers)]
-    api = OrderApi(operator, Publisher.for_listener(operator, settings.listeners["orders"]))
+    api = OrderApi(operator, Publisher.for_listener(operator, settings.listeners["orders"]),
+                   client)
     report = Report()
     try:
         users = asyncio.gather(*(_user(api, scenario, i) for i in range(scenario.users)),
@@ -236,7 +237,7 @@ async def _user(api: OrderApi, scenario: Scenario, index: int) -> None:
         if scenario.forever or purchase > scenario.orders_per_user:
             await asyncio.sleep(rng.uniform(0.5, 2.0))
         if scenario.forever and index == 0 and purchase % 20 == 0:  # restock now and then
-            await api.operator.client.incrby(keys.stock(PRODUCT), scenario.stock)
+            await api.client.incrby(keys.stock(PRODUCT), scenario.stock)
         clicks = 2 if rng.random() < scenario.double_click else 1
         await asyncio.gather(*(_click(api, user) for _ in range(clicks)))
         await _wait_unlocked(api, user)
@@ -252,7 +253,7 @@ async def _wait_unlocked(api: OrderApi, user: str) -> None:
     expires after LOCK_TTL when the order was dead-lettered)."""
     key = keys.lock(user, PRODUCT)
     for _ in range(int(LOCK_TTL.total_seconds() * 50) + 50):
-        if not await api.operator.client.exists(key):
+        if not await api.client.exists(key):
             return
         await asyncio.sleep(0.02)
 
@@ -267,8 +268,8 @@ async def _kill_when(api: OrderApi, scenario: Scenario, workers: list[subprocess
     report.killed_worker = True
 
 
-async def _accounted(operator: RedisOperator) -> int:
-    counts = await OrderBook(operator.client).counts()
+async def _accounted(operator: RedisOperator, client: RedisClient) -> int:
+    counts = await OrderBook(client).counts()
     done = counts.get("accepted", 0) + counts.get("rejected", 0)
     return done + (await operator.xlen(DLQ) if await operator.exists(DLQ) else 0)
 
@@ -282,41 +283,42 @@ async def _progress(api: OrderApi, operator: RedisOperator, users: asyncio.Futur
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("orders accounted for", total=None)
         while loop.time() < deadline:
-            accounted = await _accounted(operator)
+            accounted = await _accounted(operator, api.client)
             progress.update(task, completed=accounted,
                             total=len(api.placed) if users.done() else None)
-            if users.done() and accounted >= len(api.placed) and await _settled(operator):
+            if users.done() and accounted >= len(api.placed) \
+                    and await _settled(operator, api.client):
                 return
             await asyncio.sleep(0.1)
     console.print("[red]timed out waiting for the workers[/red]")
 
 
-async def _settled(operator: RedisOperator) -> bool:
+async def _settled(operator: RedisOperator, client: RedisClient) -> bool:
     for group in await operator.info_groups(keys.ORDERS):
         if group.pending or group.lag:
             return False
-    counts = await OrderBook(operator.client).counts()
-    sent = await OrderBook(operator.client).notifications_sent()
+    counts = await OrderBook(client).counts()
+    sent = await OrderBook(client).notifications_sent()
     if sum(sent.values()) < counts.get("accepted", 0) + counts.get("rejected", 0):
         return False
-    return await _notification_backlog(operator) == 0
+    return await _notification_backlog(operator, client) == 0
 
 
-async def _notification_periods(operator: RedisOperator) -> list[str]:
+async def _notification_periods(client: RedisClient) -> list[str]:
     """The period streams of the rotated notifications listener that exist now."""
-    found = [str(k) async for k in operator.client.scan_iter(match=f"{keys.NOTIFICATIONS}:*")]
+    found = [str(k) async for k in client.scan_iter(match=f"{keys.NOTIFICATIONS}:*")]
     return sorted(k for k in found if not k.endswith(":dlq"))
 
 
-async def _notification_backlog(operator: RedisOperator) -> int:
+async def _notification_backlog(operator: RedisOperator, client: RedisClient) -> int:
     backlog = 0
-    for key in await _notification_periods(operator):
+    for key in await _notification_periods(client):
         backlog += sum((g.lag or 0) + g.pending for g in await operator.info_groups(key))
     return backlog
 
 
 async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
-    client = operator.client
+    client = api.client
     book = OrderBook(client)
     counts = await book.counts()
     # What reached the stream: an order whose publish was cut short by Ctrl-C (--forever)
@@ -331,8 +333,8 @@ async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
     report.stock_left = await InventoryService(client).stock(PRODUCT)
     report.audited = await book.audit_added()
     report.notified = await book.notifications_sent()
-    report.notification_periods = await _notification_periods(operator)
-    report.notification_backlog = await _notification_backlog(operator)
+    report.notification_periods = await _notification_periods(client)
+    report.notification_backlog = await _notification_backlog(operator, client)
     report.orders_length = await operator.xlen(keys.ORDERS)
     cutoff_ms = int((time.time() - 3 * report.retention_interval) * 1000)
     report.orders_old = len(await operator.xrange(keys.ORDERS, "-", f"{cutoff_ms}-0",

@@ -24,11 +24,10 @@ def make_spec(stream: str, **overrides: Any) -> ListenerSpec:
 
 
 async def produce(operator: RedisOperator, key: str, n: int, **extra: str) -> list[str]:
-    pipe = operator.client.pipeline(transaction=False)
-    for i in range(n):
-        fields: dict[Any, Any] = {"order_id": f"o{i}", "qty": "1", "n": str(i), **extra}
-        pipe.xadd(key, fields)
-    return [str(i) for i in await pipe.execute()]
+    """``n`` entries in one pipelined round trip; their ids, in order."""
+    ids = await operator.xadd_many(
+        key, [{"order_id": f"o{i}", "qty": "1", "n": str(i), **extra} for i in range(n)])
+    return [str(i) for i in ids]
 
 
 async def pel(operator: RedisOperator, key: str, group: str = "g") -> int:

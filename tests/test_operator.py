@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
-from streamboot.errors import NoGroupError, WrongTypeError
+from streamboot.errors import MissingStreamError, NoGroupError, WrongTypeError
 from streamboot.operator import RedisOperator
 from streamboot.records import StreamEntry
 
@@ -60,7 +60,8 @@ async def test_xadd_trims_with_maxlen_and_minid(operator: RedisOperator, key: st
 
 
 async def test_xadd_nomkstream_does_not_create(operator: RedisOperator, key: str) -> None:
-    await operator.client.xadd(key, {"a": "b"}, nomkstream=True)
+    with pytest.raises(MissingStreamError):
+        await operator.xadd(key, {"a": "b"}, nomkstream=True)
     assert not await operator.exists(key)
 
 

@@ -88,7 +88,7 @@ async def test_publish_recreates_a_period_stream_deleted_meanwhile(
     clock = FakeClock(datetime(2026, 12, 1, 10, 30, tzinfo=UTC))
     publisher = Publisher.for_listener(operator, rotated_listener(key), clock)
     await publisher.publish(Event(n=1))
-    await operator.client.delete(f"{key}:2026120110")  # flushed, or expired early
+    await operator.delete(f"{key}:2026120110")  # flushed, or expired early
     entry_id = await publisher.publish(Event(n=2))
     assert [e.id for e in await operator.xrange(f"{key}:2026120110")] == [entry_id]
     assert await operator.ttl(f"{key}:2026120110") is not None

@@ -1,4 +1,4 @@
-from streamboot.reader import parse_read_reply
+from streamboot.commands import parse_read_reply
 from streamboot.records import StreamEntry
 
 

@@ -186,11 +186,8 @@ async def test_duplicates_in_one_batch_and_in_consecutive_batches_are_handled_on
 ) -> None:
     """Ten business keys published five times each, interleaved, read 5 at a time with
     read-ahead: each key is handled exactly once, every other entry is skipped."""
-    pipe = operator.client.pipeline(transaction=False)
-    for round_ in range(5):
-        for k in range(10):
-            pipe.xadd(key, {"order_id": f"k{k}", "round": str(round_)})
-    await pipe.execute()
+    await operator.xadd_many(key, [{"order_id": f"k{k}", "round": str(round_)}
+                                   for round_ in range(5) for k in range(10)])
     handled: list[str] = []
 
     class Once(StreamHandler[dict[str, str]]):
