@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .errors import MalformedDeadLetter
+from .errors import MalformedDeadLetter, WrongTypeError
 from .operator import RedisOperator
 from .records import StreamEntry
 
@@ -119,7 +119,29 @@ async def _exact(operator: RedisOperator, dlq: str, page: int = 500) -> list[Str
     return out
 
 
+async def is_dead_letter_stream(operator: RedisOperator, dlq: str) -> bool:
+    """False when ``dlq`` does not exist. Raises when it is not a dead-letter stream — a
+    key of another type (WrongTypeError), or a stream whose oldest or newest entry lacks
+    ``dlq_stream`` (MalformedDeadLetter) — so a typo cannot list, or purge, a live stream
+    as if it held dead letters."""
+    kind = await operator.key_type(dlq)
+    if kind == "none":
+        return False
+    if kind != "stream":
+        raise WrongTypeError(dlq)
+    ends = [*await operator.xrange(dlq, count=1), *await operator.xrevrange(dlq, count=1)]
+    for entry in ends:
+        if "dlq_stream" not in entry.fields:
+            raise MalformedDeadLetter(
+                f"{dlq} is not a dead-letter stream: entry {entry.id} has no dlq_stream "
+                "field (every dead letter has one); nothing done")
+    return True
+
+
 async def purge(operator: RedisOperator, dlq: str) -> int:
-    count = await operator.xlen(dlq) if await operator.exists(dlq) else 0
+    """Delete the dead-letter stream; how many dead letters it held."""
+    if not await is_dead_letter_stream(operator, dlq):
+        return 0
+    count = await operator.xlen(dlq)
     await operator.delete(dlq)
     return count

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import WrongTypeError
 from .operator import RedisOperator
 
 
@@ -41,8 +42,11 @@ class StreamView:
 
 
 async def stream_view(operator: RedisOperator, key: str) -> StreamView:
-    if await operator.key_type(key) != "stream":
+    kind = await operator.key_type(key)
+    if kind == "none":
         return StreamView(key, exists=False)
+    if kind != "stream":
+        raise WrongTypeError(key)
     info = await operator.info_stream(key)
     memory = await operator.memory_usage(key)
     view = StreamView(key, True, info.length,

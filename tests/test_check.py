@@ -14,7 +14,7 @@ from tests.test_cli import streamboot
 
 
 def problems(result: object) -> list[str]:
-    """The problem lines of a failed check (after its 'N problem(s):' header)."""
+    """The problem lines of a failed check (after its 'N problems:' header)."""
     lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
     return [line.strip() for line in lines[1:]]
 
@@ -40,7 +40,7 @@ listeners:
 """)
     result = streamboot("check", str(bad), env=project_env)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == "3 problem(s):"
+    assert result.stderr.splitlines()[0] == "3 problems:"
     assert problems(result) == [
         f"{bad}: container.concurrency: Input should be a valid integer, unable to parse "
         "string as an integer (got 'many')",

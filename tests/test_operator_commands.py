@@ -130,7 +130,7 @@ def test_redis_unreachable_and_a_bad_file_are_one_line(tmp_path: Path) -> None:
     broken = sb("dlq", "list", "d", "--config", str(bad))
     assert broken.returncode == 2
     assert broken.stderr.strip().splitlines() == [
-        "1 problem(s):", f"  {bad}: redis.urll: unknown key; expected one of: url, username, "
+        "1 problem:", f"  {bad}: redis.urll: unknown key; expected one of: url, username, "
         "password, db, cluster, socket_timeout, socket_connect_timeout, client_name, "
         "max_connections"]
     duration = sb("pending", "s", "g", "--min-idle", "soon", "--url", "redis://127.0.0.1:1")
@@ -179,8 +179,9 @@ redis: {{url: "{cluster.url}", cluster: true}}
 listeners:
   orders: {{stream: c-ops, group: g, handler: "tests.handlers:RawHandler"}}
 """)
-    ids = [json.loads(sb("publish", key, "n=1", "-c", str(path), "--json").stdout)["id"]
-           for key in ("c-ops", "other-key", "{c-ops}:dlq")]
+    ids = [json.loads(sb("publish", key, "n=1", *extra, "-c", str(path), "--json").stdout)["id"]
+           for key, extra in (("c-ops", ()), ("other-key", ()),
+                              ("{c-ops}:dlq", ("dlq_stream=c-ops",)))]
     assert all(ids)
     views = {v["key"]: v for v in json.loads(sb("status", str(path), "--json").stdout)}
     assert views["c-ops"]["length"] == 1
@@ -192,3 +193,53 @@ listeners:
     missing = sb("pending", "other-key", "g", "-c", str(path))
     assert (missing.returncode, first(missing.stderr)) == (
         1, "streamboot: stream 'other-key' has no group 'g'")
+
+
+def test_replay_refuses_to_move_a_group_forward(app_file: Path, r: redis.Redis) -> None:
+    """A mistyped --from in the future would silently skip everything written until then."""
+    last = str(r.xadd("ops", {"n": "1"}))
+    r.xgroup_create("ops", "g", "$")
+    moved = sb("replay", "ops", "g", "--from", "9999999999999-0", "--yes",
+               "--config", str(app_file))
+    assert moved.returncode == 2
+    assert first(moved.stderr) == (
+        f"streamboot: --from 9999999999999-0 is after the last entry group 'g' was delivered "
+        f"({last}): replay only delivers entries again, and moving the group forward would "
+        "skip entries it never got; nothing changed")
+    assert r.xinfo_groups("ops")[0]["last-delivered-id"] == last
+    back = sb("replay", "ops", "g", "--from", last, "--config", str(app_file))
+    assert back.returncode == 0, back.stderr
+    assert "1 entry will be delivered again" in back.stdout
+
+
+def test_dlq_commands_refuse_a_stream_that_is_not_a_dead_letter_stream(
+        app_file: Path, r: redis.Redis) -> None:
+    live = str(r.xadd("ops", {"order_id": "o-1"}))
+    for command in (["list"], ["purge", "--yes"], ["show", live]):
+        refused = sb("dlq", command[0], "ops", *command[1:], "--config", str(app_file))
+        assert refused.returncode == 2, (command, refused.stdout, refused.stderr)
+        assert first(refused.stderr) == (
+            f"streamboot: ops is not a dead-letter stream: entry {live} has no dlq_stream "
+            "field (every dead letter has one); nothing done")
+    assert r.xlen("ops") == 1  # not purged
+    r.set("plain", "x")
+    wrong = sb("dlq", "purge", "plain", "--yes", "--config", str(app_file))
+    assert wrong.returncode == 3
+    assert first(wrong.stderr) == ("streamboot: key 'plain' holds a value that is not a "
+                                   "stream (WRONGTYPE)")
+
+
+def test_status_of_a_key_of_another_type_and_bad_counts_are_errors(
+        app_file: Path, r: redis.Redis) -> None:
+    r.set("plain", "x")
+    status = sb("status", "--stream", "plain", "--config", str(app_file))
+    assert status.returncode == 3
+    assert first(status.stderr) == ("streamboot: key 'plain' holds a value that is not a "
+                                    "stream (WRONGTYPE)")
+    negative = sb("pending", "ops", "g", "--count", "-1", "--config", str(app_file))
+    assert negative.returncode == 2
+    assert "Invalid value for '--count'" in negative.stderr
+    both = sb("status", "--watch", "--json", "--config", str(app_file))
+    assert both.returncode == 2
+    assert first(both.stderr) == ("streamboot: --watch shows tables; --json prints one "
+                                  "snapshot (drop one of them)")

@@ -123,7 +123,7 @@ async def _run(redis: RedisSettings, settings: AppSettings | None,
 
 
 def print_problems(exc: ConfigError) -> None:
-    err.print(f"{len(exc.problems)} problem(s):", markup=False)
+    err.print(f"{count(len(exc.problems), 'problem')}:", markup=False)
     for problem in exc.problems:
         err.print(f"  {problem}", markup=False)
 

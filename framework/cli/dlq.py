@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from ..config.models import AppSettings
-from ..dead_letters import original_pairs, purge, replay
-from ..errors import NotFound, UsageError
+from ..dead_letters import is_dead_letter_stream, original_pairs, purge, replay
+from ..errors import MalformedDeadLetter, NotFound, UsageError
 from ..operator import RedisOperator
 from ..records import StreamEntry
 from .common import (
@@ -46,13 +46,22 @@ def _view(entry: StreamEntry) -> dict[str, object]:
             **{printable(meta[i]): printable(meta[i + 1]) for i in range(0, len(meta), 2)}}
 
 
+async def _check(operator: RedisOperator, dlq: str) -> bool:
+    """Whether the dead-letter stream exists; a key that is not one is refused (exit 2)."""
+    try:
+        return await is_dead_letter_stream(operator, dlq)
+    except MalformedDeadLetter as exc:
+        raise UsageError(str(exc)) from None
+
+
 @app.command("list")
 def dlq_list(dlq: DlqArg,
-             limit: Annotated[int, typer.Option("--count", help="At most this many.")] = 50,
+             limit: Annotated[int, typer.Option("--count", min=1, help="At most this many.")] = 50,
              config: ConfigOption = None, url: UrlOption = None,
              json_: JsonOption = False) -> None:
     """The oldest dead letters: id, source, reason, deliveries, error."""
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        await _check(operator, dlq)
         entries = await operator.xrange_exact(dlq, count=limit)
         if json_:
             as_json([_view(e) for e in entries])
@@ -83,6 +92,7 @@ def dlq_show(dlq: DlqArg,
     wanted = entry_id(dead_letter)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        await _check(operator, dlq)
         found = await operator.xrange_exact(dlq, wanted, wanted, 1)
         if not found:
             raise NotFound(f"no dead letter {wanted} in {dlq}")
@@ -107,6 +117,7 @@ def dlq_replay(dlq: DlqArg,
     wanted = None if all_ else [entry_id(i) for i in ids or []]
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        await _check(operator, dlq)
         if wanted is not None:
             missing = [i for i in wanted if not await operator.xrange_exact(dlq, i, i, 1)]
             if missing:
@@ -133,8 +144,9 @@ def dlq_purge(dlq: DlqArg,
               json_: JsonOption = False) -> None:
     """Delete the dead-letter stream (only with --yes)."""
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        exists = await _check(operator, dlq)
         if not yes:
-            n = await operator.xlen(dlq) if await operator.exists(dlq) else 0
+            n = await operator.xlen(dlq) if exists else 0
             if json_:
                 as_json({"stream": dlq, "dead_letters": n, "deleted": False})
             else:

@@ -99,7 +99,12 @@ def status(
         for view in shown:
             out.print(_table(view))
 
-    with_redis(config, url, job)
+    if watch and json_:
+        fail(USAGE, "--watch shows tables; --json prints one snapshot (drop one of them)")
+    try:
+        with_redis(config, url, job)
+    except KeyboardInterrupt:  # how --watch ends: Ctrl-C is the way out, not an error
+        raise typer.Exit(0) from None
 
 
 def _table(view: StreamView) -> Table | Text:
@@ -129,7 +134,7 @@ def pending(
     group: Annotated[str, typer.Argument(metavar="GROUP")],
     consumer: Annotated[str | None, typer.Option(help="Only this consumer's entries.")] = None,
     min_idle: Annotated[str, typer.Option(help="Only entries idle this long (e.g. 30s).")] = "0s",
-    limit: Annotated[int, typer.Option("--count", help="At most this many rows.")] = 100,
+    limit: Annotated[int, typer.Option("--count", min=1, help="At most this many rows.")] = 100,
     config: ConfigOption = None,
     url: UrlOption = None,
     json_: JsonOption = False,
@@ -210,9 +215,9 @@ def replay(
         if yes:
             await apply_replay(operator, plan)
         if json_:
-            as_json({"stream": plan.stream, "group": plan.group, "from": plan.current,
-                     "to": plan.target, "entries": plan.entries, "more": plan.more,
-                     "done": yes})
+            as_json({"stream": plan.stream, "group": plan.group, "from": first,
+                     "last_delivered": plan.current, "set_to": plan.target,
+                     "entries": plan.entries, "more": plan.more, "done": yes})
             return
         out.print(f"{'moved' if yes else 'would move'} {plan.describe()}", markup=False)
         if not yes:

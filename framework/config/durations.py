@@ -16,7 +16,9 @@ from pydantic import BeforeValidator, PlainSerializer
 from ..errors import InvalidDuration
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+"""A number with a unit; a bare number is seconds, as text too (``${VAR:2}``, an
+environment override, a quoted ``"1.5"``) as it is as a YAML number."""
 
 
 def parse_duration(value: object) -> timedelta:
@@ -34,7 +36,7 @@ def parse_duration(value: object) -> timedelta:
                 f"{value!r} is not a duration: expected a number with a unit, "
                 "such as 500ms, 30s, 5m or 1h"
             )
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
         raise InvalidDuration("expected a duration such as 500ms, 30s, 5m or 1h")
     if seconds < 0:

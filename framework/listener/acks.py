@@ -199,5 +199,9 @@ class Acks:
         try:
             self._stats.acked += await self._send(ids, markers)
         except Exception as exc:
-            self._log.warning("could not ack {} entries at stop ({}); they stay pending and "
-                              "are re-delivered", len(ids), exc)
+            self._log.warning("could not ack {} at stop ({}); they stay pending and are "
+                              "delivered again", _entries(len(ids)), exc)
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"

@@ -88,6 +88,7 @@ class Subscription:
         self._reader = operator.group_reader(spec.stream, spec.group, spec.consumer)
         self._read_sent = False
         """A read (carrying the acks in ``Acks.ride``) is on its way and not received."""
+        self._waiting_read = False
         self._chores: set[asyncio.Task[None]] = set()
 
     @property
@@ -166,7 +167,15 @@ class Subscription:
         return False
 
     def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
+        """A retry fell due (or a duplicate waits for its twin): handled before the next
+        read. A read blocked on a drained stream is ended now, so the retry runs after its
+        backoff, not after ``poll_timeout`` (on Cluster, where a blocked read cannot be
+        ended, it waits for the read's BLOCK)."""
         self._injected.append((entry, deliveries))
+        if self._waiting_read and self._reader.interruptible and not self._stop.is_set():
+            task = asyncio.get_running_loop().create_task(self._interrupt_read())
+            self._chores.add(task)
+            task.add_done_callback(self._chores.discard)
 
     async def run(self) -> None:
         spec = self.spec
@@ -318,9 +327,11 @@ class Subscription:
         during the read — are acked on their own if the read is slow to come back
         (blocked on a drained stream): see ``Acks.reading``."""
         self._acks.reading(True)
+        self._waiting_read = True
         try:
             return await self._reader.receive()
         finally:
+            self._waiting_read = False
             self._acks.reading(False)
 
     def _send_ack(self, ids: list[str], markers: list[str]) -> Any:

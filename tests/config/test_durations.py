@@ -15,6 +15,9 @@ from streamboot.config.durations import format_duration, parse_duration, to_ms
         ("1.5s", timedelta(milliseconds=1500)),
         (2, timedelta(seconds=2)),
         (" 10 s ", timedelta(seconds=10)),
+        # a bare number is seconds as text too: ${VAR:2}, environment overrides, "1.5"
+        ("3", timedelta(seconds=3)),
+        ("1.5", timedelta(milliseconds=1500)),
     ],
 )
 def test_parses_units(text: object, expected: timedelta) -> None:

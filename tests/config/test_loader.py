@@ -183,3 +183,14 @@ def test_handler_timeout_defaults_and_overrides() -> None:
              for n, ls in settings.listeners.items()}
     assert specs["a"].handler_timeout == timedelta(seconds=90)
     assert specs["b"].handler_timeout == timedelta(hours=2)
+
+
+def test_an_environment_override_may_give_a_duration_as_a_bare_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "app.yaml"
+    path.write_text("listeners:\n  orders: {stream: o, group: g, handler: x, "
+                    "shutdown_timeout: \"${GRACE:4}\"}\n")
+    monkeypatch.setenv("STREAMBOOT_LISTENERS__ORDERS__POLL_TIMEOUT", "3")
+    listener = load_settings(path).listeners["orders"]
+    assert listener.poll_timeout == timedelta(seconds=3)
+    assert listener.shutdown_timeout == timedelta(seconds=4)

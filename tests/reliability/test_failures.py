@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -201,3 +202,30 @@ async def test_duplicates_in_one_batch_and_in_consecutive_batches_are_handled_on
     await wait_until(lambda: true(sub.stats.deduplicated == 40))
     await wait_until(lambda: equals(pel(operator, key), 0))
     assert sorted(handled) == sorted(f"k{k}" for k in range(10))
+
+
+class _TimedFailures(StreamHandler[dict[str, str]]):
+    """Fails every delivery, noting when each began."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        self.at.append(time.monotonic())
+        raise RuntimeError("gateway down")
+
+
+async def test_a_retry_runs_after_its_backoff_not_after_the_blocked_read(
+        operator: RedisOperator, container: ListenerContainer, key: str) -> None:
+    """On a drained stream the loop sits in XREADGROUP BLOCK poll_timeout (2 s here); a
+    retry due after 200 ms ends that read instead of waiting it out (the log line says
+    "retrying in 0.20s", and so it is)."""
+    handler = _TimedFailures()
+    spec = make_spec(key, poll_timeout=timedelta(seconds=2),
+                     retry=RetrySettings(max_deliveries=3, backoff=timedelta(milliseconds=200),
+                                         backoff_max=timedelta(milliseconds=200)))
+    await produce(operator, key, 1)
+    await start(container, spec, handler)
+    await wait_until(lambda: true(len(handler.at) == 3), timeout=5)
+    gaps = [b - a for a, b in zip(handler.at, handler.at[1:], strict=False)]
+    assert all(0.15 < gap < 1.0 for gap in gaps), gaps
