@@ -112,9 +112,9 @@ async def handwritten(args: argparse.Namespace, probe: Probe) -> float:
 async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> float:
     import redis
 
-    from streamboot import ListenerContainer, Message, RedisOperator, StreamHandler
-    from streamboot.client import build_client
+    from streamboot import Message, RedisOperator, StreamHandler, build_client
     from streamboot.config import ContainerSettings, ListenerSettings, RedisSettings
+    from streamboot.listener.container import ListenerContainer
     from streamboot.listener.spec import resolve_listener
 
     class Raw(StreamHandler[dict[str, str]]):

@@ -7,10 +7,10 @@ import asyncio
 import inspect
 import signal
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MISSED
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
 from .alerts import AlertState
@@ -29,8 +29,8 @@ from .listener.spec import ListenerSpec, resolve_listener
 from .metrics import StreambootCollector, build_registry
 from .operator import RedisOperator
 from .preflight import reach_redis
-from .reliability.recovery import PendingRecovery
-from .scheduling import guarded
+from .reliability.recovery import ListenerRecovery
+from .scheduling import Every, schedule
 from .shutdown import (
     EXIT_CANNOT_START,
     EXIT_FORCED,
@@ -64,8 +64,10 @@ class Application:
         self._streams_of: dict[str, Callable[[], list[str]]] = {}
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
-        self._scheduler: Any = None
-        self.recoveries: dict[str, PendingRecovery] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self.recoveries: dict[str, ListenerRecovery] = {}
+        self._jobs: list[Every] = []
+        """What each listener's features run, and how often (they say so themselves)."""
         self.failure: StartupError | None = None
         self._announced = False
         """Why the run ended by itself (every listener failed), for the command line."""
@@ -97,12 +99,13 @@ class Application:
             # not a stream): say so once, and never claim to have started.
             raise StartupError(self._all_failed_reason())
         if self.settings.scheduler.enabled:
-            self._scheduler = await provide(self.container.scheduler)
-            self._schedule_recovery()
-            self._scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
-            self._every("monitor", self.settings.metrics.refresh, self.monitor,
-                        first=datetime.now(UTC))
-            self._scheduler.start()
+            scheduler = self._scheduler = await provide(self.container.scheduler)
+            monitor = Every("monitor", self.settings.metrics.refresh, self.monitor,
+                            at_start=True)
+            for job in (*self._jobs, monitor):
+                schedule(scheduler, job)
+            scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
+            scheduler.start()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
         if self.settings.metrics.enabled:
@@ -135,69 +138,36 @@ class Application:
             raise ConfigError(problems)
         return declared
 
-    async def _declare(self, name: str, spec: Any, handler: Any) -> None:
-        """Register the listener (or its rotation job) and build its lifecycle jobs."""
+    async def _declare(self, name: str, spec: ListenerSpec, handler: StreamHandler[Any]) -> None:
+        """Register the listener (or its rotation job) and build its features' jobs; each
+        says how often it runs (``every``)."""
         assert self.listeners is not None
         assert self.operator is not None
         listener = self.settings.listeners[name]
         if listener.rotation is not None:
-            job = RotationJob(spec, handler, RotationPolicy(listener.rotation), self.operator,
-                              self.listeners, self.clock)
-            self.rotations[name] = job
-            await job.run_once()  # subscribe to the current period (and older ones with work)
-            streams = job.streams
+            rotation = RotationJob(spec, handler, RotationPolicy(listener.rotation),
+                                   self.operator, self.listeners, self.clock)
+            self.rotations[name] = rotation
+            await rotation.run_once()  # subscribe to the current period (and older ones)
+            self._jobs.append(rotation.every())
+            streams = rotation.streams
         else:
             self.listeners.register(spec, handler)
             streams = lambda: [spec.stream]  # noqa: E731
         self._streams_of[name] = streams
+        if listener.pending_scan.enabled:
+            recovery = ListenerRecovery(name, listener.pending_scan.interval, self.listeners,
+                                        self.operator)
+            self.recoveries[name] = recovery
+            self._jobs.append(recovery.every())
         if listener.retention is not None:
-            self.retentions[name] = RetentionJob(self.operator, listener.retention, streams,
-                                                 self.clock)
+            retention = RetentionJob(self.operator, listener.retention, streams, self.clock)
+            self.retentions[name] = retention
+            self._jobs.append(retention.every(name))
         if listener.cleanup.enabled:
-            self.cleanups[name] = CleanupJob(self.operator, listener.cleanup, spec.group,
-                                             streams)
-
-    def _schedule_recovery(self) -> None:
-        now = datetime.now(UTC)
-        for name, listener in self.settings.listeners.items():
-            if not listener.enabled:
-                continue
-            scan = listener.pending_scan
-            # First run right away: orphans of a consumer that died before this start.
-            if scan.enabled:
-                self._every(f"recovery:{name}", scan.interval, self._recover_factory(name),
-                            first=now)
-            if name in self.rotations:
-                self._every(f"rotation:{name}", listener.rotation.check_interval,  # type: ignore[union-attr]
-                            self.rotations[name].run_once)
-            if name in self.retentions:
-                self._every(f"retention:{name}", listener.retention.interval,  # type: ignore[union-attr]
-                            self.retentions[name].run_once, first=now)
-            if name in self.cleanups:
-                self._every(f"cleanup:{name}", listener.cleanup.interval,
-                            self.cleanups[name].run_once)
-
-    def _every(self, job_id: str, interval: Any, run: Any, first: datetime | None = None) -> None:
-        options = {"next_run_time": first} if first is not None else {}
-        self._scheduler.add_job(guarded(job_id, run), "interval",
-                                seconds=interval.total_seconds(), id=job_id, **options)
-
-    def _recover_factory(self, name: str) -> Any:
-        """One recovery job per listener, over all its subscriptions (rotated periods too)."""
-        async def recover() -> None:
-            assert self.listeners is not None
-            assert self.operator is not None
-            for sub_name, sub in self.listeners.subscriptions.items():
-                if sub_name != name and not sub_name.startswith(f"{name}@"):
-                    continue
-                if not sub.live:
-                    continue  # not started yet (no group yet), stopping, or failed for good
-                recovery = self.recoveries.get(sub_name)
-                if recovery is None or recovery.subscription is not sub:
-                    recovery = self.recoveries[sub_name] = PendingRecovery(sub, self.operator)
-                await recovery.run_once()
-
-        return recover
+            cleanup = CleanupJob(self.operator, listener.cleanup, spec.group, streams)
+            self.cleanups[name] = cleanup
+            self._jobs.append(cleanup.every(name))
 
     async def monitor(self) -> None:
         """Refresh the stream gauges and check the alert thresholds of every listener."""

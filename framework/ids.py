@@ -8,6 +8,12 @@ def parse_id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def is_id(text: str) -> bool:
+    """``<ms>`` or ``<ms>-<seq>``, as a command line or a file may give one."""
+    ms, _, seq = text.partition("-")
+    return ms.isdigit() and (not seq or seq.isdigit())
+
+
 def format_id(parts: tuple[int, int]) -> str:
     return f"{parts[0]}-{parts[1]}"
 

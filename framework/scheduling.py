@@ -1,11 +1,18 @@
-"""Every job runs through :func:`guarded`: an exception is logged and the job simply
-runs again at its next time; it never kills the scheduler or the process."""
+"""The jobs' schedule: each feature says what it runs and how often (:class:`Every`); the
+application only hands those to APScheduler. Every job runs through :func:`guarded`: an
+exception is logged and the job simply runs again at its next time; it never kills the
+scheduler or the process."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from loguru import logger
 
@@ -32,3 +39,21 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaita
 
     run.__name__ = name
     return run
+
+
+@dataclass(frozen=True, slots=True)
+class Every:
+    """A job and when it runs: every ``interval``; the first time at once (``at_start``:
+    orphans of a consumer that died before this start, a stream to trim now) or after one
+    interval."""
+
+    id: str
+    interval: timedelta
+    run: Callable[[], Awaitable[Any]]
+    at_start: bool = False
+
+
+def schedule(scheduler: AsyncIOScheduler, job: Every) -> None:
+    options = {"next_run_time": datetime.now(UTC)} if job.at_start else {}
+    scheduler.add_job(guarded(job.id, job.run), "interval",
+                      seconds=job.interval.total_seconds(), id=job.id, **options)

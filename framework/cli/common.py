@@ -39,6 +39,7 @@ from ..errors import (
     is_permanent,
     server_error_text,
 )
+from ..ids import is_id
 from ..operator import RedisOperator
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
@@ -130,8 +131,7 @@ def print_problems(exc: ConfigError) -> None:
 
 def entry_id(text: str) -> str:
     """A stream entry id as given on the command line (``<ms>`` or ``<ms>-<seq>``)."""
-    ms, _, seq = text.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()):
+    if not is_id(text):
         fail(USAGE, f"{text!r} is not a stream entry id (expected <ms>-<seq>, such as "
                     "1700000000000-0)")
     return text

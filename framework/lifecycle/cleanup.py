@@ -13,6 +13,7 @@ from loguru import logger
 
 from ..config.models import CleanupSettings
 from ..operator import RedisOperator
+from ..scheduling import Every
 
 _MAX_DELETES = 100
 
@@ -25,6 +26,9 @@ class CleanupJob:
         self._group = group
         self._streams = streams
         self.deleted: list[str] = []
+
+    def every(self, listener: str) -> Every:
+        return Every(f"cleanup:{listener}", self._settings.interval, self.run_once)
 
     async def run_once(self) -> list[str]:
         deleted: list[str] = []

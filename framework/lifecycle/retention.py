@@ -20,6 +20,7 @@ from loguru import logger
 from ..config.durations import to_ms
 from ..config.models import RetentionSettings
 from ..ids import after, format_id, parse_id
+from ..scheduling import Every
 
 if TYPE_CHECKING:  # the job's collaborators; the rule is pure
     from ..clock import Clock
@@ -82,6 +83,10 @@ class RetentionJob:
         self._streams = streams
         self._clock = clock
         self.trimmed = 0
+
+    def every(self, listener: str) -> Every:
+        return Every(f"retention:{listener}", self._settings.interval, self.run_once,
+                     at_start=True)
 
     async def run_once(self) -> dict[str, TrimPlan]:
         return {key: await self.trim(key) for key in list(self._streams())}

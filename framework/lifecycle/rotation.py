@@ -27,7 +27,9 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from ..config.models import RotationSettings
+from ..listener.spec import period_subscription
 from ..reliability.slots import colocated
+from ..scheduling import Every
 
 if TYPE_CHECKING:  # the job's collaborators; the rule needs none of them (publisher.py)
     from ..clock import Clock
@@ -100,6 +102,10 @@ class RotationJob:
         """The physical keys currently consumed (for retention, cleanup and status)."""
         return list(self.subscribed)
 
+    def every(self) -> Every:
+        return Every(f"rotation:{self.spec.name}", self.policy.settings.check_interval,
+                     self.run_once)
+
     async def run_once(self) -> None:
         now = self._clock.now()
         current = self.policy.current(now)
@@ -152,7 +158,7 @@ class RotationJob:
     def _subscribe(self, key: str) -> None:
         if key in self.subscribed:
             return
-        name = f"{self.spec.name}@{key}"
+        name = period_subscription(self.spec.name, key)
         spec = replace(self.spec, name=name, stream=key, owns_stream=False,
                        dead_letter_stream=colocated(key, ":dlq")
                        if self.spec.dead_letter_stream else None)

@@ -89,6 +89,7 @@ class Subscription:
         self._read_sent = False
         """A read (carrying the acks in ``Acks.ride``) is on its way and not received."""
         self._waiting_read = False
+        self._interrupting = False
         self._chores: set[asyncio.Task[None]] = set()
 
     @property
@@ -172,7 +173,11 @@ class Subscription:
         backoff, not after ``poll_timeout`` (on Cluster, where a blocked read cannot be
         ended, it waits for the read's BLOCK)."""
         self._injected.append((entry, deliveries))
-        if self._waiting_read and self._reader.interruptible and not self._stop.is_set():
+        if self._waiting_read and self._reader.interruptible and not self._interrupting \
+                and not self._stop.is_set():
+            # One CLIENT UNBLOCK per blocked read, however many retries fall due meanwhile
+            # (a burst of retries must not take a pooled connection each).
+            self._interrupting = True
             task = asyncio.get_running_loop().create_task(self._interrupt_read())
             self._chores.add(task)
             task.add_done_callback(self._chores.discard)
@@ -331,7 +336,7 @@ class Subscription:
         try:
             return await self._reader.receive()
         finally:
-            self._waiting_read = False
+            self._waiting_read = self._interrupting = False
             self._acks.reading(False)
 
     def _send_ack(self, ids: list[str], markers: list[str]) -> Any:

@@ -39,6 +39,16 @@ class ListenerSpec:
     expired period without its TTL); when it is gone, the subscription ends."""
 
 
+def period_subscription(listener: str, key: str) -> str:
+    """The subscription name of one period's stream of a rotated listener."""
+    return f"{listener}@{key}"
+
+
+def listener_of(subscription: str) -> str:
+    """The listener a subscription belongs to (itself, or a rotated period's)."""
+    return subscription.partition("@")[0]
+
+
 def resolve_listener(
     name: str, listener: ListenerSettings, defaults: ContainerSettings
 ) -> ListenerSpec:

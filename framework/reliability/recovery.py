@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from ..listener.poll import Subscription
+from ..listener.spec import listener_of
 from ..operator import RedisOperator
+from ..scheduling import Every
+
+if TYPE_CHECKING:
+    from ..listener.container import ListenerContainer
 
 _WARN_ROWS = 10
 
@@ -81,3 +88,31 @@ class PendingRecovery:
                 "entry pending for {:.0f}s (owner {}, {} deliveries)", row.idle_ms / 1000,
                 row.consumer, row.deliveries)
         return RecoveryReport(len(claimed), deleted, len(overdue), self.cursor)
+
+
+class ListenerRecovery:
+    """One listener's recovery job: every ``pending_scan.interval``, over each of its live
+    subscriptions (a rotated listener has one per period that still has work), each with
+    its own XAUTOCLAIM cursor."""
+
+    def __init__(self, listener: str, interval: timedelta, listeners: ListenerContainer,
+                 operator: RedisOperator) -> None:
+        self.listener = listener
+        self._interval = interval
+        self._listeners = listeners
+        self._operator = operator
+        self.by_subscription: dict[str, PendingRecovery] = {}
+
+    def every(self) -> Every:
+        # At start too: orphans of a consumer that died before this process started.
+        return Every(f"recovery:{self.listener}", self._interval, self.run_once,
+                     at_start=True)
+
+    async def run_once(self) -> None:
+        for name, sub in self._listeners.subscriptions.items():
+            if listener_of(name) != self.listener or not sub.live:
+                continue  # another listener's; or not started yet, stopping, failed for good
+            recovery = self.by_subscription.get(name)
+            if recovery is None or recovery.subscription is not sub:
+                recovery = self.by_subscription[name] = PendingRecovery(sub, self._operator)
+            await recovery.run_once()

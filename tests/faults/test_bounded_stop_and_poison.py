@@ -69,8 +69,7 @@ def test_sigterm_ends_the_process_within_its_bound_whatever_the_handler_does(
     hung = str(redis.xadd(stream, {"out": str(out), "hang": hang}))
     worker = run_worker(write_config(tmp_path, url, stream, handler), project_env, "w1")
     try:
-        wait_for(lambda: f"started {hung}" in out.read_text())
-        time.sleep(0.2)
+        wait_for(lambda: f"started {hung}" in out.read_text())  # the handler has begun
         began = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=bound + 10)

@@ -171,17 +171,24 @@ def test_second_signal_forces_the_stop(tmp_path: Path, project_env: dict[str, st
     stream = "orders-force"
     redis.xadd(stream, {"order_id": "f1", "sleep": "30"})
     config = worker_config(tmp_path, url, stream, "tests.handlers:LedgerHandler")
-    worker = start_worker(config, "w", project_env)
+    log = tmp_path / "worker.log"
+    with log.open("w") as sink:
+        worker = subprocess.Popen(
+            [STREAMBOOT, "run", str(config)], cwd=ROOT, text=True,
+            env={**project_env, "STREAMBOOT_LISTENERS__ORDERS__CONSUMER": "w"},
+            stdout=subprocess.DEVNULL, stderr=sink)
     try:
         wait_for(lambda: redis.exists(stream) and bool(redis.xinfo_groups(stream))
                  and pending(redis, stream) == 1)
         worker.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        # The second signal only after the first is handled (the graceful stop began).
+        wait_for(lambda: "stopping gracefully" in log.read_text(), timeout=10)
         worker.send_signal(signal.SIGINT)
-        _, stderr = worker.communicate(timeout=10)
+        worker.wait(timeout=10)
     finally:
         if worker.poll() is None:
             worker.kill()
+    stderr = log.read_text()
     assert worker.returncode == 1
     assert "forcing stop" in stderr
     assert pending(redis, stream) == 1  # not acked: it will be reclaimed, not lost
