@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -243,3 +244,38 @@ def test_status_of_a_key_of_another_type_and_bad_counts_are_errors(
     assert both.returncode == 2
     assert first(both.stderr) == ("streamboot: --watch shows tables; --json prints one "
                                   "snapshot (drop one of them)")
+
+
+def test_names_that_are_not_utf8_are_shown_escaped_and_json_stays_valid(
+        app_file: Path, locked: RedisServer) -> None:
+    raw = redis.Redis(port=locked.port, db=2, password="s3cret")  # bytes in, bytes out
+    raw.xadd(b"s\xff", {b"n": b"1"})
+    raw.xgroup_create(b"s\xff", b"g\xfe", b"0")
+    raw.execute_command("XREADGROUP", "GROUP", b"g\xfe", b"c\xfd", "STREAMS", b"s\xff", ">")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    base = [STREAMBOOT.encode()]
+
+    def listing(*args: bytes) -> Any:
+        done = subprocess.run([*base, *args, b"--json", b"--config", str(app_file).encode()],
+                              cwd=ROOT, env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.decode("utf-8"))  # strict: valid UTF-8, valid JSON
+
+    try:
+        (view,) = listing(b"status", b"--stream", b"s\xff")
+        assert view["key"] == "s\\xff"
+        (group,) = view["groups"]
+        assert group["name"] == "g\\xfe"
+        assert [c["name"] for c in group["consumers"]] == ["c\\xfd"]
+        (row,) = listing(b"pending", b"s\xff", b"g\xfe")
+        assert row["consumer"] == "c\\xfd"
+        table = subprocess.run([*base, b"status", b"--stream", b"s\xff",
+                                b"--config", str(app_file).encode()],
+                               cwd=ROOT, env=env, capture_output=True, timeout=60)
+        shown = table.stdout.decode("utf-8")
+        assert "s\\xff" in shown
+        assert "g\\xfe" in shown
+        assert "c\\xfd" in shown
+    finally:
+        raw.delete(b"s\xff")
+        raw.close()

@@ -148,6 +148,18 @@ def count(n: int, singular: str, plural: str | None = None) -> str:
 
 
 def as_json(value: Any) -> None:
+    """Valid JSON whatever Redis held: every string made printable (``\\xNN`` for bytes
+    that are not UTF-8, in names as in values)."""
     import json
 
-    out.print_json(json.dumps(value))
+    out.print_json(json.dumps(_printable_tree(value)))
+
+
+def _printable_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable_tree(k): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable_tree(v) for v in value]
+    return value

@@ -109,12 +109,13 @@ def status(
 
 def _table(view: StreamView) -> Table | Text:
     if not view.exists:
-        return Text(f"{view.key}: no such stream")
+        return Text(f"{printable(view.key)}: no such stream")
     memory = f"{view.memory_bytes / 1024:.1f} KiB" if view.memory_bytes is not None else "?"
     span = (f"first {view.first_id}, last {view.last_id}" if view.length
             else f"last id {view.last_id or '0-0'}")
-    table = Table(title=f"{view.key}: {count(view.length, 'entry', 'entries')}, {span}, "
-                        f"{memory}", title_justify="left")
+    entries = count(view.length, "entry", "entries")
+    table = Table(title=f"{printable(view.key)}: {entries}, {span}, {memory}",
+                  title_justify="left")
     for column in ("group", "consumer", "lag", "pending", "oldest pending idle",
                    "consumer idle"):
         table.add_column(column, no_wrap=True)
@@ -122,9 +123,9 @@ def _table(view: StreamView) -> Table | Text:
         oldest = (f"{group.oldest_pending_idle_ms / 1000:.1f}s"
                   if group.oldest_pending_idle_ms is not None else "-")
         lag = "?" if group.lag is None else str(group.lag)
-        table.add_row(group.name, "", lag, str(group.pending), oldest, "")
+        table.add_row(printable(group.name), "", lag, str(group.pending), oldest, "")
         for consumer in group.consumers:
-            table.add_row("", consumer.name, "", str(consumer.pending), "",
+            table.add_row("", printable(consumer.name), "", str(consumer.pending), "",
                           f"{consumer.idle_ms / 1000:.1f}s")
     return table
 
