@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .clock import Clock, SystemClock
@@ -70,6 +70,16 @@ class Publisher:
         written and its id returned, or this raises.
         """
         return (await self.publish_many([payload]))[0]
+
+    async def publish_fields(self, fields: Mapping[str, str]) -> tuple[str, str]:
+        """XADD fields exactly as given (no codec, no schema_version) to the stream a
+        publish would use now — the current period's for a rotated listener, created if
+        missing — under the same backpressure; returns (key, id). For operators'
+        hand-made entries (``streamboot publish``)."""
+        key = self.key()
+        await self._admit(key)
+        (entry_id,) = await self._write(key, [dict(fields)])
+        return key, entry_id
 
     async def publish_many(self, payloads: Sequence[Any], chunk: int = 500) -> list[str]:
         """XADD many payloads, ``chunk`` per pipelined round trip, in order."""

@@ -279,3 +279,24 @@ def test_names_that_are_not_utf8_are_shown_escaped_and_json_stays_valid(
     finally:
         raw.delete(b"s\xff")
         raw.close()
+
+
+def test_publish_to_a_rotated_listener_goes_to_its_current_period(
+        tmp_path: Path, locked: RedisServer, r: redis.Redis) -> None:
+    """A rotated listener reads `rot:<period>` keys; an entry published to the plain name
+    `rot` would sit in a stream nobody reads."""
+    path = tmp_path / "rotated.yaml"
+    path.write_text(f"""
+redis: {{url: "redis://127.0.0.1:{locked.port}/2", password: s3cret}}
+listeners:
+  rot: {{stream: rot, group: g, handler: "tests.handlers:RawHandler",
+         rotation: {{period: 1h, key_format: "rot:%Y%m%d%H", ttl: 3h}}}}
+""")
+    published = sb("publish", "rot", "order_id=o-1", "--config", str(path), "--json")
+    assert published.returncode == 0, published.stderr
+    shown = json.loads(published.stdout)
+    assert shown["stream"].startswith("rot:")
+    assert not r.exists("rot")
+    assert [f for _, f in entries_of(r, shown["stream"])] == [{"order_id": "o-1"}]
+    assert r.xinfo_groups(shown["stream"])[0]["name"] == "g"  # created with its group
+    assert 0 < r.ttl(shown["stream"]) <= 3 * 3600

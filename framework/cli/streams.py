@@ -20,6 +20,7 @@ from ..errors import NotFound, UsageError
 from ..inspect_streams import StreamView, stream_view
 from ..lifecycle.rotation import RotationPolicy
 from ..operator import RedisOperator
+from ..publisher import Publisher
 from ..replay import apply_replay, plan_replay
 from .common import (
     USAGE,
@@ -176,13 +177,24 @@ def publish(
     url: UrlOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """XADD one entry (for manual tests)."""
+    """XADD one entry (for manual tests).
+
+    With the application file, STREAM may be a rotated listener's `stream`: the entry
+    goes to the current period's stream, as the listener's Publisher would send it."""
     pairs = dict(_pair(f) for f in fields)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        new_id = await operator.xadd(stream, pairs)
+        rotated = [ls for ls in (settings.listeners.values() if settings else ())
+                   if ls.stream == stream and ls.rotation is not None]
+        if rotated:
+            key, new_id = await Publisher.for_listener(operator, rotated[0]).publish_fields(
+                pairs)
+        else:
+            key, new_id = stream, await operator.xadd(stream, pairs)
         if json_:
-            as_json({"stream": stream, "id": new_id})
+            as_json({"stream": key, "id": new_id})
+        elif key != stream:
+            out.print(f"{new_id} (in {key}, the current period of {stream})", markup=False)
         else:
             out.print(new_id, markup=False)
 
