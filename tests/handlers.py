@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +171,11 @@ class PoisonHandler(StreamHandler[dict[str, str]]):
         await self.redis.rpush(f"applied:{message.payload['n']}", str(message.delivery_count))
 
 
+RELEASE_HUNG = threading.Event()
+"""What a hung handler waits for (bounded at 60 s): nothing sets it in a worker process —
+the tests end those by signal — and an in-process test may set it to let them go."""
+
+
 class HangingHandler(StreamHandler[dict[str, str]]):
     """Writes 'started <id>' to the entry's ``out`` file, then, for ``hang`` entries, never
     returns: ``how=thread`` blocks its thread, ``how=loop`` blocks the event loop itself."""
@@ -180,7 +184,7 @@ class HangingHandler(StreamHandler[dict[str, str]]):
         with open(message.payload["out"], "a") as out:  # noqa: ASYNC230 - a tiny test file
             out.write(f"started {message.id}\n")
         if message.payload.get("hang") == "loop":
-            time.sleep(60)  # noqa: ASYNC251 - the point: an async handler blocking the loop
+            RELEASE_HUNG.wait(60)  # the point: an async handler blocking the event loop
         elif message.payload.get("hang") == "await":
             await asyncio.Event().wait()
         elif message.payload.get("hang") == "deaf":  # swallows every cancellation
@@ -194,7 +198,7 @@ class HangingSyncHandler(StreamHandler[dict[str, str]]):
         with open(message.payload["out"], "a") as out:
             out.write(f"started {message.id}\n")
         if message.payload.get("hang"):
-            time.sleep(60)
+            RELEASE_HUNG.wait(60)
 
 
 @dataclass
