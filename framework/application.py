@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MISSED
@@ -18,18 +17,15 @@ from .clock import Clock, SystemClock
 from .config.models import AppSettings
 from .di import StreambootContainer, build_container, provide, resolve_handler
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
+from .features import DeclaredListener, declare
 from .handler import StreamHandler
 from .http_server import MetricsServer, health
 from .inspect_streams import StreamView, stream_view
-from .lifecycle.cleanup import CleanupJob
-from .lifecycle.retention import RetentionJob
-from .lifecycle.rotation import RotationJob, RotationPolicy
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
 from .metrics import StreambootCollector, build_registry
 from .operator import RedisOperator
 from .preflight import reach_redis
-from .reliability.recovery import ListenerRecovery
 from .scheduling import Every, schedule
 from .shutdown import (
     EXIT_CANNOT_START,
@@ -55,19 +51,14 @@ class Application:
         """Where the settings came from (the file), for the problems this reports."""
         self.container = container or build_container(settings, source)
         self.clock = clock or SystemClock()
-        self.rotations: dict[str, RotationJob] = {}
-        self.retentions: dict[str, RetentionJob] = {}
-        self.cleanups: dict[str, CleanupJob] = {}
+        self.declared: dict[str, DeclaredListener] = {}
+        """Each enabled listener with its features' jobs (see features.py)."""
         self.alerts = AlertState()
         self.stream_views: dict[str, StreamView] = {}
         self.metrics_server: MetricsServer | None = None
-        self._streams_of: dict[str, Callable[[], list[str]]] = {}
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
         self._scheduler: AsyncIOScheduler | None = None
-        self.recoveries: dict[str, ListenerRecovery] = {}
-        self._jobs: list[Every] = []
-        """What each listener's features run, and how often (they say so themselves)."""
         self.failure: StartupError | None = None
         self._announced = False
         """Why the run ended by itself (every listener failed), for the command line."""
@@ -92,7 +83,10 @@ class Application:
             return
         self.listeners = await provide(self.container.listener_container)
         for name, (spec, handler) in declared.items():
-            await self._declare(name, spec, handler)
+            listener = DeclaredListener(name, self.settings.listeners[name], spec, handler,
+                                        self.operator, self.listeners, self.clock)
+            await declare(listener)
+            self.declared[name] = listener
         await self.listeners.start(timeout=wait_live)
         if self.listeners.every_one_failed:
             # Every listener was refused on its first command (a permission, a key that is
@@ -102,7 +96,9 @@ class Application:
             scheduler = self._scheduler = await provide(self.container.scheduler)
             monitor = Every("monitor", self.settings.metrics.refresh, self.monitor,
                             at_start=True)
-            for job in (*self._jobs, monitor):
+            jobs = [job.every() for listener in self.declared.values()
+                    for job in listener.jobs.values()]
+            for job in (*jobs, monitor):
                 schedule(scheduler, job)
             scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
             scheduler.start()
@@ -138,44 +134,13 @@ class Application:
             raise ConfigError(problems)
         return declared
 
-    async def _declare(self, name: str, spec: ListenerSpec, handler: StreamHandler[Any]) -> None:
-        """Register the listener (or its rotation job) and build its features' jobs; each
-        says how often it runs (``every``)."""
-        assert self.listeners is not None
-        assert self.operator is not None
-        listener = self.settings.listeners[name]
-        if listener.rotation is not None:
-            rotation = RotationJob(spec, handler, RotationPolicy(listener.rotation),
-                                   self.operator, self.listeners, self.clock)
-            self.rotations[name] = rotation
-            await rotation.run_once()  # subscribe to the current period (and older ones)
-            self._jobs.append(rotation.every())
-            streams = rotation.streams
-        else:
-            self.listeners.register(spec, handler)
-            streams = lambda: [spec.stream]  # noqa: E731
-        self._streams_of[name] = streams
-        if listener.pending_scan.enabled:
-            recovery = ListenerRecovery(name, listener.pending_scan.interval, self.listeners,
-                                        self.operator)
-            self.recoveries[name] = recovery
-            self._jobs.append(recovery.every())
-        if listener.retention is not None:
-            retention = RetentionJob(self.operator, listener.retention, streams, self.clock)
-            self.retentions[name] = retention
-            self._jobs.append(retention.every(name))
-        if listener.cleanup.enabled:
-            cleanup = CleanupJob(self.operator, listener.cleanup, spec.group, streams)
-            self.cleanups[name] = cleanup
-            self._jobs.append(cleanup.every(name))
-
     async def monitor(self) -> None:
         """Refresh the stream gauges and check the alert thresholds of every listener."""
         assert self.operator is not None
         views: dict[str, StreamView] = {}
-        for name, streams in self._streams_of.items():
-            listener = self.settings.listeners[name]
-            for key in streams():
+        for name, declared in self.declared.items():
+            listener = declared.settings
+            for key in declared.streams():
                 view = views.get(key) or await stream_view(self.operator, key)
                 views[key] = view
                 for group in view.groups:

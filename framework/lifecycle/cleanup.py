@@ -8,6 +8,7 @@ receives an entry in between is kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -15,20 +16,33 @@ from ..config.models import CleanupSettings
 from ..operator import RedisOperator
 from ..scheduling import Every
 
+if TYPE_CHECKING:
+    from ..features import DeclaredListener
+
 _MAX_DELETES = 100
+
+
+async def declare(listener: DeclaredListener) -> CleanupJob | None:
+    """A listener has cleanup unless ``cleanup.enabled`` is false."""
+    settings = listener.settings.cleanup
+    if not settings.enabled:
+        return None
+    return CleanupJob(listener.operator, settings, listener.spec.group, listener.streams,
+                      listener=listener.name)
 
 
 class CleanupJob:
     def __init__(self, operator: RedisOperator, settings: CleanupSettings, group: str,
-                 streams: Callable[[], Iterable[str]]) -> None:
+                 streams: Callable[[], Iterable[str]], listener: str = "") -> None:
+        self.listener = listener
         self._operator = operator
         self._settings = settings
         self._group = group
         self._streams = streams
         self.deleted: list[str] = []
 
-    def every(self, listener: str) -> Every:
-        return Every(f"cleanup:{listener}", self._settings.interval, self.run_once)
+    def every(self) -> Every:
+        return Every(f"cleanup:{self.listener}", self._settings.interval, self.run_once)
 
     async def run_once(self) -> list[str]:
         deleted: list[str] = []

@@ -24,6 +24,7 @@ from ..scheduling import Every
 
 if TYPE_CHECKING:  # the job's collaborators; the rule is pure
     from ..clock import Clock
+    from ..features import DeclaredListener
     from ..operator import RedisOperator
 
 
@@ -75,17 +76,28 @@ def later(a: str | None, b: str | None) -> str | None:
 
 
 # -- the job ----------------------------------------------------------------------------
+async def declare(listener: DeclaredListener) -> RetentionJob | None:
+    """A listener has retention when it declares ``retention``."""
+    settings = listener.settings.retention
+    if settings is None:
+        return None
+    return RetentionJob(listener.operator, settings, listener.streams, listener.clock,
+                        listener=listener.name)
+
+
 class RetentionJob:
     def __init__(self, operator: RedisOperator, settings: RetentionSettings,
-                 streams: Callable[[], Iterable[str]], clock: Clock) -> None:
+                 streams: Callable[[], Iterable[str]], clock: Clock,
+                 listener: str = "") -> None:
+        self.listener = listener
         self._operator = operator
         self._settings = settings
         self._streams = streams
         self._clock = clock
         self.trimmed = 0
 
-    def every(self, listener: str) -> Every:
-        return Every(f"retention:{listener}", self._settings.interval, self.run_once,
+    def every(self) -> Every:
+        return Every(f"retention:{self.listener}", self._settings.interval, self.run_once,
                      at_start=True)
 
     async def run_once(self) -> dict[str, TrimPlan]:

@@ -33,6 +33,7 @@ from ..scheduling import Every
 
 if TYPE_CHECKING:  # the job's collaborators; the rule needs none of them (publisher.py)
     from ..clock import Clock
+    from ..features import DeclaredListener
     from ..handler import StreamHandler
     from ..listener.container import ListenerContainer
     from ..listener.spec import ListenerSpec
@@ -81,6 +82,20 @@ class RotationPolicy:
 
 
 # -- the job ----------------------------------------------------------------------------
+async def declare(listener: DeclaredListener) -> RotationJob | None:
+    """A listener with ``rotation`` reads its periods, not its ``stream``: this job
+    subscribes it (to the current period and to older ones that still have work) and
+    keeps its subscriptions as periods come and go."""
+    settings = listener.settings.rotation
+    if settings is None:
+        return None
+    job = RotationJob(listener.spec, listener.handler, RotationPolicy(settings),
+                      listener.operator, listener.listeners, listener.clock)
+    await job.run_once()
+    listener.streams_from = job.streams
+    return job
+
+
 class RotationJob:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], policy: RotationPolicy,
                  operator: RedisOperator, listeners: ListenerContainer, clock: Clock) -> None:

@@ -31,6 +31,7 @@ from ..operator import RedisOperator
 from ..scheduling import Every
 
 if TYPE_CHECKING:
+    from ..features import DeclaredListener
     from ..listener.container import ListenerContainer
 
 _WARN_ROWS = 10
@@ -88,6 +89,14 @@ class PendingRecovery:
                 "entry pending for {:.0f}s (owner {}, {} deliveries)", row.idle_ms / 1000,
                 row.consumer, row.deliveries)
         return RecoveryReport(len(claimed), deleted, len(overdue), self.cursor)
+
+
+async def declare(listener: DeclaredListener) -> ListenerRecovery | None:
+    """A listener has pending recovery unless ``pending_scan.enabled`` is false."""
+    scan = listener.settings.pending_scan
+    if not scan.enabled:
+        return None
+    return ListenerRecovery(listener.name, scan.interval, listener.listeners, listener.operator)
 
 
 class ListenerRecovery:

@@ -253,14 +253,15 @@ async def test_application_wires_rotation_retention_and_cleanup(
     await application.start()
     try:
         current = f"{key}:2026112305"
-        assert application.rotations["orders"].streams() == [current]
+        assert application.declared["orders"].streams() == [current]
         publisher = Publisher.for_listener(operator, settings.listeners["orders"], clock)
         entry = await publisher.publish(Order(order_id="o1", qty=1))
         assert application.listeners is not None
         sub = application.listeners.subscriptions[f"orders@{current}"]
         await wait_until(lambda: true(sub.stats.handled == 1))
         assert (await operator.xrange(current))[-1].id == entry
-        assert "orders" in application.retentions
-        assert "orders" in application.cleanups
+        jobs = application.declared["orders"].jobs
+        assert sorted(jobs) == ["cleanup", "recovery", "retention", "rotation"]
+        assert jobs["rotation"].every().id == "rotation:orders"
     finally:
         await application.stop()
