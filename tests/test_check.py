@@ -48,7 +48,8 @@ listeners:
         "batch_size, concurrency, shutdown_timeout, handler_timeout",
         f"{bad}: listeners.orders.handler: listener 'orders', handler "
         "'no_such_pkg.handlers:Nope': cannot import 'no_such_pkg.handlers': No module named "
-        "'no_such_pkg'"]
+        "'no_such_pkg' (modules are imported from the current directory and PYTHONPATH: run "
+        "from your project's root)"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -119,3 +120,39 @@ def test_rotation_that_cannot_pre_create_is_refused(
         f"{path}: listeners.l.rotation: rotation.check_interval (5m) is longer than "
         "rotation.precreate (1m): the job might not run between the moment the next period "
         "may be created and its start, so it would not be pre-created"]
+
+
+def test_a_handler_module_that_fails_at_import_is_one_problem_not_a_traceback(
+        tmp_path: Path, project_env: dict[str, str]) -> None:
+    """The user's module raises while it is imported, or does not parse: check and run say
+    which module failed and where, on one line each, exit 2 (a new user's trial)."""
+    (tmp_path / "explodes.py").write_text('x = 1\nraise RuntimeError("boom at import")\n')
+    (tmp_path / "unparsable.py").write_text("def handle(:\n")
+    path = write(tmp_path, """application: {container: "nocolon"}
+listeners:
+  a: {stream: a, group: g, handler: "explodes:X"}
+  b: {stream: b, group: g, handler: "unparsable:X"}
+  c: {stream: c, group: g, handler: ":X"}
+""", project_env["REDIS_URL"])
+    env = {**project_env, "PYTHONPATH": str(tmp_path)}
+    result = streamboot("check", str(path), env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert problems(result) == [
+        f"{path}: application.container: 'nocolon' is not an import path of the form "
+        "package.module:Name"]
+    path.write_text(path.read_text().replace('application: {container: "nocolon"}\n', ""))
+    result = streamboot("check", str(path), env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert problems(result) == [
+        f"{path}: listeners.a.handler: listener 'a', handler 'explodes:X': importing "
+        f"'explodes' failed: RuntimeError: boom at import ({tmp_path}/explodes.py, line 2)",
+        f"{path}: listeners.b.handler: listener 'b', handler 'unparsable:X': importing "
+        f"'unparsable' failed: SyntaxError: invalid syntax ({tmp_path}/unparsable.py, line 1)",
+        f"{path}: listeners.c.handler: listener 'c', handler ':X': ':X' is not an import "
+        "path of the form package.module:Name"]
+    ran = streamboot("run", str(path), env=env, cwd=tmp_path)
+    assert ran.returncode == 2
+    assert "Traceback" not in ran.stderr
+    assert "boom at import" in ran.stderr

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -300,3 +304,33 @@ listeners:
     assert [f for _, f in entries_of(r, shown["stream"])] == [{"order_id": "o-1"}]
     assert r.xinfo_groups(shown["stream"])[0]["name"] == "g"  # created with its group
     assert 0 < r.ttl(shown["stream"]) <= 3 * 3600
+
+
+def test_status_watch_refreshes_until_ctrl_c_then_exits_0(app_file: Path, r: redis.Redis) -> None:
+    """In a terminal (a pty), with a real SIGINT as Ctrl-C sends it (a new user's trial saw
+    exit 130)."""
+    r.xadd("ops", {"n": "1"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([STREAMBOOT, "status", "--watch", "--config", str(app_file)],
+                            cwd=ROOT, env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        seen, deadline = b"", time.monotonic() + 30
+        while b"ops" not in seen:  # the first refresh drew the table
+            assert time.monotonic() < deadline, seen
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        rest = b""
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                rest += os.read(master, 65536)
+            except OSError:  # the pty closed with the process
+                break
+        assert b"Traceback" not in seen + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)

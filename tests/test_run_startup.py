@@ -71,6 +71,19 @@ def test_a_wrong_password_ends_run_at_once_with_one_line(
         f"{locked_server.port}: invalid username-password pair or user is disabled."]
 
 
+def test_a_database_the_server_does_not_have_ends_run_at_once(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """Not "not ready", retried for ever: no retry creates database 99."""
+    config = app_file(tmp_path, f"redis://127.0.0.1:{redis_server.port}/99")
+    code, stderr, took = run(config)
+    assert code == 3, stderr
+    assert took < 10
+    assert stderr.strip().splitlines() == [
+        f"streamboot: cannot start: the database number in redis.url does not exist at redis "
+        f"127.0.0.1:{redis_server.port} (DB index is out of range; the server's `databases` "
+        "setting bounds it, 16 by default)"]
+
+
 def test_an_unreachable_server_is_retried_and_says_where(tmp_path: Path) -> None:
     port = free_port()
     config = app_file(tmp_path, f"redis://127.0.0.1:{port}/0")

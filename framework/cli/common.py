@@ -73,8 +73,11 @@ def settings_for(config: Path | None, url: str | None) -> tuple[RedisSettings, A
 
 
 def with_redis(config: Path | None, url: str | None,
-               job: Callable[[RedisOperator, AppSettings | None], Awaitable[None]]) -> None:
-    """Run ``job`` against Redis; every routine error becomes one line and its exit code."""
+               job: Callable[[RedisOperator, AppSettings | None], Awaitable[None]],
+               interrupted: int = 130) -> None:
+    """Run ``job`` against Redis; every routine error becomes one line and its exit code.
+    Ctrl-C exits ``interrupted``: 130 (the shell's "killed by SIGINT") for a command cut
+    short, 0 for one that runs until Ctrl-C by design (``status --watch``)."""
     try:
         redis, settings = settings_for(config, url)
     except ConfigError as exc:
@@ -93,7 +96,7 @@ def with_redis(config: Path | None, url: str | None,
     except StreambootError as exc:  # Usage, and the framework's own refusals
         fail(USAGE, str(exc))
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted) from None
 
 
 class _RedisFailure(Exception):

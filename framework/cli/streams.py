@@ -102,10 +102,8 @@ def status(
 
     if watch and json_:
         fail(USAGE, "--watch shows tables; --json prints one snapshot (drop one of them)")
-    try:
-        with_redis(config, url, job)
-    except KeyboardInterrupt:  # how --watch ends: Ctrl-C is the way out, not an error
-        raise typer.Exit(0) from None
+    # How --watch ends: Ctrl-C is the way out, not an error.
+    with_redis(config, url, job, interrupted=0 if watch else 130)
 
 
 def _table(view: StreamView) -> Table | Text:

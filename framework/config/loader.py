@@ -22,11 +22,19 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> App
     if not tree:
         raise ConfigError([ConfigProblem(file, "", "the file is empty: declare at least one "
                                                    "listener (see docs/configuration.md)")])
+    missing: list[MissingVariableError] = []
+    resolved = interpolate(tree, env, missing=missing)
+    if not missing:
+        return settings_from_mapping(resolved, file)
+    # Every unset variable, and every other problem of the file (not those of the values
+    # the unset variables left empty: they would only repeat the same cause).
+    problems = [ConfigProblem(file, exc.path, str(exc)) for exc in missing]
+    unset = {exc.path for exc in missing}
     try:
-        resolved = interpolate(tree, env)
-    except MissingVariableError as exc:
-        raise ConfigError([ConfigProblem(file, exc.path, str(exc))]) from None
-    return settings_from_mapping(resolved, file)
+        settings_from_mapping(resolved, file)
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if p.path not in unset]
+    raise ConfigError(problems)
 
 
 def settings_from_mapping(data: Mapping[str, Any], file: str = "<settings>") -> AppSettings:

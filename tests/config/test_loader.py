@@ -112,6 +112,24 @@ def test_unset_variable_is_an_error(tmp_path: Path) -> None:
     assert "NOT_SET_ANYWHERE is not set" in found
 
 
+def test_unset_variables_and_other_problems_are_reported_together(tmp_path: Path) -> None:
+    """An unset variable used to hide every other problem of the file (a new user's trial)."""
+    found = problems(write(tmp_path, """
+redis:
+  url: ${NOT_SET_ANYWHERE}
+listeners:
+  orders:
+    stream: ${ALSO_NOT_SET}
+    group: g
+    handler: "tests.handlers:RawHandler"
+    batch_sise: 10
+"""))
+    assert len(found) == 3, found
+    assert any("redis.url" in f and "NOT_SET_ANYWHERE is not set" in f for f in found)
+    assert any("listeners.orders.stream" in f and "ALSO_NOT_SET is not set" in f for f in found)
+    assert any("listeners.orders.batch_sise: unknown key" in f for f in found)
+
+
 def test_password_never_echoed(tmp_path: Path) -> None:
     found = problems(write(tmp_path, """
 redis:
