@@ -37,14 +37,9 @@ if missing := _stale_links():
                 "`bash .ci/setup test` (it reinstalls when framework/'s files change)",
                 returncode=4)
 
-from streamboot.devserver import RedisServer, find_server  # noqa: E402
+from streamboot.devserver import RedisServer  # noqa: E402
 from streamboot.listener.container import ListenerContainer  # noqa: E402
 from streamboot.operator import RedisOperator  # noqa: E402
-
-
-def pytest_report_header() -> str:
-    """Which server this run tests (STREAMBOOT_SERVER=redis|valkey chooses)."""
-    return f"server: {find_server().describe()}"
 
 
 @pytest.fixture(scope="session")

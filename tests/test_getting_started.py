@@ -75,3 +75,27 @@ def test_the_getting_started_project_runs_as_written(tmp_path: Path,
     status = sh("streamboot", "status", "-c", "app.yaml")
     assert status.returncode == 0, status.stderr
     assert "orders: 3 entries" in status.stdout
+
+
+def test_the_testing_page_example_passes_in_that_project(tmp_path: Path) -> None:
+    """docs/testing.md's first test, in the getting-started project, run by pytest from
+    the project's root: the plugin (an entry point) provides the fixtures; no conftest."""
+    project = tmp_path / "orders-app"
+    for name, text in documented_files().items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    (project / "orders" / "__init__.py").touch()
+    page = (DOC.parent / "testing.md").read_text()
+    body = re.findall(r"```python\n(# tests/test_orders.py\n.*?)```", page, re.S)[0]
+    (project / "tests").mkdir()
+    (project / "tests" / "test_orders.py").write_text(body)
+    toml = re.findall(r"```toml\n# pyproject.toml\n(.*?)```", page, re.S)[0]
+    (project / "pyproject.toml").write_text(toml)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("STREAMBOOT_") and k not in ("PYTHONPATH", "REDIS_URL")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           "-W", "error", "tests/test_orders.py"], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+    assert "streamboot test server: " in done.stdout
