@@ -14,6 +14,7 @@ import signal
 import site
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -61,13 +62,18 @@ class Wrong(StreamHandler[Order]):
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the wheel built from this checkout; returns its bin/."""
+    """A fresh venv with the wheel `python -m build` makes from this checkout (from the
+    sdist it makes first, so the sdist is complete too); returns its bin/."""
     work = tmp_path_factory.mktemp("wheel")
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(ROOT)],
-        capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
+    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(work), str(ROOT)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (sdist,) = work.glob("streamboot-*.tar.gz")
     (wheel,) = work.glob("streamboot-*.whl")
+    with tarfile.open(sdist) as archive:
+        members = {m.split("/", 1)[1] for m in archive.getnames() if "/" in m}
+    assert {"framework/testing.py", "framework/py.typed", "pyproject.toml",
+            "README.md"} <= members
     names = zipfile.ZipFile(wheel).namelist()
     assert "streamboot/py.typed" in names
     assert {n.split("/")[0] for n in names if not n.startswith("streamboot-")} == {"streamboot"}
@@ -139,3 +145,30 @@ listeners:
     assert proc.returncode == 0, stderr
     assert (tmp_path / "handled.txt").read_text() == "o-1 42"
     assert "streamboot.application" in stderr  # the log names the package users import
+
+
+def test_streamboot_new_makes_a_project_that_passes_its_own_test(
+        installed: Path, tmp_path: Path) -> None:
+    """The starter, from the installed wheel: its test uses the kit (the wheel's pytest11
+    entry point provides the fixtures) against a real throwaway server."""
+    made = subprocess.run([str(installed / "streamboot"), "new", "my-shop"], cwd=tmp_path,
+                          env=_clean_env(), capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("created my-shop: app.yaml, my_shop/handlers.py, "
+                                  "tests/test_handlers.py")
+    project = tmp_path / "my-shop"
+    tests = subprocess.run([str(installed / "python"), "-m", "pytest", "-p", "no:cacheprovider",
+                            "-W", "error"], cwd=project, env=_clean_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "3 passed" in tests.stdout
+    assert "streamboot test server: " in tests.stdout
+    checked = subprocess.run([str(installed / "streamboot"), "check", "app.yaml"], cwd=project,
+                             env={**_clean_env(), "REDIS_URL": "redis://127.0.0.1:1/0"},
+                             capture_output=True, text=True, timeout=60)
+    assert "my_shop.handlers" not in checked.stderr  # the handler imports from the root
+    again = subprocess.run([str(installed / "streamboot"), "new", "my-shop"], cwd=tmp_path,
+                           env=_clean_env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2
+    assert again.stderr.strip() == ("streamboot: my-shop exists and is not an empty directory: "
+                                    "nothing written")

@@ -1,6 +1,6 @@
 """The ``streamboot`` command line: ``run`` and ``check`` the application file; the
 operator's commands (``status``, ``pending``, ``publish``, ``replay``, ``dlq …``), which
-read the same file for where Redis is (see common.py)."""
+read the same file for where Redis is (see common.py); ``new`` writes a starter project."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from . import dlq
+from .new import new
 from .run import check, run
 from .streams import pending, publish, replay, status
 
@@ -33,7 +34,7 @@ def _root(_version_: Annotated[bool, typer.Option(
     """Streamboot: declarative Redis Streams consumers."""
 
 
-for command in (run, check, status, pending, publish, replay):
+for command in (run, check, status, pending, publish, replay, new):
     app.command()(command)
 app.add_typer(dlq.app, name="dlq")
 
