@@ -51,7 +51,9 @@ def at_least_1ms(value: timedelta | None, info: ValidationInfo) -> timedelta | N
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # An attribute's docstring is its description: the configuration reference
+    # (config/reference.py, docs/configuration.md) is generated from them.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def default_consumer_name() -> str:
@@ -74,14 +76,28 @@ class RedisSettings(StrictModel):
     """Connection to Redis. ``url`` accepts ``redis://``, ``rediss://`` (TLS) and ``unix://``."""
 
     url: str = "redis://127.0.0.1:6379/0"
+    """`redis://`, `rediss://` (TLS) or `unix://`"""
     username: str | None = None
+    """ACL user (overrides the URL's)"""
     password: SecretStr | None = None
+    """secret; overrides the URL's"""
     db: int | None = Field(default=None, ge=0)
+    """database number (overrides the URL's); not used in cluster mode"""
     cluster: bool = False
+    """use `RedisCluster` (every key and script is single-slot)"""
     socket_timeout: Duration = timedelta(seconds=10)
+    """must be longer than every listener's `poll_timeout` (checked)"""
     socket_connect_timeout: Duration = timedelta(seconds=5)
+    """how long opening a connection may take before it counts as failed (then retried)"""
     client_name: str = "streamboot"
-    max_connections: int | None = Field(default=None, ge=1)
+    """`CLIENT SETNAME`, visible in `CLIENT LIST`"""
+    max_connections: int | None = Field(default=None, ge=1, json_schema_extra={
+        "default_shown": "`100` (standalone), `1000` per node (Cluster)"})
+    """the client's pool: acks, scripts, jobs and your handlers' commands; a burst waits for a
+    free connection (a log line says the pool is exhausted, never that Redis is down). On a
+    standalone server each listener reads on a connection of its own, outside the pool, so any
+    number of listeners reads. On Cluster reads are pooled: a set value must cover every
+    listener's read (a rotated one counts 3) plus 8, or the file is refused"""
 
     @field_validator("url")
     @classmethod
@@ -101,16 +117,25 @@ class ContainerSettings(StrictModel):
 
     poll_timeout: Duration = Field(
         default=timedelta(seconds=2),
-        description="XREADGROUP BLOCK: how long one read waits for new entries.",
     )
-    batch_size: int = Field(default=100, ge=1, le=10_000, description="XREADGROUP COUNT.")
-    concurrency: int = Field(default=8, ge=1, le=1024, description="Handlers in flight.")
+    """[XREADGROUP](https://redis.io/docs/latest/commands/xreadgroup/) `BLOCK`: how long one read
+    waits when nothing is new. ≥ 1ms (`BLOCK 0` would block forever and the loop could not
+    notice a stop). Also bounds how long `stop` waits for the read in progress."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    """XREADGROUP `COUNT`: entries read (and acknowledged) per round trip, 1–10,000"""
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    """handlers in flight per listener (worker tasks; for a sync handler, threads). A slow or
+    hung handler holds one of them; the others keep handling and the listener keeps reading"""
     shutdown_timeout: Duration = timedelta(seconds=30)
+    """on stop, how long in-flight handlers may take before they are cancelled (their entries
+    stay pending; exit code 1)"""
     handler_timeout: Duration = Field(
         default=timedelta(minutes=5),
-        description="How long one handler call may run; past it, it is cancelled (a sync "
-        "handler's thread is abandoned) and the delivery counts as failed.",
     )
+    """how long one handler call may run: past it an `async def` handler is cancelled, a sync
+    handler's thread abandoned (a new one takes its place), and the delivery counts as failed
+    (`HandlerTimeout`: retried, then dead-lettered). Set it above your slowest legitimate
+    handler; `/healthz` reports a handler running past it"""
 
     _waits = field_validator("poll_timeout", "handler_timeout")(at_least_1ms)
 
@@ -119,30 +144,38 @@ class RetrySettings(StrictModel):
     """How a failed entry is retried before it is dead-lettered."""
 
     max_deliveries: int = Field(default=5, ge=1, le=1000)
+    """deliveries before an entry is dead-lettered"""
     backoff: Duration = Field(
         default=timedelta(seconds=1),
-        description="First in-process retry delay, doubled each attempt; 0 leaves a failed "
-        "entry pending for the recovery job instead.",
     )
+    """first in-process retry delay, doubled per attempt; `0` leaves failed entries pending for
+    the recovery job"""
     backoff_max: Duration = timedelta(minutes=1)
+    """cap of the retry delay"""
 
 
 class DeadLetterSettings(StrictModel):
     enabled: bool = True
-    stream: str | None = Field(
-        default=None,
-        description="Default: '{<stream>}:dlq', in the stream's Redis Cluster hash slot.",
-    )
+    """`false`: failed entries are never dead-lettered (they stay pending)"""
+    stream: str | None = Field(default=None,
+                               json_schema_extra={"default_shown": "`{<stream>}:dlq`"})
+    """the dead-letter stream; must share the stream's cluster hash slot (checked at load)"""
 
 
 class PendingScanSettings(StrictModel):
     """The recovery job: reclaims entries of dead or hung consumers."""
 
     enabled: bool = True
+    """schedule the recovery job for this listener"""
     interval: Duration = timedelta(seconds=30)
+    """how often it runs"""
     min_idle: Duration = timedelta(seconds=30)
+    """reclaim entries idle this long; owners renew theirs every `min_idle/3` (≥ 300ms)"""
     count: int = Field(default=100, ge=1, le=10_000)
+    """entries reclaimed per run at most; they are claimed and handled one at a time, each
+    acknowledged before the next (crash attribution, see reliability.md)"""
     warn_after: Duration = timedelta(minutes=5)
+    """log entries pending longer than this"""
 
     @field_validator("min_idle")
     @classmethod
@@ -156,24 +189,35 @@ class PendingScanSettings(StrictModel):
 class IdempotencySettings(StrictModel):
     """Skip entries whose business key was already handled by this group."""
 
-    key: str = Field(min_length=1, description="The payload field holding the business key.")
+    key: str = Field(min_length=1)
+    """payload field holding the business key; enables deduplication"""
     ttl: Duration = timedelta(hours=24)
+    """how long a handled key is remembered"""
     prefix: str = "streamboot:done"
+    """marker keys are `<prefix>:<group>:{<key>}`"""
 
 
 class RotationSettings(StrictModel):
     """Time-partitioned streams: a new physical key every ``period``, expiring after ``ttl``."""
 
     period: Duration = timedelta(hours=1)
-    key_format: str = Field(min_length=1, description="strftime pattern, e.g. 'orders:%Y%m%d%H'")
+    """one physical stream per period (≥ 1m)"""
+    key_format: str = Field(min_length=1)
+    """strftime pattern of the period keys, e.g. `orders:%Y%m%d%H`"""
     ttl: Duration = timedelta(hours=3)
+    """each period stream's TTL, set at creation; must be ≥ period + precreate + drain_margin"""
     precreate: Duration = timedelta(minutes=5)
+    """create the next period's stream (and group, and TTL) this early"""
     drain_margin: Duration = Field(
         default=timedelta(minutes=15),
-        description="How long after its period a stream must still live to be drained.",
     )
+    """how long past its end a period stays subscribed (late writes of producers whose clock is
+    behind are consumed live); after that it is released once drained, and still looked at
+    every `check_interval` while it lives: late entries subscribe it again"""
     timezone: str = "UTC"
+    """time zone of keys and boundaries"""
     check_interval: Duration = timedelta(seconds=30)
+    """how often the rotation job runs"""
 
     @model_validator(mode="after")
     def _coherent(self) -> RotationSettings:
@@ -205,70 +249,117 @@ class RetentionSettings(StrictModel):
     """Trimming that never loses work a group still needs (XTRIM MINID, safe point)."""
 
     max_len: int | None = Field(default=None, ge=1)
+    """keep about this many entries (trimmed by the retention job, never past what a group still
+    needs; the publisher does not trim)"""
     max_age: Duration | None = None
+    """drop entries older than this"""
     approximate: bool = True
+    """`XTRIM ~`"""
     interval: Duration = timedelta(minutes=5)
-    max_trim: int = Field(default=10_000, ge=1, description="Entries removed per run at most.")
+    """how often the retention job runs"""
+    max_trim: int = Field(default=10_000, ge=1)
+    """entries removed per run at most"""
 
 
 class CleanupSettings(StrictModel):
     enabled: bool = True
+    """run the cleanup job"""
     consumer_idle: Duration = timedelta(hours=1)
+    """delete consumers idle this long that hold no pending entries"""
     interval: Duration = timedelta(minutes=5)
+    """how often the cleanup job runs"""
 
 
 class BackpressureSettings(StrictModel):
     """When producers must slow down: over ``max_length`` entries or ``max_lag`` unread."""
 
     max_length: int | None = Field(default=None, ge=1)
+    """`Publisher.publish` refuses (or waits) while the stream holds this many entries, or the
+    group lags this far"""
     max_lag: int | None = Field(default=None, ge=1)
+    """`Publisher.publish` refuses (or waits) while the stream holds this many entries, or the
+    group lags this far"""
     mode: Literal["raise", "wait"] = "raise"
+    """`raise`: `Backpressure` at once; `wait`: retry every `check_every` up to `wait_timeout`
+    (`5s`), then raise"""
     wait_timeout: Duration = timedelta(seconds=5)
+    """with `mode: wait`, how long a publish waits for room before it raises `Backpressure`"""
     check_every: Duration = timedelta(milliseconds=100)
+    """how often the limits are read (a burst may overshoot by one window)"""
 
 
 class PublishSettings(StrictModel):
-    schema_version: int | None = Field(default=None, ge=1,
-                                       description="Added as a 'schema_version' field.")
+    schema_version: int | None = Field(default=None, ge=1)
+    """added to every published entry as a `schema_version` field"""
     backpressure: BackpressureSettings | None = None
+    """limits a `Publisher` respects before it writes; absent: none"""
 
 
 class AlertSettings(StrictModel):
     """Seed 002 §6.3's alarms; crossing one logs a warning once and raises a gauge."""
 
     max_pending_per_consumer: int | None = Field(default=1000, ge=1)
+    """alert when one consumer holds more pending entries than this; `null` disables it"""
     max_oldest_pending_idle: Duration | None = timedelta(minutes=5)
+    """alert when the oldest pending entry has been idle this long; `null` disables it"""
     max_lag: int | None = Field(default=100_000, ge=1)
+    """alert when the group is this many entries behind the stream; `null` disables it"""
 
 
 class ListenerSettings(StrictModel):
     """One subscription: a consumer of ``group`` on ``stream`` feeding ``handler``."""
 
     stream: str = Field(min_length=1)
+    """the stream key"""
     group: str = Field(min_length=1, pattern=_NAME)
-    consumer: str = Field(default_factory=default_consumer_name, min_length=1)
+    """consumer group; created (with `MKSTREAM`) when missing"""
+    consumer: str = Field(default_factory=default_consumer_name, min_length=1,
+                          json_schema_extra={"default_shown": "`<hostname>-<pid>`"})
+    """consumer name, unique per process so two replicas never share a pending list"""
     handler: str = Field(
         min_length=1,
-        description="A provider name of the application container, or 'package.module:Class'.",
     )
+    """a provider name of the application container, or `package.module:Class` (constructor
+    arguments injected from the providers of the same names)"""
     start_id: str = Field(
         default="0",
-        description="Where a new group starts: '0' (whole stream), '$' (only new) or an id.",
     )
+    """where a **new** group starts: `0` = the whole stream, `$` = only entries added from now,
+    or an entry id. It is not the read offset: the loop always reads its own pending entries,
+    then `>`."""
     codec: Literal["flat", "json"] = "flat"
+    """`flat`: one field per payload attribute (readable in `redis-cli`); nested values — lists,
+    mappings, models — are JSON text in their field, read back as such; scalars are text, so a
+    `str | int` field reads back as `str`. `json`: the payload as JSON in one field (exact
+    types)"""
     json_field: str = "payload"
+    """the field used by the `json` codec"""
     enabled: bool = True
-    poll_timeout: Duration | None = None
-    batch_size: int | None = Field(default=None, ge=1, le=10_000)
-    concurrency: int | None = Field(default=None, ge=1, le=1024)
-    shutdown_timeout: Duration | None = None
-    handler_timeout: Duration | None = None
+    """`false` keeps the listener declared but not started"""
+    poll_timeout: Duration | None = Field(default=None, json_schema_extra={
+        "default_shown": "`container.poll_timeout`"})
+    """this listener's own `poll_timeout` (see `container`)"""
+    batch_size: int | None = Field(default=None, ge=1, le=10_000, json_schema_extra={
+        "default_shown": "`container.batch_size`"})
+    """this listener's own `batch_size` (see `container`)"""
+    concurrency: int | None = Field(default=None, ge=1, le=1024, json_schema_extra={
+        "default_shown": "`container.concurrency`"})
+    """this listener's own `concurrency` (see `container`)"""
+    shutdown_timeout: Duration | None = Field(default=None, json_schema_extra={
+        "default_shown": "`container.shutdown_timeout`"})
+    """this listener's own `shutdown_timeout` (see `container`)"""
+    handler_timeout: Duration | None = Field(default=None, json_schema_extra={
+        "default_shown": "`container.handler_timeout`"})
+    """this listener's own `handler_timeout` (see `container`)"""
     retry: RetrySettings = RetrySettings()
     dead_letter: DeadLetterSettings = DeadLetterSettings()
     pending_scan: PendingScanSettings = PendingScanSettings()
     idempotency: IdempotencySettings | None = None
+    """deduplication by a business key of the payload; absent: none (at-least-once)"""
     rotation: RotationSettings | None = None
+    """one physical stream per period (seed 004's hourly rotation); absent: one stream"""
     retention: RetentionSettings | None = None
+    """trimming by length or age, never past what a group still needs; absent: no trimming"""
     cleanup: CleanupSettings = CleanupSettings()
     publish: PublishSettings = PublishSettings()
     alerts: AlertSettings = AlertSettings()
@@ -304,38 +395,49 @@ class SchedulerSettings(StrictModel):
     """APScheduler settings shared by the framework's jobs."""
 
     enabled: bool = True
+    """start the APScheduler `AsyncIOScheduler`"""
     timezone: str = "UTC"
+    """for cron-style jobs"""
     misfire_grace_time: Duration = timedelta(seconds=30)
+    """a job that could not start on time still runs within this; every job runs with
+    `max_instances=1`, `coalesce=True`"""
 
 
 class MetricsSettings(StrictModel):
     """Prometheus /metrics and /healthz, served by ``streamboot run``."""
 
     enabled: bool = False
+    """serve `/metrics` and `/healthz` from `streamboot run`"""
     host: str = "127.0.0.1"
+    """bind address"""
     port: int = Field(default=9464, ge=0, le=65535)
+    """`0` picks a free port"""
     refresh: Duration = timedelta(seconds=15)
+    """stream gauges and alert checks"""
 
 
 class LoggingSettings(StrictModel):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """loguru level"""
     json_lines: bool = False
+    """one JSON object per line (loguru `serialize`) instead of text"""
     tracebacks: bool = Field(
         default=False,
-        description="Full tracebacks of handler failures (a dead-lettered entry's last one); "
-        "otherwise one line each. Always on at DEBUG.",
     )
+    """full tracebacks of handler failures (a dead-lettered entry's last one); otherwise each
+    failure is one line with its reason. Always on at `DEBUG`"""
 
 
 class ApplicationSettings(StrictModel):
     """Who the application is: its name and the DI container class that holds its beans."""
 
     name: str = "streamboot"
+    """shown in logs"""
     container: str | None = Field(
         default=None,
-        description="'package.module:Container', a StreambootContainer subclass; "
-        "None for the framework's own container.",
     )
+    """`package.module:Class`, a `StreambootContainer` subclass holding your beans; none = the
+    framework's own container"""
 
 
 class AppSettings(BaseSettings):
