@@ -48,6 +48,12 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
         CLUSTER_POOL_DEFAULT if settings.cluster else STANDALONE_POOL_DEFAULT)
     if settings.db is not None and not settings.cluster:
         options["db"] = settings.db
+    if settings.tls is not None:  # only with rediss:// (the settings refuse it otherwise)
+        tls = settings.tls
+        options |= {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file,
+                    "ssl_keyfile": tls.key_file,
+                    "ssl_cert_reqs": "required" if tls.verify else "none",
+                    "ssl_check_hostname": tls.check_hostname and tls.verify}
     return options
 
 

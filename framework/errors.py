@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -217,6 +218,19 @@ def pool_exhausted(exc: BaseException) -> bool:
         isinstance(exc, RedisConnectionError) and str(exc) == "No connection available.")
 
 
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection error (redis-py wraps it): a certificate that
+    does not verify, one the server refuses or requires — no retry heals those."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain of causes, bounded
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def is_permanent(exc: BaseException) -> bool:
     """Wrong credentials, a permission the user lacks, a key that is not a stream, a
     command the server does not have: retrying cannot help until someone changes them."""
@@ -229,6 +243,8 @@ def is_permanent(exc: BaseException) -> bool:
 
     if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError
                   | AuthenticationWrongNumberOfArgsError | WrongTypeError):
+        return True
+    if tls_failure(exc) is not None:
         return True
     return isinstance(exc, ResponseError) and server_error_text(exc).startswith(
         (*_UNKNOWN_COMMAND, *_NO_SUCH_DB, "NOPERM", "WRONGPASS", "NOAUTH"))
@@ -274,11 +290,22 @@ def describe_unavailable(exc: BaseException, address: str = "") -> str:
     return f"cannot reach redis{where} ({_reason(exc)})"
 
 
+TLS_RESET_HINT = ("; over TLS, a server that requires a client certificate resets the "
+                  "connection of a client that has none (redis.tls.cert_file, key_file)")
+
+
 def describe_permanent(exc: BaseException, address: str = "") -> str:
     """What a permanent failure was, for the one line that ends a listener or ``run``."""
     from redis.exceptions import AuthenticationError, NoPermissionError
 
     where = f" at redis {address}" if address else ""
+    if (tls := tls_failure(exc)) is not None:
+        reason = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(tls)
+        text = str(reason).replace("_", " ").lower()
+        if "certificate required" in text:
+            text += ": the server requires a client certificate"
+        return (f"TLS handshake with redis {address or '?'} failed: {text} "
+                "(check redis.tls: ca_file, cert_file, key_file)")
     text = server_error_text(exc) if isinstance(exc, ResponseError) else str(exc)
     if isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
         return f"authentication failed{where}: {text}"

@@ -17,6 +17,7 @@ from redis.exceptions import NoPermissionError
 from .backoff import Backoff
 from .errors import (
     MIN_SERVER,
+    TLS_RESET_HINT,
     StartupError,
     describe_permanent,
     describe_unavailable,
@@ -28,8 +29,13 @@ from .operator import RedisOperator
 
 
 async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
-                      backoff: Backoff | None = None) -> bool:
-    """PING until it answers; False when ``stop`` was set while waiting."""
+                      backoff: Backoff | None = None, tls_without_client_cert: bool = False
+                      ) -> bool:
+    """PING until it answers; False when ``stop`` was set while waiting.
+
+    ``tls_without_client_cert``: the URL is rediss:// and no client certificate is set. A
+    server that requires one may simply reset the connection (TLS 1.3 sends its refusal
+    after the handshake), which looks like any other reset: the retry line says so."""
     backoff = backoff or Backoff(initial=0.5, cap=10.0)
     address = operator.address
     while not stop.is_set():
@@ -41,7 +47,10 @@ async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
             if not is_transient(exc):
                 raise
             delay = backoff.next_delay()
-            logger.warning("{}, retrying in {:.1f}s", describe_unavailable(exc, address), delay)
+            said = describe_unavailable(exc, address)
+            if tls_without_client_cert and "reset" in said:
+                said += TLS_RESET_HINT
+            logger.warning("{}, retrying in {:.1f}s", said, delay)
             await backoff.wait(delay, stop)
             continue
         await _check_version(operator, address)

@@ -72,6 +72,33 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
+class TlsSettings(StrictModel):
+    """TLS for a ``rediss://`` URL: the CA to verify the server with, and a client
+    certificate for a server that asks for one (``tls-auth-clients yes``)."""
+
+    ca_file: str | None = None
+    """CA certificate(s), PEM, to verify the server's certificate with; none: the system's CAs"""
+    cert_file: str | None = None
+    """client certificate, PEM (with `key_file`), for a server that authenticates clients"""
+    key_file: str | None = None
+    """the client certificate's private key, PEM"""
+    verify: bool = True
+    """verify the server's certificate; `false` accepts any (never in production)"""
+    check_hostname: bool = True
+    """check that the certificate names the host of `redis.url`"""
+
+    @model_validator(mode="after")
+    def _files(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"{name}: no such file {path!r} (relative paths are read "
+                                 "from the current directory)")
+        return self
+
+
 class RedisSettings(StrictModel):
     """Connection to Redis. ``url`` accepts ``redis://``, ``rediss://`` (TLS) and ``unix://``."""
 
@@ -98,6 +125,16 @@ class RedisSettings(StrictModel):
     standalone server each listener reads on a connection of its own, outside the pool, so any
     number of listeners reads. On Cluster reads are pooled: a set value must cover every
     listener's read (a rotated one counts 3) plus 8, or the file is refused"""
+    tls: TlsSettings | None = None
+    """certificates for a `rediss://` URL; absent: a `rediss://` URL verifies the server
+    with the system's CAs"""
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> RedisSettings:
+        if self.tls is not None and not self.url.startswith("rediss://"):
+            raise ValueError("tls is set but url is not rediss://: use rediss://HOST:PORT "
+                             "(plain redis:// never uses TLS)")
+        return self
 
     @field_validator("url")
     @classmethod
