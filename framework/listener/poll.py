@@ -90,6 +90,7 @@ class Subscription:
         """A read (carrying the acks in ``Acks.ride``) is on its way and not received."""
         self._waiting_read = False
         self._interrupting = False
+        self._said_no_interrupt = False
         self._chores: set[asyncio.Task[None]] = set()
 
     @property
@@ -133,7 +134,14 @@ class Subscription:
         try:
             await self._reader.interrupt()
         except Exception as exc:  # then the read simply ends when its BLOCK expires
-            self._log.debug("could not interrupt the blocked read: {}", exc)
+            if is_permanent(exc) and not self._said_no_interrupt:
+                # Said once: a user without CLIENT UNBLOCK gets retries late, not silently.
+                self._said_no_interrupt = True
+                self._log.warning("cannot interrupt the blocked read ({}): a retry waits up to "
+                                  "poll_timeout; grant +client|unblock (docs/operations.md, "
+                                  "Least privilege)", describe_permanent(exc))
+            else:
+                self._log.debug("could not interrupt the blocked read: {}", exc)
 
     async def wait_answered(self, timeout: float) -> bool:
         """True once the first read came back, or the subscription ended (then
