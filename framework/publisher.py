@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import tracing
 from .clock import Clock, SystemClock
 from .codecs import Codec, codec_for
 from .config.models import BackpressureSettings, ListenerSettings
@@ -24,7 +25,7 @@ class Publisher:
                  rotation: RotationPolicy | None = None, clock: Clock | None = None,
                  max_len: int | None = None, schema_version: int | None = None,
                  backpressure: BackpressureSettings | None = None,
-                 group: str | None = None) -> None:
+                 group: str | None = None, tracing: bool = False) -> None:
         self._operator = operator
         self._stream = stream
         self._codec = codec
@@ -34,6 +35,8 @@ class Publisher:
         self._schema_version = schema_version
         self._backpressure = backpressure
         self._group = group
+        self._tracing = tracing
+        """Write the current trace context into each entry (the listener traces)."""
         self._checked_at = -1.0
         self._full = False
         self._ready: str | None = None  # the period stream known to exist
@@ -46,7 +49,7 @@ class Publisher:
         rotation = RotationPolicy(listener.rotation) if listener.rotation else None
         return cls(operator, listener.stream, codec_for(listener.codec, listener.json_field),
                    rotation, clock, None, listener.publish.schema_version,
-                   listener.publish.backpressure, listener.group)
+                   listener.publish.backpressure, listener.group, listener.tracing)
 
     def key(self) -> str:
         """The stream key a message published now goes to."""
@@ -59,6 +62,8 @@ class Publisher:
         fields = self._codec.encode(payload)
         if self._schema_version is not None:
             fields.setdefault("schema_version", str(self._schema_version))
+        if self._tracing:
+            tracing.inject(fields)
         return fields
 
     async def publish(self, payload: Any) -> str:

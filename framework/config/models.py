@@ -400,6 +400,19 @@ class ListenerSettings(StrictModel):
     cleanup: CleanupSettings = CleanupSettings()
     publish: PublishSettings = PublishSettings()
     alerts: AlertSettings = AlertSettings()
+    tracing: bool = False
+    """OpenTelemetry (the `otel` extra): the listener's publisher writes the trace context
+    into each entry, and each delivery is a consumer span continuing it, with retries and
+    dead letters as span events"""
+
+    @field_validator("tracing")
+    @classmethod
+    def _otel_installed(cls, value: bool) -> bool:
+        from ..tracing import INSTALL_HINT, INSTALLED
+
+        if value and not INSTALLED:
+            raise ValueError(INSTALL_HINT)
+        return value
 
     @property
     def dead_letter_stream(self) -> str | None:

@@ -40,6 +40,7 @@ from ..records import StreamEntry
 from ..reliability.idempotency import Idempotency
 from ..reliability.ownership import OwnershipKeeper
 from ..reliability.retry import exhausted
+from ..tracing import ConsumerTracer, without_trace_fields
 from .acks import Acks
 from .failures import FailurePolicy
 from .spec import ListenerSpec
@@ -66,6 +67,11 @@ class Dispatcher:
         self._keeper = keeper
         self._still_owned = still_owned
         self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_type)
+        self._tracer: ConsumerTracer | None = None
+        if spec.tracing:  # decided once: without tracing the hot path never looks at it
+            self._tracer = ConsumerTracer(spec.stream, spec.group, spec.consumer)
+            decode = self._decode
+            self._decode = lambda fields: decode(without_trace_fields(fields))
         self._handle = handler.handle
         self._is_async = handler.is_async()
         self._threads = (None if self._is_async
@@ -170,7 +176,11 @@ class Dispatcher:
                             self._drained.set()
                         self._active += 1
                         try:
-                            await self._one(entry, deliveries, running)
+                            if self._tracer is None:
+                                await self._one(entry, deliveries, running)
+                            else:
+                                with self._tracer.span(entry.id, entry.fields, deliveries):
+                                    await self._one(entry, deliveries, running)
                         except Exception as exc:  # a bug: never lose the worker over it
                             logger.bind(entry_id=entry.id).opt(exception=exc).error(
                                 "unexpected error around the handler; the entry stays pending")

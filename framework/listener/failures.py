@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from .. import tracing
 from ..dead_letters import (
     REASON_INVALID_PAYLOAD,
     REASON_MAX_DELIVERIES,
@@ -40,6 +41,8 @@ class FailurePolicy:
         decision = after_failure(deliveries, self._spec.retry,
                                  self._spec.dead_letter_stream is not None)
         log = logger.bind(entry_id=entry.id)
+        if self._spec.tracing:
+            tracing.failed(exc)
         if decision.next is Next.DEAD_LETTER:
             # One line (the reason is in it and in dlq_error); the traceback when asked for.
             log.opt(exception=handler_traceback(exc)).error(
@@ -49,8 +52,12 @@ class FailurePolicy:
         elif decision.next is Next.RETRY_LATER:
             log.warning("handler failed on delivery {}: {}: {}; retrying in {:.2f}s", deliveries,
                         type(exc).__name__, exc, decision.delay)
+            if self._spec.tracing:
+                tracing.event("retry", delivery=deliveries, delay_seconds=decision.delay)
             self._schedule_retry(entry, deliveries, decision.delay)
         else:
+            if self._spec.tracing:
+                tracing.event("left_pending", delivery=deliveries)
             log.warning("handler failed on delivery {}: {}: {}; left pending for recovery",
                         deliveries, type(exc).__name__, exc)
             self._release(entry.id)
@@ -95,6 +102,9 @@ class FailurePolicy:
                 "not dead-lettered: another consumer owns or acked it meanwhile")
             return
         self._stats.dead_lettered += 1
+        if spec.tracing:
+            tracing.event("dead_letter", reason=reason, dead_letter_stream=spec.dead_letter_stream,
+                          dead_letter_id=written)
 
     def _schedule_retry(self, entry: StreamEntry, deliveries: int, delay: float) -> None:
         loop = asyncio.get_running_loop()

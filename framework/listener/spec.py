@@ -34,6 +34,7 @@ class ListenerSpec:
     dead_letter_stream: str | None = None
     pending_scan: PendingScanSettings = field(default_factory=PendingScanSettings)
     idempotency: IdempotencySettings | None = None
+    tracing: bool = False
     owns_stream: bool = True
     """False for a rotated period's stream: never create it (MKSTREAM would resurrect an
     expired period without its TTL); when it is gone, the subscription ends."""
@@ -70,4 +71,5 @@ def resolve_listener(
         dead_letter_stream=listener.dead_letter_stream,
         pending_scan=listener.pending_scan,
         idempotency=listener.idempotency,
+        tracing=listener.tracing,
     )
