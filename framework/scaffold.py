@@ -7,12 +7,14 @@ starts from something that already passes its own test.
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import re
+import sys
 
 _PYPROJECT = '''\
 [project]
-name = "{project}"
+name = "{distribution}"
 version = "0.1.0"
 requires-python = ">=3.11"
 dependencies = ["streamboot"]
@@ -127,18 +129,30 @@ streamboot publish orders order_id=o1 qty=2 -c app.yaml
 
 
 def package_name(directory_name: str) -> str:
-    """A Python package name for the project directory ("orders-app" → "orders_app")."""
+    """A Python package name for the project directory ("orders-app" → "orders_app"); one
+    that would shadow a module already importable (``redis``, ``yaml``, the standard
+    library's) gets an ``app_`` prefix, or the starter's own imports would break."""
     name = re.sub(r"\W+", "_", directory_name.strip().lower()).strip("_") or "app"
-    if name[0].isdigit() or keyword.iskeyword(name) or name in ("streamboot", "tests", "test"):
+    if name[0].isdigit() or keyword.iskeyword(name) or name in ("tests", "test") \
+            or _importable(name):
         name = f"app_{name}"
     return name
+
+
+def _importable(name: str) -> bool:
+    if name in sys.stdlib_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return True  # something by that name is there, broken or not: do not shadow it
 
 
 def starter_files(directory_name: str) -> dict[str, str]:
     """Relative path → text of every file of the starter project."""
     package = package_name(directory_name)
     project = package.replace("_", "-")
-    values = {"project": project, "package": package}
+    values = {"project": project, "package": package, "distribution": project}
     return {
         "pyproject.toml": _PYPROJECT.format(**values),
         "app.yaml": _APP.format(**values),

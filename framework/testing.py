@@ -29,6 +29,7 @@ cannot tell a retried entry from a new one.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -237,18 +238,32 @@ def _dead_letter(entry: StreamEntry) -> DeadLetter:
 async def run_app(config: str | Path | AppSettings, *, url: str,
                   overrides: Mapping[str, Any] | None = None,
                   env: Mapping[str, str] | None = None,
-                  start_timeout: float = 10.0) -> AsyncIterator[TestApp]:
+                  start_timeout: float = 10.0,
+                  shutdown_timeout: float | None = None) -> AsyncIterator[TestApp]:
     """Start the application of ``config`` (a file, or settings) against ``url``, with the
     container's providers named in ``overrides`` replaced (a value, or a provider), its
     listeners reading before this yields; stop it at the end of the block.
 
     The scheduler runs as in production (recovery, rotation, retention): a test sees the
-    whole behaviour. ``env`` stands for the environment the file's ``${VAR}`` read."""
-    settings = config if isinstance(config, AppSettings) else load_settings(config, env)
-    settings = settings.model_copy(update={
+    whole behaviour. ``env`` stands for the environment the file's ``${VAR}`` read (the
+    process's by default); ``REDIS_URL`` in it is ``url``, so a file that reads
+    ``${REDIS_URL}`` loads. ``shutdown_timeout`` (seconds) replaces the file's for the stop
+    at the end of the block — a test that leaves a handler hung need not wait 30 s."""
+    if isinstance(config, AppSettings):
+        settings = config
+    else:
+        settings = load_settings(config, {**(os.environ if env is None else env),
+                                          "REDIS_URL": url})
+    update: dict[str, Any] = {
         "redis": settings.redis.model_copy(update={"url": url}),
         "metrics": settings.metrics.model_copy(update={"enabled": False}),
-    })
+    }
+    if shutdown_timeout is not None:
+        stop = timedelta(seconds=shutdown_timeout)
+        update["container"] = settings.container.model_copy(update={"shutdown_timeout": stop})
+        update["listeners"] = {name: listener.model_copy(update={"shutdown_timeout": stop})
+                               for name, listener in settings.listeners.items()}
+    settings = settings.model_copy(update=update)
     application = Application(settings, source=str(config) if not isinstance(
         config, AppSettings) else "<settings>")
     for name, value in (overrides or {}).items():
@@ -274,7 +289,7 @@ def pytest_report_header() -> str:
     try:
         return f"streamboot test server: {find_server().describe()}"
     except StreambootError as exc:
-        return f"streamboot test server: none ({str(exc).splitlines()[0]})"
+        return f"streamboot test server: none — {' '.join(str(exc).split())}"
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,8 @@ def blackfriday(
         try:
             server = RedisServer().start()
         except RedisServerNotFound as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{exc}\nor set REDIS_URL to a Redis 7+ server you already "
+                          "run.[/red]")
             raise typer.Exit(1) from None
         os.environ["REDIS_URL"] = server.url
         console.print(f"started a throwaway {server.server.describe()} at {server.url}")

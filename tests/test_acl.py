@@ -101,3 +101,29 @@ async def _until(condition: Any, what: str, timeout: float = 10.0) -> None:
     while not condition():
         assert loop.time() < deadline, f"{what} did not happen within {timeout}s"
         await asyncio.sleep(0.05)
+
+
+async def test_a_permission_a_script_needs_is_one_line_naming_what_to_do(
+        acl_server: RedisServer) -> None:
+    """Scripts' commands refused by ACL used to be tracebacks every run of the job (a new
+    user's trial); XAUTOCLAIM taken away here, which the recovery script runs."""
+    admin = redis.Redis.from_url(acl_server.url, decode_responses=True)
+    admin.execute_command("ACL", "SETUSER", "streamboot", "-xautoclaim")
+    admin.xgroup_create("orders", "g", "0", mkstream=True)
+    admin.xadd("orders", {"sku": "orphan", "qty": "1"})
+    admin.xreadgroup("g", "dead-consumer", {"orders": ">"})
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING",
+                      format="{message}{exception}")
+    try:
+        async with run_app(settings(acl_server.url), url=acl_server.url):
+            await _until(lambda: any("job failed" in line for line in lines), "a job run")
+    finally:
+        logger.remove(sink)
+        admin.close()
+    failed = [line.strip() for line in lines if "job failed" in line]
+    assert failed[0] == ("job failed: permission denied: one of Streamboot's scripts runs a "
+                         "command this user may not run (ACL LOG names it); grant the commands "
+                         "of the ACL line in docs/operations.md, Least privilege; it runs "
+                         "again next time")
+    assert not any("Traceback" in line for line in lines)

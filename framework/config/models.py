@@ -311,11 +311,10 @@ class BackpressureSettings(StrictModel):
     """When producers must slow down: over ``max_length`` entries or ``max_lag`` unread."""
 
     max_length: int | None = Field(default=None, ge=1)
-    """`Publisher.publish` refuses (or waits) while the stream holds this many entries, or the
-    group lags this far"""
+    """`Publisher.publish` refuses (or waits) while the stream holds this many entries"""
     max_lag: int | None = Field(default=None, ge=1)
-    """`Publisher.publish` refuses (or waits) while the stream holds this many entries, or the
-    group lags this far"""
+    """`Publisher.publish` refuses (or waits) while the listener's group is this many
+    entries behind"""
     mode: Literal["raise", "wait"] = "raise"
     """`raise`: `Backpressure` at once; `wait`: retry every `check_every` up to `wait_timeout`
     (`5s`), then raise"""
@@ -558,4 +557,20 @@ class AppSettings(BaseSettings):
                     f"than redis.socket_timeout ({limit.total_seconds()}s), or every idle read "
                     "would end in a socket timeout"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _cleanup_spares_live_consumers(self) -> AppSettings:
+        """A consumer blocked in its read looks idle to Redis 7.0 until the read returns:
+        with ``consumer_idle`` not well above ``poll_timeout``, cleanup would delete live
+        consumers (a new user's trial saw it at 1s against a 2s poll)."""
+        for name, listener in self.listeners.items():
+            block = listener.poll_timeout or self.container.poll_timeout
+            idle = listener.cleanup.consumer_idle
+            if listener.cleanup.enabled and idle < 2 * block:
+                raise ValueError(
+                    f"listeners.{name}: cleanup.consumer_idle ({format_duration(idle)}) must be "
+                    f"at least twice poll_timeout ({format_duration(block)}): a consumer "
+                    "blocked in its read looks idle, and cleanup would delete it while it "
+                    "lives")
         return self

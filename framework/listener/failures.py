@@ -14,6 +14,7 @@ from ..dead_letters import (
     REASON_MAX_DELIVERIES,
     dead_letter_pairs,
 )
+from ..errors import describe_permanent, is_permanent
 from ..logs import handler_traceback
 from ..operator import RedisOperator
 from ..records import StreamEntry
@@ -93,7 +94,8 @@ class FailurePolicy:
                                                        pairs)
         except Exception as err:
             logger.bind(entry_id=entry.id).warning(
-                "could not dead-letter ({}); left pending, it will be reclaimed", err)
+                "could not dead-letter ({}); left pending, it will be reclaimed",
+                describe_permanent(err) if is_permanent(err) else err)
             self._release(entry.id)
             return
         self._release(entry.id)

@@ -301,8 +301,9 @@ class Subscription:
         self._acks.missed()
         self.stats.redis_errors += 1
         delay = self._backoff.next_delay()
+        reason = describe_permanent(error) if is_permanent(error) else str(error)
         self._log.error("acknowledgement refused ({}); entries stay pending and the ack is "
-                        "retried in {:.2f}s", error, delay)
+                        "retried in {:.2f}s", reason, delay)
         if entries:
             if self._cursor != NEW:
                 await self._replay_own_pending(entries)

@@ -212,3 +212,12 @@ def test_an_environment_override_may_give_a_duration_as_a_bare_number(
     listener = load_settings(path).listeners["orders"]
     assert listener.poll_timeout == timedelta(seconds=3)
     assert listener.shutdown_timeout == timedelta(seconds=4)
+
+
+def test_cleanup_that_would_delete_live_consumers_is_refused(tmp_path: Path) -> None:
+    (found,) = problems(write(tmp_path, """
+container: {poll_timeout: 2s}
+listeners:
+  orders: {stream: o, group: g, handler: "m:H", cleanup: {consumer_idle: 1s}}
+"""))
+    assert "cleanup.consumer_idle (1s) must be at least twice poll_timeout (2s)" in found
