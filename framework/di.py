@@ -25,10 +25,12 @@ from .errors import ConfigError, ConfigProblem, HandlerResolutionError
 from .handler import StreamHandler, handler_problems
 from .listener.container import ListenerContainer
 from .operator import RedisOperator
+from .scheduling import quiet_cancellations_at_stop
 
 
 def build_scheduler(settings: SchedulerSettings) -> AsyncIOScheduler:
     """Every job: one instance at a time, missed runs coalesced, misfires tolerated."""
+    quiet_cancellations_at_stop()
     return AsyncIOScheduler(
         timezone=settings.timezone,
         job_defaults={

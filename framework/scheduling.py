@@ -6,6 +6,7 @@ scheduler or the process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,24 @@ if TYPE_CHECKING:
 from loguru import logger
 
 from .errors import describe_permanent, describe_unavailable, is_permanent, is_transient
+
+
+class _CancelledAtStop(logging.Filter):
+    """The scheduler's shutdown cancels a job run that had not begun yet, before
+    :func:`guarded` can see it, and APScheduler logs that as "Error running job" with a
+    CancelledError: a stop, not an error. Those records are dropped; no other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+_CANCELLED_AT_STOP = _CancelledAtStop()
+
+
+def quiet_cancellations_at_stop() -> None:
+    """Install the filter on APScheduler's executor logger (once; idempotent)."""
+    logging.getLogger("apscheduler.executors.default").addFilter(_CANCELLED_AT_STOP)
 
 
 def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:

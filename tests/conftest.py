@@ -43,10 +43,10 @@ from streamboot.operator import RedisOperator  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A throwaway server; REDIS_TEST_URL is not honoured on purpose: tests flush the db."""
-    with RedisServer() as server:
-        yield server
+def redis_server(streamboot_server: RedisServer) -> RedisServer:
+    """The test kit's server (streamboot.testing, the plugin users get): the project's own
+    tests run on what users' tests run on. REDIS_URL is not honoured: tests flush the db."""
+    return streamboot_server
 
 
 @pytest.fixture

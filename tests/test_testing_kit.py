@@ -143,3 +143,14 @@ def test_a_starter_never_shadows_an_importable_module() -> None:
     assert package_name("json") == "app_json"  # the standard library
     assert package_name("streamboot") == "app_streamboot"
     assert package_name("2nd shop") == "app_2nd_shop"
+
+
+async def test_a_block_that_ends_at_once_logs_no_job_errors(
+        streamboot_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The stop cancels jobs that had not begun: a cancellation at stop is not an error (a
+    new user's trial saw APScheduler's "Error running job" with a CancelledError)."""
+    with caplog.at_level("ERROR", logger="apscheduler"):
+        for _ in range(3):
+            async with run_app(app_settings("Keeps"), url=streamboot_url):
+                pass
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")] == []
