@@ -78,10 +78,8 @@ class Application:
         await _maybe_await(self.container.init_resources())
         self.operator = await provide(self.container.operator)
         declared = await self._resolve_handlers()
-        redis = self.settings.redis
-        bare_tls = redis.url.startswith("rediss://") and (redis.tls is None
-                                                          or redis.tls.cert_file is None)
-        if not await reach_redis(self.operator, self.stopping, tls_without_client_cert=bare_tls):
+        if not await reach_redis(self.operator, self.stopping,
+                                 tls_without_client_cert=self.settings.redis.tls_without_client_cert):
             logger.info("stopped before Redis could be reached; nothing was started")
             return
         self.listeners = await provide(self.container.listener_container)

@@ -302,6 +302,12 @@ TLS_RESET_HINT = ("; over TLS, a server that requires a client certificate reset
                   "connection of a client that has none (redis.tls.cert_file, key_file)")
 
 
+def with_tls_hint(text: str, tls_without_client_cert: bool) -> str:
+    """A reset over TLS without a client certificate may be the server refusing the client
+    (TLS 1.3 sends that refusal after the handshake): say so on the line."""
+    return text + TLS_RESET_HINT if tls_without_client_cert and "reset" in text else text
+
+
 def describe_permanent(exc: BaseException, address: str = "") -> str:
     """What a permanent failure was, for the one line that ends a listener or ``run``."""
     from redis.exceptions import AuthenticationError, NoPermissionError

@@ -17,13 +17,13 @@ from redis.exceptions import NoPermissionError
 from .backoff import Backoff
 from .errors import (
     MIN_SERVER,
-    TLS_RESET_HINT,
     StartupError,
     describe_permanent,
     describe_unavailable,
     is_permanent,
     is_transient,
     server_too_old,
+    with_tls_hint,
 )
 from .operator import RedisOperator
 
@@ -47,9 +47,7 @@ async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
             if not is_transient(exc):
                 raise
             delay = backoff.next_delay()
-            said = describe_unavailable(exc, address)
-            if tls_without_client_cert and "reset" in said:
-                said += TLS_RESET_HINT
+            said = with_tls_hint(describe_unavailable(exc, address), tls_without_client_cert)
             logger.warning("{}, retrying in {:.1f}s", said, delay)
             await backoff.wait(delay, stop)
             continue

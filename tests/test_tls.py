@@ -151,3 +151,18 @@ def test_tls_settings_are_checked_when_the_file_is_read(tmp_path: Path, certs: P
         settings_from_mapping({"redis": {"url": "rediss://127.0.0.1:6379/0",
                                          "tls": {"cert_file": str(certs / "client.crt")}}})
     assert "cert_file and key_file go together" in str(half.value)
+
+
+def test_status_without_the_client_certificate_is_one_line_naming_it(
+        tmp_path: Path, certs: Path, secured: tuple[RedisServer, str]) -> None:
+    """Either way the refusal arrives (the TLS alert, or a reset), the one line names the
+    client certificate; run several times, as the race decides which."""
+    _, url = secured
+    config = app_file(tmp_path, url, certs, client=False)
+    for _ in range(5):
+        done = sb("status", "-c", str(config))
+        assert done.returncode == 3, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "the server requires a client certificate" in lines[0] or \
+            "a server that requires a client certificate resets" in lines[0], lines[0]

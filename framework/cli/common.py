@@ -38,6 +38,7 @@ from ..errors import (
     describe_unavailable,
     is_permanent,
     server_error_text,
+    with_tls_hint,
 )
 from ..ids import is_id
 from ..operator import RedisOperator
@@ -120,7 +121,8 @@ async def _run(redis: RedisSettings, settings: AppSettings | None,
         raise _RedisFailure(f"redis refused: {text}") from None
     except RedisError as exc:
         text = (describe_permanent(exc, operator.address) if is_permanent(exc)
-                else describe_unavailable(exc, operator.address))
+                else with_tls_hint(describe_unavailable(exc, operator.address),
+                                   redis.tls_without_client_cert))
         raise _RedisFailure(text) from None
     finally:
         await client.aclose()

@@ -148,6 +148,12 @@ class RedisSettings(StrictModel):
     def safe_url(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def tls_without_client_cert(self) -> bool:
+        """TLS with no client certificate given (a server may refuse it by a reset)."""
+        return self.url.startswith("rediss://") and (self.tls is None
+                                                     or self.tls.cert_file is None)
+
 
 class ContainerSettings(StrictModel):
     """Defaults for every listener; each listener may override any of them."""
