@@ -156,3 +156,23 @@ listeners:
     assert ran.returncode == 2
     assert "Traceback" not in ran.stderr
     assert "boom at import" in ran.stderr
+
+
+def test_a_problem_set_by_the_environment_names_the_variable(
+        tmp_path: Path, project_env: dict[str, str]) -> None:
+    """It read as the file's fault, and a misspelt listener in a variable as three missing
+    keys of the file (two new users' trials)."""
+    path = write(tmp_path, """listeners:
+  orders: {stream: a, group: g, handler: "tests.handlers:LoggingHandler"}
+""", project_env["REDIS_URL"])
+    env = {**project_env, "STREAMBOOT_LISTENERS__ORDERS__CONCURRENCY": "lots",
+           "STREAMBOOT_LISTENERS__ORDRES__BATCH_SIZE": "4"}
+    result = streamboot("check", str(path), env=env)
+    assert result.returncode == 2, result.stdout
+    assert problems(result) == [
+        f"{path}: listeners.orders.concurrency: Input should be a valid integer, unable to "
+        "parse string as an integer (got 'lots') — set by the environment variable "
+        "STREAMBOOT_LISTENERS__ORDERS__CONCURRENCY",
+        f"{path}: listeners.ordres: listener 'ordres' is not in the file; only the "
+        "environment variable STREAMBOOT_LISTENERS__ORDRES__BATCH_SIZE names it (a misspelt "
+        "listener name?); lacks: stream, group, handler"]

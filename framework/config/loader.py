@@ -41,7 +41,9 @@ def settings_from_mapping(data: Mapping[str, Any], file: str = "<settings>") -> 
     try:
         return AppSettings(**data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, AppSettings, file)) from None
+        listeners = data.get("listeners")
+        declared = list(listeners) if isinstance(listeners, Mapping) else []
+        raise ConfigError(problems_from_validation(exc, AppSettings, file, declared)) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
