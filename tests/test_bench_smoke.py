@@ -28,3 +28,16 @@ def test_a_quick_benchmark_pass_completes_and_checks_its_runs(tmp_path: Path) ->
         assert not outcome["error"], (consumer, outcome["error"][-1000:])
         assert len(outcome["runs"]) == 1
         assert outcome["median"] > 0, consumer
+
+
+def test_the_idle_cost_benchmark_measures_a_running_process() -> None:
+    """bench/idle.py: 2 listeners, idle 0.5 s: it saw the process's own connections (its
+    readers, by client name) and read its CPU and memory."""
+    done = subprocess.run([sys.executable, "bench/idle.py", "--listeners", "2", "--seconds",
+                           "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert row["listeners"] == 2
+    assert row["connections"] >= 2  # a reader each, at least
+    assert row["rss_mib"] > 10
+    assert row["cpu_percent"] >= 0
