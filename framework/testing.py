@@ -44,7 +44,7 @@ from .application import Application
 from .codecs import FlatCodec
 from .config.loader import load_settings
 from .config.models import AppSettings
-from .dead_letters import ORIGINAL_COUNT
+from .dead_letters import original_pairs
 from .devserver import RedisServer, find_server
 from .errors import StreambootError
 from .handler import StreamHandler
@@ -224,9 +224,8 @@ async def _all(operator: RedisOperator, key: str) -> list[StreamEntry]:
 
 def _dead_letter(entry: StreamEntry) -> DeadLetter:
     fields = entry.fields
-    count = fields.get(ORIGINAL_COUNT, "")
-    original = dict(zip(entry.pairs[0:2 * int(count):2], entry.pairs[1:2 * int(count):2],
-                        strict=True)) if count.isdigit() else {}
+    pairs = original_pairs(entry)  # dead_letters.py's reading, legacy letters included
+    original = dict(zip(pairs[0::2], pairs[1::2], strict=True))
     deliveries = fields.get("dlq_deliveries", "")
     return DeadLetter(id=fields.get("dlq_id", ""), reason=fields.get("dlq_reason", ""),
                       error=fields.get("dlq_error", ""),
