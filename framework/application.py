@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MISSED
@@ -13,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
 from .alerts import AlertState
+from .assignment import Assigned, assigned_listeners
 from .clock import Clock, SystemClock
 from .config.models import AppSettings
 from .di import StreambootContainer, build_container, provide, resolve_handler
@@ -26,6 +29,7 @@ from .listener.spec import ListenerSpec, resolve_listener
 from .metrics import StreambootCollector, build_registry
 from .operator import RedisOperator
 from .preflight import reach_redis
+from .repartition import check_partitions
 from .scheduling import Every, schedule
 from .shutdown import (
     EXIT_CANNOT_START,
@@ -35,6 +39,8 @@ from .shutdown import (
     StopDeadline,
     take_signals,
 )
+from .workers.slot import current_slot
+from .workers.supervisor import PARENT_VARIABLE, PORT_FILE_VARIABLE
 
 START_WAIT = 5.0
 """How long ``run`` waits for every listener's first read before saying it started (the
@@ -62,6 +68,8 @@ class Application:
         self.failure: StartupError | None = None
         self._announced = False
         """Why the run ended by itself (every listener failed), for the command line."""
+        self.worker = current_slot()
+        """Set when a supervisor started this process (``streamboot run --workers``)."""
         self.stopping = asyncio.Event()
         """Set by a signal (or ``request_stop``): a start still waiting for Redis gives up."""
 
@@ -82,12 +90,15 @@ class Application:
                                  tls_without_client_cert=self.settings.redis.tls_without_client_cert):
             logger.info("stopped before Redis could be reached; nothing was started")
             return
+        for name, settings in self.settings.listeners.items():
+            if settings.enabled:
+                await check_partitions(self.operator, name, settings)
         self.listeners = await provide(self.container.listener_container)
-        for name, (spec, handler) in declared.items():
-            listener = DeclaredListener(name, self.settings.listeners[name], spec, handler,
+        for assigned, spec, handler in declared:
+            listener = DeclaredListener(assigned.name, assigned.settings, spec, handler,
                                         self.operator, self.listeners, self.clock)
             await declare(listener)
-            self.declared[name] = listener
+            self.declared[assigned.name] = listener
         await self.listeners.start(timeout=wait_live)
         if self.listeners.every_one_failed:
             # Every listener was refused on its first command (a permission, a key that is
@@ -107,7 +118,7 @@ class Application:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
         if self.settings.metrics.enabled:
             await self._serve_metrics()
-        listeners = len(declared)
+        listeners = len({assigned.listener for assigned, _, _ in declared})
         subs = self.listeners.subscriptions.values()
         streams = sum(1 for sub in subs if sub.failure is None)
         failed = sorted({sub.spec.name for sub in subs if sub.failure is not None})
@@ -117,20 +128,31 @@ class Application:
                     streams, "" if streams == 1 else "s",
                     f" ({', '.join(failed)} stopped: see above)" if failed else "")
 
-    async def _resolve_handlers(self) -> dict[str, tuple[ListenerSpec, StreamHandler[Any]]]:
-        """Every enabled listener's handler, before anything connects: all the problems
-        at once, as ``check`` reports them."""
-        declared: dict[str, tuple[ListenerSpec, StreamHandler[Any]]] = {}
-        problems = []
+    async def _resolve_handlers(self) -> list[tuple[Assigned, ListenerSpec,
+                                                    StreamHandler[Any]]]:
+        """Every enabled listener's handler (one for all its partitions), before anything
+        connects: all the problems at once, as ``check`` reports them."""
         for name, listener in self.settings.listeners.items():
             if not listener.enabled:
                 logger.info("listener {} is disabled", name)
-                continue
-            spec = resolve_listener(name, listener, self.settings.container)
-            try:
-                declared[name] = (spec, await resolve_handler(spec.handler, self.container, name))
-            except HandlerResolutionError as exc:
-                problems.append(ConfigProblem(self.source, f"listeners.{name}.handler", str(exc)))
+        handlers: dict[str, StreamHandler[Any]] = {}
+        problems = []
+        unresolved: set[str] = set()
+        declared = []
+        for assigned in assigned_listeners(self.settings, self.worker):
+            spec = resolve_listener(assigned.name, assigned.settings, self.settings.container,
+                                    assigned.listener, assigned.consumer)
+            handler = handlers.get(assigned.listener)
+            if handler is None and assigned.listener not in unresolved:
+                try:
+                    handler = handlers[assigned.listener] = await resolve_handler(
+                        spec.handler, self.container, assigned.listener)
+                except HandlerResolutionError as exc:
+                    unresolved.add(assigned.listener)
+                    problems.append(ConfigProblem(
+                        self.source, f"listeners.{assigned.listener}.handler", str(exc)))
+            if handler is not None:
+                declared.append((assigned, spec, handler))
         if problems:
             raise ConfigError(problems)
         return declared
@@ -160,6 +182,9 @@ class Application:
         cfg = self.settings.metrics
         await self.metrics_server.start(cfg.host, cfg.port)
         logger.info("metrics and /healthz on http://{}:{}/", cfg.host, self.metrics_server.port)
+        port_file = os.environ.get(PORT_FILE_VARIABLE) if self.worker is not None else None
+        if port_file:  # a supervisor serves every worker's metrics from its own port
+            await asyncio.to_thread(Path(port_file).write_text, str(self.metrics_server.port))
 
     async def stop(self) -> None:
         if self.metrics_server is not None:
@@ -203,6 +228,7 @@ class Application:
             stop.set()
 
         release = take_signals(loop, on_signal, lambda: deadline.arm(self.stop_bound()))
+        orphaned = asyncio.ensure_future(self._until_orphaned())
         try:
             try:
                 # Bounded: the first read of each listener (its own pending list) never
@@ -213,12 +239,25 @@ class Application:
             finally:
                 await self.stop()  # still under our handlers: a second signal cancels this
         finally:
+            orphaned.cancel()
             release()
             if own_deadline:
                 deadline.cancel()
         if code == EXIT_OK and self.listeners is not None and self.listeners.forced:
             code = EXIT_FORCED
         return code
+
+    async def _until_orphaned(self) -> None:
+        """A supervised worker whose supervisor is gone (killed outright) stops by itself:
+        nobody would ever stop it otherwise."""
+        parent = os.environ.get(PARENT_VARIABLE) if self.worker is not None else None
+        if not parent or not parent.isdigit():
+            return
+        while not self.stopping.is_set():
+            await asyncio.sleep(1.0)
+            if os.getppid() != int(parent):
+                logger.warning("the supervisor (pid {}) is gone: stopping", parent)
+                self.stopping.set()
 
     async def _until_stop_or_all_failed(self) -> bool:
         """Wait for the stop; True when, before it, every listener ended on an error no

@@ -25,6 +25,7 @@ from .errors import (
 )
 from .handler import handler_problems
 from .operator import RedisOperator
+from .partitions import partition_keys
 
 
 async def check_application(path: str | Path) -> tuple[AppSettings | None, list[ConfigProblem]]:
@@ -95,10 +96,11 @@ async def _check_redis(settings: AppSettings, container: Any, file: str) -> list
         return [ConfigProblem(file, "redis.url", text)]
     problems = []
     for name, listener in settings.listeners.items():
-        kind = await operator.key_type(listener.stream)
-        if kind not in ("stream", "none"):
-            problems.append(ConfigProblem(file, f"listeners.{name}.stream",
-                                          f"key {listener.stream!r} holds a {kind}, not a stream"))
+        for key in partition_keys(listener):
+            kind = await operator.key_type(key)
+            if kind not in ("stream", "none"):
+                problems.append(ConfigProblem(file, f"listeners.{name}.stream",
+                                              f"key {key!r} holds a {kind}, not a stream"))
     return problems
 
 

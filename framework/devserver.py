@@ -208,10 +208,13 @@ class RedisServer:
 class RedisClusterServer:
     """A throwaway three-master Redis Cluster on loopback (for the cluster tests)."""
 
-    def __init__(self, nodes: int = 3, server: ServerBinary | None = None) -> None:
+    def __init__(self, nodes: int = 3, server: ServerBinary | None = None,
+                 appendonly: bool = False) -> None:
+        """``appendonly``: each node keeps an AOF, so a node stopped and started again
+        comes back with its data (the node-failure tests)."""
         server = server or find_server()
-        self.servers = [RedisServer(port=free_cluster_port(), server=server)
-                        for _ in range(nodes)]
+        self.servers = [RedisServer(port=free_cluster_port(), server=server,
+                                    appendonly=appendonly) for _ in range(nodes)]
 
     @property
     def url(self) -> str:

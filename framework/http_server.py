@@ -49,9 +49,13 @@ async def health(operator: RedisOperator,
 
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry,
-                 healthz: Callable[[], Awaitable[dict[str, object]]]) -> None:
+                 healthz: Callable[[], Awaitable[dict[str, object]]],
+                 refresh: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``refresh``: awaited before each /metrics is rendered (the supervisor fetches
+        its workers' metrics then)."""
         self._registry = registry
         self._healthz = healthz
+        self._refresh = refresh
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -69,6 +73,8 @@ class MetricsServer:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             path = request.split(b" ", 2)[1].decode() if request.count(b" ") >= 2 else "/"
             if path.startswith("/metrics"):
+                if self._refresh is not None:
+                    await self._refresh()
                 status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
             elif path.startswith("/healthz"):
                 report = await self._healthz()

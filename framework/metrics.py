@@ -50,7 +50,8 @@ class StreambootCollector(Collector):
             family = CounterMetricFamily(f"streamboot_entries_{name}", help_text,
                                          labels=["listener", "stream"])
             for sub in subs.values():
-                family.add_metric([sub.spec.name, sub.spec.stream], getattr(sub.stats, name))
+                family.add_metric([sub.spec.listener_name, sub.spec.stream],
+                                  getattr(sub.stats, name))
             yield family
         yield _histogram("streamboot_handler_duration_seconds", "Handler duration.", subs,
                          lambda s: s.stats.handler_seconds)
@@ -79,13 +80,13 @@ class StreambootCollector(Collector):
 
 def _histogram(name: str, doc: str, subs: dict[str, Subscription],
                pick: Callable[[Subscription], Histogram]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=["listener"])
+    family = HistogramMetricFamily(name, doc, labels=["listener", "stream"])
     for sub in subs.values():
         hist = pick(sub)
         cumulative = list(accumulate(hist.counts))
         buckets = [(str(b), float(c)) for b, c in zip(hist.bounds, cumulative, strict=False)]
         buckets.append(("+Inf", float(cumulative[-1])))
-        family.add_metric([sub.spec.name], buckets, hist.total)
+        family.add_metric([sub.spec.listener_name, sub.spec.stream], buckets, hist.total)
     return family
 
 

@@ -84,6 +84,14 @@ class RedisOperator:
     async def exists(self, key: str) -> bool:
         return bool(await self._client.exists(key))
 
+    async def get_text(self, key: str) -> str | None:
+        """GET of a small bookkeeping key (a listener's partition count)."""
+        value = await self._client.get(key)
+        return None if value is None else str(value)
+
+    async def set_text(self, key: str, value: str) -> None:
+        await self._client.set(key, value)
+
     async def key_type(self, key: str) -> str:
         """``stream``, ``none`` (absent) or another type's name."""
         return str(await self._client.type(key))

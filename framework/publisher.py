@@ -1,7 +1,9 @@
 """Publisher: the producing side, resolving the stream key from the listener's own policy.
 
 A rotated listener's producers must write to the key its consumers read; both resolve it
-from the same :class:`RotationPolicy` and clock, so they always agree.
+from the same :class:`RotationPolicy` and clock, so they always agree. A partitioned
+listener's producers pick the partition by the same rule (partitions.py): by the
+``partition_by`` field, else round-robin.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from . import tracing
 from .clock import Clock, SystemClock
 from .codecs import Codec, codec_for
 from .config.models import BackpressureSettings, ListenerSettings
-from .errors import Backpressure, MissingStreamError
+from .errors import Backpressure, MissingStreamError, UnpublishableError
 from .lifecycle.rotation import RotationPolicy
 from .operator import RedisOperator
+from .partitions import RoundRobin, partition_key, partition_of
+from .reliability.idempotency import business_key
 
 
 class Publisher:
@@ -25,7 +29,8 @@ class Publisher:
                  rotation: RotationPolicy | None = None, clock: Clock | None = None,
                  max_len: int | None = None, schema_version: int | None = None,
                  backpressure: BackpressureSettings | None = None,
-                 group: str | None = None, tracing: bool = False) -> None:
+                 group: str | None = None, tracing: bool = False, partitions: int = 1,
+                 partition_by: str | None = None, json_field: str | None = None) -> None:
         self._operator = operator
         self._stream = stream
         self._codec = codec
@@ -37,9 +42,14 @@ class Publisher:
         self._group = group
         self._tracing = tracing
         """Write the current trace context into each entry (the listener traces)."""
-        self._checked_at = -1.0
-        self._full = False
-        self._ready: str | None = None  # the period stream known to exist
+        self._partitions = partitions
+        self._partition_by = partition_by
+        self._json_field = json_field
+        """Where ``partition_by`` is read when the codec is ``json``."""
+        self._round_robin = RoundRobin(partitions)
+        self._checked_at: dict[str, float] = {}
+        self._full: dict[str, bool] = {}
+        self._ready: set[str] = set()  # period streams known to exist
 
     @classmethod
     def for_listener(cls, operator: RedisOperator, listener: ListenerSettings,
@@ -49,13 +59,37 @@ class Publisher:
         rotation = RotationPolicy(listener.rotation) if listener.rotation else None
         return cls(operator, listener.stream, codec_for(listener.codec, listener.json_field),
                    rotation, clock, None, listener.publish.schema_version,
-                   listener.publish.backpressure, listener.group, listener.tracing)
+                   listener.publish.backpressure, listener.group, listener.tracing,
+                   listener.partitions, listener.routed_by,
+                   listener.json_field if listener.codec == "json" else None)
 
     def key(self) -> str:
-        """The stream key a message published now goes to."""
+        """The stream key a message published now goes to (of an unpartitioned stream: a
+        partitioned one's depends on the message, see :meth:`key_for`)."""
+        if self._partitions > 1:
+            raise UnpublishableError(f"{self._stream!r} is partitioned: an entry's key depends "
+                                     "on its fields (Publisher.key_for)")
+        return self._period_key()
+
+    def _period_key(self) -> str:
         if self._rotation is None:
             return self._stream
         return self._rotation.current(self._clock.now()).key
+
+    def key_for(self, fields: Mapping[str, str]) -> str:
+        """The key an entry with these fields goes to now: its partition's (by
+        ``partition_by``, else the next in round-robin) of the current period's."""
+        key = self._period_key()
+        if self._partitions == 1:
+            return key
+        if self._partition_by is None:
+            return partition_key(key, self._round_robin())
+        value = business_key(dict(fields), self._partition_by, self._json_field)
+        if value is None:
+            raise UnpublishableError(
+                f"cannot pick a partition of {self._stream!r}: the entry has no "
+                f"{self._partition_by!r} field (partition_by)")
+        return partition_key(key, partition_of(value, self._partitions))
 
     def fields(self, payload: Any) -> dict[str, str]:
         """The entry's fields for ``payload``: a pydantic model, a dataclass, a mapping."""
@@ -65,6 +99,12 @@ class Publisher:
         if self._tracing:
             tracing.inject(fields)
         return fields
+
+    async def publish_keyed(self, payloads: Sequence[Any]) -> list[tuple[str, str]]:
+        """Like :meth:`publish_many`, returning each entry's (key, id): the key tells which
+        partition (or period) it went to."""
+        fields = [self.fields(p) for p in payloads]
+        return await self._publish_routed(fields)
 
     async def publish(self, payload: Any) -> str:
         """XADD the payload with the listener's codec (``MAXLEN ~ max_len`` if given).
@@ -81,20 +121,29 @@ class Publisher:
         publish would use now — the current period's for a rotated listener, created if
         missing — under the same backpressure; returns (key, id). For operators'
         hand-made entries (``streamboot publish``)."""
-        key = self.key()
-        await self._admit(key)
-        (entry_id,) = await self._write(key, [dict(fields)])
+        ((key, entry_id),) = await self._publish_routed([dict(fields)])
         return key, entry_id
 
     async def publish_many(self, payloads: Sequence[Any], chunk: int = 500) -> list[str]:
-        """XADD many payloads, ``chunk`` per pipelined round trip, in order."""
-        key = self.key()
-        ids: list[str] = []
-        for start in range(0, len(payloads), chunk):
-            await self._admit(key)
-            ids.extend(await self._write(key, [self.fields(p)
-                                               for p in payloads[start:start + chunk]]))
-        return ids
+        """XADD many payloads, ``chunk`` per pipelined round trip, in order (per
+        partition: entries of one partition keep their order)."""
+        return [entry_id for _, entry_id in
+                await self._publish_routed([self.fields(p) for p in payloads], chunk)]
+
+    async def _publish_routed(self, entries: list[dict[str, str]],
+                              chunk: int = 500) -> list[tuple[str, str]]:
+        by_key: dict[str, list[int]] = {}
+        for index, fields in enumerate(entries):
+            by_key.setdefault(self.key_for(fields), []).append(index)
+        placed: list[tuple[str, str]] = [("", "")] * len(entries)
+        for key, indexes in by_key.items():
+            for start in range(0, len(indexes), chunk):
+                part = indexes[start:start + chunk]
+                await self._admit(key)
+                ids = await self._write(key, [entries[i] for i in part])
+                for index, entry_id in zip(part, ids, strict=True):
+                    placed[index] = (key, entry_id)
+        return placed
 
     async def _write(self, key: str, entries: list[dict[str, str]]) -> list[str]:
         rotated = self._rotation is not None
@@ -103,7 +152,7 @@ class Publisher:
                                              nomkstream=rotated)
         missing = [i for i, entry_id in enumerate(ids) if entry_id is None]
         if missing:  # the period's stream vanished since it was made (deleted, flushed)
-            self._ready = None
+            self._ready.discard(key)
             await self._ensure_period(key)
             again = await self._operator.xadd_many(key, [entries[i] for i in missing],
                                                    maxlen=self._max_len, nomkstream=rotated)
@@ -116,11 +165,13 @@ class Publisher:
     async def _ensure_period(self, key: str) -> None:
         """Create the period's stream (with the listener's group and the TTL) unless this
         publisher already saw it: one round trip per period, not per publish."""
-        if self._rotation is None or key == self._ready:
+        if self._rotation is None or key in self._ready:
             return
         await self._operator.create_stream(key, ttl=self._rotation.settings.ttl,
                                            group=self._group, start_id="0")
-        self._ready = key
+        if len(self._ready) > 2 * self._partitions:  # past periods' keys: forget them
+            self._ready.clear()
+        self._ready.add(key)
 
     async def _admit(self, key: str) -> None:
         """Refuse (or wait) while the stream is over its limits; checked at most every
@@ -138,9 +189,12 @@ class Publisher:
 
     async def _over_limit(self, key: str, policy: BackpressureSettings) -> bool:
         now = time.monotonic()
-        if now - self._checked_at < policy.check_every.total_seconds():
-            return self._full
-        self._checked_at = now
+        if now - self._checked_at.get(key, -1.0) < policy.check_every.total_seconds():
+            return self._full.get(key, False)  # a check in flight: as it was
+        if len(self._checked_at) > 2 * self._partitions:  # past periods' keys
+            self._checked_at.clear()
+            self._full.clear()
+        self._checked_at[key] = now
         full = False
         if policy.max_length is not None:
             full = await self._operator.xlen(key) >= policy.max_length
@@ -148,5 +202,5 @@ class Publisher:
             groups = {g.name: g for g in await self._operator.info_groups(key)}
             lag = groups[self._group].lag if self._group in groups else None
             full = lag is not None and lag >= policy.max_lag
-        self._full = full
+        self._full[key] = full
         return full

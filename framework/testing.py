@@ -53,6 +53,7 @@ from .message import Message
 from .operator import RedisOperator
 from .publisher import Publisher
 from .records import StreamEntry
+from .reliability.slots import colocated
 
 P = TypeVar("P")
 
@@ -97,6 +98,19 @@ class DeadLetter:
     """The entry's original fields."""
 
 
+class PublishedId(str):
+    """An entry id as ``app.publish`` returns it: a plain ``str`` that also knows the stream
+    it went to (``.stream``). Ids are unique per stream only: two partitions (or two
+    listeners) may hand out the same id in the same millisecond."""
+
+    stream: str
+
+    def __new__(cls, entry_id: str, stream: str) -> PublishedId:
+        made = super().__new__(cls, entry_id)
+        made.stream = stream
+        return made
+
+
 class TestApp:
     """The running application of :func:`run_app`."""
 
@@ -105,32 +119,40 @@ class TestApp:
     def __init__(self, application: Application, operator: RedisOperator) -> None:
         self.application = application
         self.operator = operator
-        self._published: dict[str, tuple[str, str]] = {}  # entry id -> (listener, key)
+        self._published: dict[str, list[tuple[str, str]]] = {}  # id -> [(listener, key)]
+        self._publishers: dict[str, Publisher] = {}
 
     def handler(self, listener: str) -> StreamHandler[Any]:
         """The listener's handler bean (to look at what it did)."""
-        declared = self.application.declared.get(listener)
+        declared = self.application.declared.get(listener) or next(
+            (d for d in self.application.declared.values() if d.spec.listener == listener),
+            None)  # a partitioned listener's partitions share its handler
         if declared is None:
             raise KeyError(f"no running listener {listener!r}: {self._names()}")
         return declared.handler
 
-    async def publish(self, listener: str, payload: Any) -> str:
+    async def publish(self, listener: str, payload: Any) -> PublishedId:
         """Publish as the listener's producers do (its codec; its current period when it
         rotates); returns the entry id, which ``handled`` and ``dead_lettered`` take."""
-        publisher = Publisher.for_listener(self.operator, self._settings(listener),
-                                           self.application.clock)
-        key = publisher.key()
-        entry_id = await publisher.publish(payload)
-        self._published[entry_id] = (listener, key)
-        return entry_id
+        ((key, entry_id),) = await self._publisher(listener).publish_keyed([payload])
+        return self._record(listener, key, entry_id)
 
-    async def publish_fields(self, listener: str, fields: Mapping[str, str]) -> str:
+    async def publish_fields(self, listener: str, fields: Mapping[str, str]) -> PublishedId:
         """Publish fields exactly as given (a malformed entry, say)."""
-        publisher = Publisher.for_listener(self.operator, self._settings(listener),
-                                           self.application.clock)
-        key, entry_id = await publisher.publish_fields(fields)
-        self._published[entry_id] = (listener, key)
-        return entry_id
+        key, entry_id = await self._publisher(listener).publish_fields(fields)
+        return self._record(listener, key, entry_id)
+
+    def _record(self, listener: str, key: str, entry_id: str) -> PublishedId:
+        self._published.setdefault(entry_id, []).append((listener, key))
+        return PublishedId(entry_id, key)
+
+    def _publisher(self, listener: str) -> Publisher:
+        """One per listener, as an application keeps it (its round-robin goes on)."""
+        publisher = self._publishers.get(listener)
+        if publisher is None:
+            publisher = self._publishers[listener] = Publisher.for_listener(
+                self.operator, self._settings(listener), self.application.clock)
+        return publisher
 
     async def handled(self, *entry_ids: str, timeout: float = WAIT) -> None:
         """Return once each entry was handled: delivered to the group and acked, not
@@ -144,8 +166,8 @@ class TestApp:
         await self._until(entry_ids, timeout, want="dead-lettered")
         letters = []
         for entry_id in entry_ids:
-            listener, _ = self._where(entry_id)
-            letter = (await self._dead_letters(listener)).get(entry_id)
+            listener, key = self._where(entry_id)
+            letter = (await self._dead_letters(listener, key)).get(entry_id)
             assert letter is not None
             letters.append(letter)
         return letters
@@ -186,27 +208,38 @@ class TestApp:
                                                     count=1)
         if pending:
             return f"pending (delivered {pending[0].deliveries}×, to {pending[0].consumer})"
-        if entry_id in await self._dead_letters(listener):
+        if entry_id in await self._dead_letters(listener, key):
             return "dead-lettered"
         return "handled"
 
     async def _dead_reason(self, entry_id: str) -> str:
-        listener, _ = self._where(entry_id)
-        letter = (await self._dead_letters(listener))[entry_id]
+        listener, key = self._where(entry_id)
+        letter = (await self._dead_letters(listener, key))[entry_id]
         return f"dead-lettered ({letter.reason}: {letter.error})"
 
-    async def _dead_letters(self, listener: str) -> dict[str, DeadLetter]:
-        dlq = self._settings(listener).dead_letter_stream
+    async def _dead_letters(self, listener: str, key: str) -> dict[str, DeadLetter]:
+        """The dead letters of the stream ``key`` (a period's or a partition's have their
+        own dead-letter stream, in their slot)."""
+        settings = self._settings(listener)
+        dlq = settings.dead_letter_stream
+        if dlq is not None and key != settings.stream:
+            dlq = colocated(key, ":dlq")
         if dlq is None or not await self.operator.exists(dlq):
             return {}
         return {letter.id: letter for letter in map(_dead_letter, await _all(self.operator, dlq))}
 
     def _where(self, entry_id: str) -> tuple[str, str]:
-        try:
-            return self._published[entry_id]
-        except KeyError:
+        places = self._published.get(entry_id)
+        if not places:
             raise ValueError(f"{entry_id} was not published by this app "
-                             "(use app.publish or app.publish_fields)") from None
+                             "(use app.publish or app.publish_fields)")
+        stream = getattr(entry_id, "stream", None)
+        if stream is not None:
+            return next(place for place in places if place[1] == stream)
+        if len(places) > 1:  # the same id in two partitions (or streams): which one?
+            raise ValueError(f"{entry_id} was published to {', '.join(k for _, k in places)}: "
+                             "pass the id app.publish returned (it knows its stream)")
+        return places[0]
 
     def _settings(self, listener: str) -> Any:
         try:

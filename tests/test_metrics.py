@@ -56,8 +56,8 @@ async def test_metrics_and_health_over_http() -> None:
             status, text = await asyncio.to_thread(get, f"{base}/metrics")
             assert status == 200
             assert 'streamboot_entries_handled_total{listener="m",stream="m"} 10.0' in text
-            assert 'streamboot_handler_duration_seconds_count{listener="m"} 10.0' in text
-            assert 'streamboot_batch_size_bucket{le="+Inf",listener="m"}' in text
+            assert 'streamboot_handler_duration_seconds_count{listener="m",stream="m"} 10.0' in text
+            assert 'streamboot_batch_size_bucket{le="+Inf",listener="m",stream="m"}' in text
             assert 'streamboot_group_lag{group="g",stream="m"} 0.0' in text
             assert 'streamboot_stream_length{stream="m"} 10.0' in text
             status, body = await asyncio.to_thread(get, f"{base}/healthz")

@@ -42,6 +42,8 @@ from ..errors import (
 )
 from ..ids import is_id
 from ..operator import RedisOperator
+from ..partitions import partition_keys
+from ..reliability.slots import colocated
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -168,3 +170,22 @@ def _printable_tree(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_printable_tree(v) for v in value]
     return value
+
+
+def partitioned(settings: AppSettings | None, name: str) -> list[str] | None:
+    """The partition keys when ``name`` is a partitioned listener's ``stream`` in the
+    application file: the commands that take a stream then cover each partition."""
+    for listener in settings.listeners.values() if settings is not None else ():
+        if listener.partitions > 1 and listener.stream == name:
+            return partition_keys(listener)
+    return None
+
+
+def partitioned_dlqs(settings: AppSettings | None, name: str) -> list[str] | None:
+    """Each partition's dead-letter stream when ``name`` is a partitioned listener's
+    ``stream`` (or what its dead-letter stream would be unpartitioned, ``{orders}:dlq``)."""
+    for listener in settings.listeners.values() if settings is not None else ():
+        if listener.partitions > 1 and name in (listener.stream,
+                                                colocated(listener.stream, ":dlq")):
+            return [colocated(key, ":dlq") for key in partition_keys(listener)]
+    return None

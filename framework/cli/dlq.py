@@ -26,6 +26,7 @@ from .common import (
     entry_id,
     fail,
     out,
+    partitioned_dlqs,
     printable,
     with_redis,
 )
@@ -46,6 +47,15 @@ def _view(entry: StreamEntry) -> dict[str, object]:
             **{printable(meta[i]): printable(meta[i + 1]) for i in range(0, len(meta), 2)}}
 
 
+def _one_dlq(settings: AppSettings | None, dlq: str) -> None:
+    """Commands that change a dead-letter stream take one partition's, named."""
+    keys = partitioned_dlqs(settings, dlq)
+    if keys is not None:
+        raise UsageError(f"{dlq} is partitioned into {len(keys)} dead-letter streams "
+                         f"({', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}): name one "
+                         "(`streamboot dlq list` shows them all)")
+
+
 async def _check(operator: RedisOperator, dlq: str) -> bool:
     """Whether the dead-letter stream exists; a key that is not one is refused (exit 2)."""
     try:
@@ -59,29 +69,44 @@ def dlq_list(dlq: DlqArg,
              limit: Annotated[int, typer.Option("--count", min=1, help="At most this many.")] = 50,
              config: ConfigOption = None, url: UrlOption = None,
              json_: JsonOption = False) -> None:
-    """The oldest dead letters: id, source, reason, deliveries, error."""
+    """The oldest dead letters: id, source, reason, deliveries, error.
+
+    With the application file, DLQ may be a partitioned listener's `stream`: one table per
+    partition's dead-letter stream."""
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        await _check(operator, dlq)
-        entries = await operator.xrange_exact(dlq, count=limit)
+        keys = partitioned_dlqs(settings, dlq)
+        if keys is None:
+            await _check(operator, dlq)
+            keys = [dlq]
+        shown = []
+        for key in keys:
+            found = await operator.xrange_exact(key, count=limit) if await _check(
+                operator, key) else []
+            shown.append((key, found))
         if json_:
-            as_json([_view(e) for e in entries])
+            as_json([_view(e) for _, found in shown for e in found])
             return
-        table = Table(title=f"{dlq}: {count(len(entries), 'dead letter')} shown",
-                      title_justify="left")
-        width = max((len(e.id) for e in entries), default=2)
-        table.add_column("id", no_wrap=True, min_width=width)
-        table.add_column("from", no_wrap=True)
-        for column in ("reason", "deliveries"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("error", overflow="ellipsis", no_wrap=True)
-        for e in entries:
-            f = e.fields
-            table.add_row(e.id, printable(f"{f.get('dlq_stream')} {f.get('dlq_id')}"),
-                          printable(f.get("dlq_reason", "")), f.get("dlq_deliveries", ""),
-                          printable(f.get("dlq_error", "")))
-        out.print(table)
+        for key, found in shown:
+            out.print(_list_table(key, found))
 
     with_redis(config, url, job)
+
+
+def _list_table(dlq: str, entries: list[StreamEntry]) -> Table:
+    table = Table(title=f"{dlq}: {count(len(entries), 'dead letter')} shown",
+                  title_justify="left")
+    width = max((len(e.id) for e in entries), default=2)
+    table.add_column("id", no_wrap=True, min_width=width)
+    table.add_column("from", no_wrap=True)
+    for column in ("reason", "deliveries"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("error", overflow="ellipsis", no_wrap=True)
+    for e in entries:
+        f = e.fields
+        table.add_row(e.id, printable(f"{f.get('dlq_stream')} {f.get('dlq_id')}"),
+                      printable(f.get("dlq_reason", "")), f.get("dlq_deliveries", ""),
+                      printable(f.get("dlq_error", "")))
+    return table
 
 
 @app.command("show")
@@ -92,6 +117,7 @@ def dlq_show(dlq: DlqArg,
     wanted = entry_id(dead_letter)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        _one_dlq(settings, dlq)
         await _check(operator, dlq)
         found = await operator.xrange_exact(dlq, wanted, wanted, 1)
         if not found:
@@ -117,6 +143,7 @@ def dlq_replay(dlq: DlqArg,
     wanted = None if all_ else [entry_id(i) for i in ids or []]
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        _one_dlq(settings, dlq)
         await _check(operator, dlq)
         if wanted is not None:
             missing = [i for i in wanted if not await operator.xrange_exact(dlq, i, i, 1)]
@@ -144,6 +171,7 @@ def dlq_purge(dlq: DlqArg,
               json_: JsonOption = False) -> None:
     """Delete the dead-letter stream (only with --yes)."""
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        _one_dlq(settings, dlq)
         exists = await _check(operator, dlq)
         if not yes:
             n = await operator.xlen(dlq) if exists else 0

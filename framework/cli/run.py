@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from loguru import logger
 
 from ..application import Application
+from ..assignment import idle_workers
 from ..check import check_application
 from ..config.loader import load_settings
+from ..config.models import AppSettings
 from ..errors import ConfigError, ConfigProblem, StartupError
 from ..listener.container import CANCEL_GRACE
 from ..logs import configure_logging
@@ -29,6 +32,7 @@ from ..shutdown import (
     StopDeadline,
     run_process,
 )
+from ..workers.supervisor import Supervisor
 from .common import ConfigOption, err, out, print_problems
 
 ConfigArg = Annotated[Path | None, typer.Argument(
@@ -53,7 +57,13 @@ def _import_from_cwd() -> None:
         sys.path.insert(0, cwd)
 
 
-def run(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> None:
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", "-w", min=1, max=256, help="Worker processes under one supervisor "
+    "(docs/scaling.md); 1: this process runs the listeners itself.")]
+
+
+def run(config_arg: ConfigArg = None, config_option: ConfigOption = None,
+        workers: WorkersOption = 1) -> None:
     """Run the listeners and jobs until SIGINT/SIGTERM.
 
     Exit codes: 0 stopped, 1 forced (handlers cut off), 2 bad file or handler, 3 cannot
@@ -66,6 +76,8 @@ def run(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> Non
             raise ConfigError([ConfigProblem(str(config), "listeners", "no listener is "
                                              "declared (or all are disabled): nothing to run")])
         configure_logging(settings.logging)
+        if workers > 1:
+            raise typer.Exit(_supervise(config, workers, settings))
         application = Application(settings, source=str(config))
     except ConfigError as exc:
         print_problems(exc)
@@ -87,6 +99,22 @@ def run(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> Non
     if code == EXIT_CANNOT_START and application.failure is not None:
         err.print(f"streamboot: cannot start: {application.failure}", markup=False)
     raise typer.Exit(code)
+
+
+def _supervise(config: Path, workers: int, settings: AppSettings) -> int:
+    idle = idle_workers(settings, workers)
+    if idle:
+        most = max(ls.partitions for ls in settings.listeners.values() if ls.enabled)
+        raise ConfigError([ConfigProblem(
+            str(config), "listeners", f"--workers {workers}, but no listener has more than "
+            f"{most} partitions: workers {', '.join(map(str, idle))} would read nothing "
+            f"(each partition has one reader); use --workers {most} or more partitions")])
+    for name, listener in settings.listeners.items():
+        if listener.enabled and listener.ordering_key and listener.partitions == 1:
+            logger.warning("listeners.{}: ordering_key holds within each worker only: all {} "
+                           "workers read its one stream; partition it to keep each key's "
+                           "order across workers (docs/scaling.md)", name, workers)
+    return asyncio.run(Supervisor(config, workers, settings).run())
 
 
 def check(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> None:

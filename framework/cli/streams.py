@@ -13,14 +13,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..assignment import assigned_listeners
 from ..clock import SystemClock
 from ..config.durations import parse_duration
-from ..config.models import AppSettings
+from ..config.models import AppSettings, ListenerSettings
 from ..errors import NotFound, UsageError
 from ..inspect_streams import StreamView, stream_view
 from ..lifecycle.rotation import RotationPolicy
 from ..operator import RedisOperator
+from ..partitions import partition_keys
 from ..publisher import Publisher
+from ..records import PendingEntry
 from ..replay import apply_replay, plan_replay
 from .common import (
     USAGE,
@@ -32,6 +35,7 @@ from .common import (
     entry_id,
     fail,
     out,
+    partitioned,
     printable,
     with_redis,
 )
@@ -42,7 +46,7 @@ def configured_streams(settings: AppSettings) -> list[str]:
     alive now (the caller shows only those that exist, and the current one)."""
     keys: list[str] = []
     now = SystemClock().now()
-    for listener in settings.listeners.values():
+    for listener in _plain_listeners(settings):
         if listener.rotation is not None:
             keys += [p.key for p in RotationPolicy(listener.rotation).live_periods(now)]
         else:
@@ -52,10 +56,40 @@ def configured_streams(settings: AppSettings) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def _plain_listeners(settings: AppSettings) -> list[ListenerSettings]:
+    """Every listener of the file, each partition of a partitioned one as its own."""
+    return [assigned.settings for assigned in assigned_listeners(
+        settings.model_copy(update={"listeners": {
+            name: ls.model_copy(update={"enabled": True})
+            for name, ls in settings.listeners.items()}}))]
+
+
 def _current_periods(settings: AppSettings) -> set[str]:
     now = SystemClock().now()
     return {RotationPolicy(ls.rotation).current(now).key
-            for ls in settings.listeners.values() if ls.rotation is not None}
+            for ls in _plain_listeners(settings) if ls.rotation is not None}
+
+
+def _totals(settings: AppSettings | None, views: list[StreamView]) -> list[Text]:
+    """One line per partitioned listener: its partitions' entries, lag and pending summed
+    (per partition, the tables above)."""
+    if settings is None:
+        return []
+    by_key = {view.key: view for view in views}
+    lines = []
+    for name, listener in settings.listeners.items():
+        if listener.partitions == 1 or listener.rotation is not None:
+            continue
+        found = [by_key[key] for key in partition_keys(listener) if key in by_key]
+        groups = [g for view in found for g in view.groups if g.name == listener.group]
+        lag = ("?" if any(g.lag is None for g in groups)
+               else str(sum(g.lag or 0 for g in groups)))
+        entries = count(sum(view.length for view in found), "entry", "entries")
+        lines.append(Text(
+            f"{printable(name)} ({printable(listener.stream)}, {listener.partitions} "
+            f"partitions): {entries}; group {printable(listener.group)}: lag {lag}, pending "
+            f"{sum(g.pending for g in groups)}"))
+    return lines
 
 
 def status(
@@ -78,8 +112,8 @@ def status(
         periods: set[str] = set()  # past periods: shown only while they exist
         if not keys and settings is not None:
             keys = configured_streams(settings)
-            plain = {ls.stream for ls in settings.listeners.values() if ls.rotation is None}
-            dead = {ls.dead_letter_stream for ls in settings.listeners.values()}
+            plain = {ls.stream for ls in _plain_listeners(settings) if ls.rotation is None}
+            dead = {ls.dead_letter_stream for ls in _plain_listeners(settings)}
             periods = set(keys) - plain - dead - _current_periods(settings)
         if not keys:
             raise UsageError("give an application file (--config) or --stream")
@@ -88,10 +122,13 @@ def status(
             found = [await stream_view(operator, key) for key in keys]
             return [v for v in found if v.exists or v.key not in periods]
 
+        totals = settings if not stream else None
         if watch:
             with Live(console=out, auto_refresh=False) as live:
                 while True:
-                    live.update(Group(*(_table(v) for v in await views())), refresh=True)
+                    found = await views()
+                    live.update(Group(*(_table(v) for v in found), *_totals(totals, found)),
+                                refresh=True)
                     await asyncio.sleep(2)
         shown = await views()
         if json_:
@@ -99,6 +136,8 @@ def status(
             return
         for view in shown:
             out.print(_table(view))
+        for line in _totals(totals, shown):
+            out.print(line)
 
     if watch and json_:
         fail(USAGE, "--watch shows tables; --json prints one snapshot (drop one of them)")
@@ -139,30 +178,46 @@ def pending(
     url: UrlOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Pending entries: owner, idle time, deliveries."""
+    """Pending entries: owner, idle time, deliveries.
+
+    With the application file, STREAM may be a partitioned listener's `stream`: every
+    partition's entries, with a partition column."""
     try:
         idle = parse_duration(min_idle)
     except ValueError as exc:
         fail(USAGE, f"--min-idle: {exc}")
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        if not await operator.group_exists(stream, group):
-            raise NotFound(f"stream {stream!r} has no group {group!r}")
-        rows = await operator.pending_range(stream, group, consumer=consumer,
-                                            min_idle=idle if idle > timedelta(0) else None,
-                                            count=limit)
+        keys = partitioned(settings, stream) or [stream]
+        rows: list[tuple[str, PendingEntry]] = []
+        for key in keys:
+            if not await operator.group_exists(key, group):
+                if len(keys) == 1:
+                    raise NotFound(f"stream {key!r} has no group {group!r}")
+                continue  # a partition nothing was written to yet
+            found = await operator.pending_range(key, group, consumer=consumer,
+                                                 min_idle=idle if idle > timedelta(0) else None,
+                                                 count=limit)
+            rows += [(key, row) for row in found]
+        rows = rows[:limit]
         if json_:
             as_json([{"id": r.id, "consumer": r.consumer, "idle_ms": r.idle_ms,
-                      "deliveries": r.deliveries} for r in rows])
+                      "deliveries": r.deliveries, **({"stream": key} if len(keys) > 1 else {})}
+                     for key, r in rows])
             return
         shown = count(len(rows), "pending entry", "pending entries")
-        table = Table(title=f"{stream} / {group}: {shown} shown", title_justify="left")
-        table.add_column("id", no_wrap=True, min_width=max((len(r.id) for r in rows), default=2))
+        where = f"{stream} ({len(keys)} partitions)" if len(keys) > 1 else stream
+        table = Table(title=f"{where} / {group}: {shown} shown", title_justify="left")
+        if len(keys) > 1:
+            table.add_column("partition", no_wrap=True)
+        table.add_column("id", no_wrap=True,
+                         min_width=max((len(r.id) for _, r in rows), default=2))
         for column in ("consumer", "idle", "deliveries"):
             table.add_column(column, no_wrap=True)
-        for row in rows:
-            table.add_row(row.id, printable(row.consumer), f"{row.idle_ms / 1000:.1f}s",
-                          str(row.deliveries))
+        for key, row in rows:
+            cells = [row.id, printable(row.consumer), f"{row.idle_ms / 1000:.1f}s",
+                     str(row.deliveries)]
+            table.add_row(*([printable(key)] if len(keys) > 1 else []), *cells)
         out.print(table)
 
     with_redis(config, url, job)
@@ -177,22 +232,26 @@ def publish(
 ) -> None:
     """XADD one entry (for manual tests).
 
-    With the application file, STREAM may be a rotated listener's `stream`: the entry
-    goes to the current period's stream, as the listener's Publisher would send it."""
+    With the application file, STREAM may be a rotated or partitioned listener's `stream`:
+    the entry goes to the current period's stream, or to the partition its fields route
+    it to, as the listener's Publisher would send it."""
     pairs = dict(_pair(f) for f in fields)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        rotated = [ls for ls in (settings.listeners.values() if settings else ())
-                   if ls.stream == stream and ls.rotation is not None]
-        if rotated:
-            key, new_id = await Publisher.for_listener(operator, rotated[0]).publish_fields(
+        routed = [ls for ls in (settings.listeners.values() if settings else ())
+                  if ls.stream == stream and (ls.rotation is not None or ls.partitions > 1)]
+        if routed:
+            key, new_id = await Publisher.for_listener(operator, routed[0]).publish_fields(
                 pairs)
         else:
             key, new_id = stream, await operator.xadd(stream, pairs)
         if json_:
             as_json({"stream": key, "id": new_id})
         elif key != stream:
-            out.print(f"{new_id} (in {key}, the current period of {stream})", markup=False)
+            what = ("a partition" if routed[0].rotation is None
+                    else "the current period" if routed[0].partitions == 1
+                    else "a partition of the current period")
+            out.print(f"{new_id} (in {key}, {what} of {stream})", markup=False)
         else:
             out.print(new_id, markup=False)
 

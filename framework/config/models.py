@@ -409,6 +409,18 @@ class ListenerSettings(StrictModel):
     """OpenTelemetry (the `otel` extra): the listener's publisher writes the trace context
     into each entry, and each delivery is a consumer span continuing it, with retries and
     dead letters as span events"""
+    partitions: int = Field(default=1, ge=1, le=1024)
+    """spread the stream over this many keys, each in its own hash slot: `{<stream>:p0}` …
+    (each with its dead-letter stream `{<stream>:p0}:dlq`); the listener reads every one, and
+    its `Publisher` routes by `partition_by`. Changing it later: docs/scaling.md"""
+    partition_by: str | None = Field(default=None, min_length=1, json_schema_extra={
+        "default_shown": "`ordering_key`, else round-robin"})
+    """payload field whose value picks an entry's partition (`crc32(value) mod partitions`):
+    the same value always goes to the same partition, so its entries stay in order"""
+    ordering_key: str | None = Field(default=None, min_length=1)
+    """payload field: entries with the same value are never handled at the same time by one
+    process, and are handled in stream order (a retried entry holds back the later entries
+    of its key); different values run in parallel. Entries without the field are unordered"""
 
     @field_validator("tracing")
     @classmethod
@@ -425,9 +437,45 @@ class ListenerSettings(StrictModel):
             return None
         return self.dead_letter.stream or colocated(self.stream, ":dlq")
 
+    @property
+    def routed_by(self) -> str | None:
+        """The payload field that picks a partition (None: round-robin)."""
+        return self.partition_by or self.ordering_key
+
+    @model_validator(mode="after")
+    def _partitioned(self) -> ListenerSettings:
+        """A partition's hash tag is made by Streamboot, so the names it is made from must
+        not carry one; and routing must follow the ordering key, or order is lost."""
+        if self.partitions == 1:
+            if self.partition_by is not None:
+                raise ValueError("partition_by is set but partitions is 1: set partitions "
+                                 "(≥ 2) to spread the stream, or remove partition_by")
+            return self
+        names = {"stream": self.stream}
+        if self.rotation is not None:
+            names["rotation.key_format"] = self.rotation.key_format
+        for where, name in names.items():
+            if "{" in name or "}" in name:
+                raise ValueError(
+                    f"{where} {name!r} has braces, but a partitioned stream's keys get their "
+                    f"hash tags from Streamboot ({{{name}:p0}} …): remove the {{…}}")
+        if self.dead_letter.stream is not None:
+            raise ValueError("dead_letter.stream cannot be set on a partitioned listener: "
+                             f"each partition has its own, {{{self.stream}:p0}}:dlq …")
+        if (self.partition_by is not None and self.ordering_key is not None
+                and self.partition_by != self.ordering_key):
+            raise ValueError(
+                f"partition_by ({self.partition_by!r}) and ordering_key "
+                f"({self.ordering_key!r}) differ: entries of one ordering key would land in "
+                "several partitions and lose their order; drop partition_by (it defaults to "
+                "ordering_key) or make them the same")
+        return self
+
     @model_validator(mode="after")
     def _dead_letter_in_same_slot(self) -> ListenerSettings:
         dlq = self.dead_letter_stream
+        if self.partitions > 1:
+            return self  # each partition's dead-letter stream is made in its slot
         if dlq is not None and not same_slot(self.stream, dlq):
             raise ValueError(
                 f"dead_letter.stream {dlq!r} must share the hash slot of {self.stream!r} so "
@@ -541,7 +589,7 @@ class AppSettings(BaseSettings):
         pool = redis.max_connections or CLUSTER_POOL_DEFAULT
         # A rotated listener reads the current period, the pre-created next one and the
         # previous one while it drains.
-        reads = sum(3 if listener.rotation is not None else 1
+        reads = sum((3 if listener.rotation is not None else 1) * listener.partitions
                     for listener in self.listeners.values() if listener.enabled)
         needed = reads + POOL_HEADROOM
         if pool < needed:

@@ -19,6 +19,7 @@ daemon thread that is abandoned when it overruns (see threads.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from ..reliability.retry import exhausted
 from ..tracing import ConsumerTracer, without_trace_fields
 from .acks import Acks
 from .failures import FailurePolicy
+from .ordering import KeyOrder
 from .spec import ListenerSpec
 from .stats import ListenerStats
 from .threads import HandlerThreads
@@ -87,6 +89,12 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._marker_ttl = idempotency.ttl if idempotency is not None else timedelta(0)
+        self._order: KeyOrder[_Job] | None = None
+        if spec.ordering_key is not None:
+            # At most a batch waits behind busy keys before the poll loop stops reading.
+            self._order = KeyOrder(spec.ordering_key,
+                                   spec.json_field if spec.codec == "json" else None,
+                                   spec.batch_size)
         self._context = contextvars.copy_context()
         install_entry_context()
 
@@ -105,7 +113,8 @@ class Dispatcher:
         needs to read on) or finished (``"finished"``: one entry's outcome, for recovery).
         """
         done: list[asyncio.Future[None]] = []
-        if until == "started" and not deliveries:  # the hot path: fresh entries
+        order = self._order
+        if until == "started" and not deliveries and order is None:  # the hot path
             self._queue.extend(zip(entries, repeat(FRESH), repeat(None)))
         else:
             counts = deliveries or {}
@@ -114,7 +123,9 @@ class Dispatcher:
                 future = loop.create_future() if until == "finished" else None
                 if future is not None:
                     done.append(future)
-                self._queue.append((entry, counts.get(entry.id, FRESH), future))
+                job = (entry, counts.get(entry.id, FRESH), future)
+                if order is None or order.admit(entry, job):
+                    self._queue.append(job)
         if not self._queue:
             return
         self._drained.clear()
@@ -187,6 +198,8 @@ class Dispatcher:
                             self._acks.release((entry.id,))  # recovery will take it
                         finally:
                             if not running.abandoned:  # else already counted out
+                                if self._order is not None:
+                                    self.settle(entry.id, wake=False)
                                 self._leave()
                             if done is not None and not done.done():
                                 done.set_result(None)
@@ -198,6 +211,38 @@ class Dispatcher:
             self._watchdog.retire(running)
             if wake in self._sleeping:
                 self._sleeping.remove(wake)
+
+    def settle(self, entry_id: str, wake: bool = True) -> None:
+        """With ``ordering_key``: the entry has nothing left to do here (unless it waits
+        for a retry), so the next entry of its key may run."""
+        if self._order is None or self._failures.retrying(entry_id):
+            return
+        job = self._order.settled(entry_id)
+        if job is None:
+            return
+        self._queue.append(job)
+        self._idle.clear()
+        if wake:
+            self._wake_one()
+
+    @property
+    def backlogged(self) -> bool:
+        """Entries wait behind busy keys past the bound: read no more for now."""
+        return self._order is not None and self._order.backlogged
+
+    async def wait_for_room(self, timeout: float) -> None:
+        """Until the keys move (or a retry falls due: ``nudge``), at most ``timeout``."""
+        if self._order is None:
+            return
+        room = self._order.room
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(room.wait(), timeout)
+        if self._order.backlogged:
+            room.clear()  # woken by a nudge: the next wait waits again
+
+    def nudge(self) -> None:
+        if self._order is not None:
+            self._order.nudge()
 
     def _leave(self) -> None:
         self._active -= 1
@@ -220,12 +265,15 @@ class Dispatcher:
                                   deliveries), context=self._context.copy())
         self._orphans.add(task)
         task.add_done_callback(self._orphans.discard)
+        if self._order is not None:
+            task.add_done_callback(lambda _: self.settle(entry.id))
         self._wake_one()
 
     @property
     def busy(self) -> bool:
-        """Entries are being handled or wait for a worker."""
-        return self._active > 0 or bool(self._queue)
+        """Entries are being handled or wait for a worker (or for their key)."""
+        return self._active > 0 or bool(self._queue) or bool(
+            self._order is not None and self._order.waiting)
 
     async def idle(self) -> None:
         """Until every entry handed over has finished (the stop's drain)."""
@@ -338,7 +386,8 @@ class Dispatcher:
         """At stop: workers still running are cancelled (their entries stay pending)."""
         for task in list(self._workers):
             task.cancel()
-        for _, _, done in self._queue:
+        waiting = self._order.drop() if self._order is not None else []
+        for _, _, done in (*self._queue, *waiting):
             if done is not None and not done.done():
                 done.cancel()
         self._queue.clear()

@@ -24,12 +24,18 @@ from .spec import ListenerSpec
 from .stats import ListenerStats
 
 Reinject = Callable[[StreamEntry, int], None]
+GaveUp = Callable[[str], None]
 
 
 class FailurePolicy:
     def __init__(self, spec: ListenerSpec, operator: RedisOperator,
-                 acks: Acks, stats: ListenerStats, reinject: Reinject):
+                 acks: Acks, stats: ListenerStats, reinject: Reinject,
+                 gave_up: GaveUp | None = None):
+        """``gave_up(entry_id)``: a retry that was scheduled will not run here (the claim
+        failed, or another consumer took the entry): its key may move on (ordering)."""
         self._spec = spec
+        self._gave_up = gave_up
+        self._retrying: set[str] = set()
         self._operator = operator
         self._acks = acks
         self._stats = stats
@@ -108,8 +114,13 @@ class FailurePolicy:
             tracing.event("dead_letter", reason=reason, dead_letter_stream=spec.dead_letter_stream,
                           dead_letter_id=written)
 
+    def retrying(self, entry_id: str) -> bool:
+        """The entry waits for its retry timer (or the claim that hands it back)."""
+        return entry_id in self._retrying
+
     def _schedule_retry(self, entry: StreamEntry, deliveries: int, delay: float) -> None:
         loop = asyncio.get_running_loop()
+        self._retrying.add(entry.id)
 
         def due() -> None:
             self._timers.discard(handle)
@@ -138,13 +149,21 @@ class FailurePolicy:
             logger.warning("{} retries postponed to recovery: {}", len(batch), exc)
             for entry, _ in batch:
                 self._release(entry.id)
+                self._give_up(entry.id)
             return
         for entry, deliveries in batch:
+            self._retrying.discard(entry.id)
             if entry.id in owned:
                 self._stats.retried += 1
                 self._reinject(entry, deliveries + 1)
             else:
                 self._release(entry.id)  # another consumer took it over meanwhile
+                self._give_up(entry.id)
+
+    def _give_up(self, entry_id: str) -> None:
+        self._retrying.discard(entry_id)
+        if self._gave_up is not None:
+            self._gave_up(entry_id)
 
     def _release(self, entry_id: str) -> None:
         """Out of hand: dead-lettered (acked by the script), or left to age in the PEL
@@ -157,5 +176,6 @@ class FailurePolicy:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+        self._retrying.clear()
         if self._pump is not None:
             self._pump.cancel()

@@ -72,7 +72,8 @@ class Subscription:
                             self._acks)
             if renewals is not None else None
         )
-        self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject)
+        self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject,
+                                       self._retry_given_up)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
                                       self._idempotency, self._acks, self.keeper,
                                       self._verify_owned)
@@ -175,12 +176,16 @@ class Subscription:
                           "read")
         return False
 
+    def _retry_given_up(self, entry_id: str) -> None:
+        self._dispatcher.settle(entry_id)
+
     def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
         """A retry fell due (or a duplicate waits for its twin): handled before the next
         read. A read blocked on a drained stream is ended now, so the retry runs after its
         backoff, not after ``poll_timeout`` (on Cluster, where a blocked read cannot be
         ended, it waits for the read's BLOCK)."""
         self._injected.append((entry, deliveries))
+        self._dispatcher.nudge()  # a loop waiting for its keys to move: this one must run
         if self._waiting_read and self._reader.interruptible and not self._interrupting \
                 and not self._stop.is_set():
             # One CLIENT UNBLOCK per blocked read, however many retries fall due meanwhile
@@ -245,6 +250,10 @@ class Subscription:
         if self._injected:
             await self._run_injected()
             return
+        if not self._read_sent and self._dispatcher.backlogged:
+            # ordering_key: a batch waits behind busy keys; read on once they move.
+            await self._dispatcher.wait_for_room(self.spec.poll_timeout.total_seconds())
+            return
         if not self._read_sent:
             await self._send()
         self._read_sent = False
@@ -288,7 +297,7 @@ class Subscription:
         self.stats.batch_sizes.observe(len(entries))
         self._acks.hold(e.id for e in entries)
         if len(entries) == self.spec.batch_size and not self._stop.is_set() \
-                and not self._injected:
+                and not self._injected and not self._dispatcher.backlogged:
             # Read ahead: the next read (carrying the acks so far) travels while this batch
             # is handled, so Redis and the handlers work at the same time. Only after a
             # full batch: a partial one means the stream is drained for now.

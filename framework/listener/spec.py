@@ -38,6 +38,14 @@ class ListenerSpec:
     owns_stream: bool = True
     """False for a rotated period's stream: never create it (MKSTREAM would resurrect an
     expired period without its TTL); when it is gone, the subscription ends."""
+    ordering_key: str | None = None
+    listener: str = ""
+    """The declared listener this subscription belongs to (its partitions and periods
+    share it): the ``listener`` label of the metrics."""
+
+    @property
+    def listener_name(self) -> str:
+        return self.listener or self.name
 
 
 def period_subscription(listener: str, key: str) -> str:
@@ -51,13 +59,17 @@ def listener_of(subscription: str) -> str:
 
 
 def resolve_listener(
-    name: str, listener: ListenerSettings, defaults: ContainerSettings
+    name: str, listener: ListenerSettings, defaults: ContainerSettings,
+    declared_as: str | None = None, consumer: str | None = None,
 ) -> ListenerSpec:
+    """``declared_as``: the listener's name in the file when ``name`` is one of its
+    partitions; ``consumer``: the name a supervised worker uses instead (workers/slot.py)."""
     return ListenerSpec(
         name=name,
+        listener=declared_as or name,
         stream=listener.stream,
         group=listener.group,
-        consumer=listener.consumer,
+        consumer=consumer or listener.consumer,
         handler=listener.handler,
         start_id=listener.start_id,
         batch_size=listener.batch_size or defaults.batch_size,
@@ -72,4 +84,5 @@ def resolve_listener(
         pending_scan=listener.pending_scan,
         idempotency=listener.idempotency,
         tracing=listener.tracing,
+        ordering_key=listener.ordering_key,
     )

@@ -1,0 +1,1 @@
+"""``streamboot run --workers N``: worker processes under one supervisor."""

@@ -1,0 +1,72 @@
+"""Handlers of the scale-out tests: they record what ran where, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from streamboot import Message, StreamHandler
+
+
+class Event(BaseModel):
+    customer: str
+    seq: int
+    fail: bool = False
+    fail_first: bool = False
+    """Fails on its first delivery only (then the retry succeeds)."""
+
+
+@dataclass(frozen=True)
+class Ran:
+    stream: str
+    customer: str
+    seq: int
+    started: float
+    ended: float
+    delivery: int | None
+
+
+class EventHandler(StreamHandler[Event]):
+    """Records every call; ``fail`` entries raise. A small await per call lets calls of
+    different entries overlap, which the ordering tests need to be meaningful."""
+
+    delay = 0.002
+
+    def __init__(self) -> None:
+        self.ran: list[Ran] = []
+        self.running = 0
+        self.most_at_once = 0
+
+    async def handle(self, message: Message[Event]) -> None:
+        started = time.monotonic()
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.running -= 1
+        event = message.payload
+        self.ran.append(Ran(message.stream, event.customer, event.seq, started,
+                            time.monotonic(), message.delivery_count))
+        if event.fail or (event.fail_first and message.delivery_count == 1):
+            raise RuntimeError(f"{event.customer}#{event.seq} fails")
+
+
+class LedgerEventHandler(StreamHandler[Event]):
+    """For worker processes: records each handling in Redis (``handled:{customer}``, one
+    list item ``seq consumer``) so the test process sees what every worker did."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def handle(self, message: Message[Event]) -> None:
+        event = message.payload
+        await asyncio.sleep(self.delay)
+        await self.redis.rpush(f"handled:{{{event.customer}}}",
+                               f"{event.seq} {message.consumer}")
+
+    delay = 0.001

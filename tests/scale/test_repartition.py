@@ -1,0 +1,60 @@
+"""Changing ``partitions`` later: refused while the old layout holds work, accepted (and
+remembered) once it is drained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from streamboot.config.models import AppSettings
+from streamboot.errors import StartupError
+from streamboot.repartition import Backlog, count_key, refusal
+from streamboot.testing import run_app
+
+
+def settings(url: str, partitions: int) -> AppSettings:
+    return AppSettings(redis={"url": url}, container={"poll_timeout": "100ms"},
+                       listeners={"orders": {"stream": "orders", "group": "g",
+                                             "handler": "tests.scale.handlers:EventHandler",
+                                             "partitions": partitions,
+                                             "partition_by": None if partitions == 1
+                                             else "customer"}})
+
+
+def test_the_refusal_names_each_key_with_work_and_what_to_do() -> None:
+    text = refusal("orders", "g", 2, 4, [Backlog("{orders:p0}", 0, 0),
+                                         Backlog("{orders:p1}", 3, 1)])
+    assert text is not None
+    assert "partitions changed from 2 to 4" in text
+    assert "{orders:p1} (3 undelivered, 1 pending)" in text
+    assert "{orders:p0}" not in text
+    assert "stop the producers, let the listener drain with partitions: 2" in text
+    assert refusal("orders", "g", 2, 4, [Backlog("{orders:p0}", 0, 0)]) is None
+
+
+async def test_partitioning_a_stream_with_work_left_is_refused_then_accepted_drained(
+        redis_url: str) -> None:
+    r: Any = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.flushdb()
+    async with run_app(settings(redis_url, 1), url=redis_url) as app:
+        await app.handled(await app.publish("orders", {"customer": "a", "seq": 1}))
+    r.xadd("orders", {"customer": "b", "seq": "2"})  # written while nothing ran
+    with pytest.raises(StartupError, match=r"from 1 to 3.*layout: orders \(1 undelivered, 0 pend"):
+        async with run_app(settings(redis_url, 3), url=redis_url):
+            pass
+    async with run_app(settings(redis_url, 1), url=redis_url) as app:  # drain the old way
+        for _ in range(100):
+            if not r.xinfo_groups("orders")[0]["lag"]:
+                break
+            import asyncio
+            await asyncio.sleep(0.05)
+    async with run_app(settings(redis_url, 3), url=redis_url) as app:
+        await app.handled(await app.publish("orders", {"customer": "c", "seq": 3}))
+    assert r.get(count_key("orders")) == "3"
+    r.xadd("{orders:p2}", {"customer": "d", "seq": "4"})  # work left in the 3-layout
+    with pytest.raises(StartupError, match=r"from 3 to 2.*\{orders:p2\} \(1 undelivered"):
+        async with run_app(settings(redis_url, 2), url=redis_url):
+            pass
+    r.close()
