@@ -43,7 +43,23 @@ def read_command(key: str, group: str, consumer: str, *, count: int | None,
             "STREAMS", key, entry_id)
 
 
+def read_many_command(keys: Sequence[str], group: str, consumer: str, *, count: int,
+                      block: timedelta) -> Command:
+    """One XREADGROUP for new entries of several streams of one group (parking.py)."""
+    return ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", to_ms(block),
+            "STREAMS", *keys, *(">" for _ in keys))
+
+
 # -- replies ---------------------------------------------------------------------------
+def parse_read_many_reply(reply: Any) -> list[tuple[str, list[StreamEntry]]]:
+    """A raw XREADGROUP reply over several streams: (stream, entries) for each stream that
+    had any (RESP2 list of pairs, or RESP3 mapping)."""
+    if not reply:
+        return []
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    return [(str(key), parse_entries(rows)) for key, rows in pairs]
+
+
 def parse_read_reply(reply: Any) -> list[StreamEntry]:
     """A raw XREADGROUP reply for one stream: ``[[stream, [[id, [f, v, …]], …]]]`` in
     RESP2, ``{stream: [[id, [f, v, …]], …]}`` in RESP3 (the wire redis-py may choose).

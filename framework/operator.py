@@ -29,6 +29,7 @@ from .commands import (
 from .config.durations import to_ms
 from .decoding import from_wire, to_wire
 from .errors import MissingStreamError, translate_response_error
+from .parking import ParkingLot
 from .reader import ConnectionGroupReader, GroupReader, PipelineGroupReader
 from .records import (
     AutoClaimResult,
@@ -307,6 +308,14 @@ class RedisOperator:
         if isinstance(self._client, Redis):
             return ConnectionGroupReader(self._client, key, group, consumer)
         return PipelineGroupReader(self, key, group, consumer)
+
+    def parking_lot(self, group: str, consumer: str, count: int,
+                    block: timedelta) -> ParkingLot | None:
+        """The shared read of idle subscriptions (parking.py); None on Redis Cluster, where
+        one XREADGROUP cannot span slots."""
+        if isinstance(self._client, Redis):
+            return ParkingLot(self._client, group, consumer, count, block)
+        return None
 
     async def xack(self, key: str, group: str, ids: Sequence[str]) -> int:
         """Acknowledge many ids in one XACK."""

@@ -55,6 +55,23 @@ class GroupReader(Protocol):
         """End a read blocked on an empty stream now (it returns no entries)."""
 
 
+async def dedicated_connection(client: Redis) -> tuple[Any, int]:
+    """A connection of its own, outside the client's pool (same settings), decoding with
+    ``surrogateescape``; and its CLIENT ID, for CLIENT UNBLOCK."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": True,
+              "encoding_errors": WIRE_ERRORS}
+    conn = pool.connection_class(**kwargs)
+    try:
+        await conn.connect()
+        await conn.send_command("CLIENT", "ID")
+        client_id = int(await conn.read_response())
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    return conn, client_id
+
+
 class ConnectionGroupReader:
     """Standalone Redis: a dedicated connection, commands written and replies read in turn.
 
@@ -77,16 +94,7 @@ class ConnectionGroupReader:
         self._acking = False
 
     async def _connect(self) -> Any:
-        kwargs = {**self._pool.connection_kwargs, "decode_responses": True,
-                  "encoding_errors": WIRE_ERRORS}
-        conn = self._pool.connection_class(**kwargs)
-        try:
-            await conn.connect()
-            await conn.send_command("CLIENT", "ID")
-            self._client_id = int(await conn.read_response())
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
+        conn, self._client_id = await dedicated_connection(self._client)
         return conn
 
     async def send(self, ack_ids: Sequence[str], markers: Sequence[str],

@@ -38,11 +38,33 @@ def quiet_cancellations_at_stop() -> None:
     logging.getLogger("apscheduler.executors.default").addFilter(_CANCELLED_AT_STOP)
 
 
+JOBS_AT_ONCE = 8
+"""Job runs in progress at once in one process. Every listener has its own recovery and
+cleanup jobs, all due together at start and then on the same beat: 200 listeners'
+recoveries at once took 200 pooled connections (the pool grew to its cap of 100 and the
+rest waited). Eight at a time keeps the pool small; each run takes milliseconds, so 1,000
+listeners' runs still finish within a second of their time."""
+
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _job_slots() -> asyncio.Semaphore:
+    """One semaphore per event loop (tests run several loops in one process)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        for old in [old for old in _slots if old.is_closed()]:
+            del _slots[old]
+        slots = _slots[loop] = asyncio.Semaphore(JOBS_AT_ONCE)
+    return slots
+
+
 def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         with logger.contextualize(job=name):
             try:
-                await job()
+                async with _job_slots():
+                    await job()
             except asyncio.CancelledError:
                 # The scheduler's shutdown cancels a run in progress (a recovery run may be
                 # handling an entry): the job's task ends here, quietly; the entry it was

@@ -41,3 +41,16 @@ def test_the_idle_cost_benchmark_measures_a_running_process() -> None:
     assert row["connections"] >= 2  # a reader each, at least
     assert row["rss_mib"] > 10
     assert row["cpu_percent"] >= 0
+
+
+def test_the_scale_benchmark_runs_each_configuration_to_the_end() -> None:
+    """bench/scale.py, tiny: 1 and 2 workers on 2 partitions. Each run ends only when every
+    entry was read and none is pending (the script checks), so a rate means the work
+    happened."""
+    done = subprocess.run([sys.executable, "bench/scale.py", "--entries", "3000", "--repeats",
+                           "1", "--parts", "workers", "--work-us", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["workers"], r["partitions"]) for r in rows] == [(1, 2), (2, 2)]
+    assert all(r["entries_per_s"] > 0 for r in rows)

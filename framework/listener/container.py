@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from loguru import logger
@@ -23,9 +24,16 @@ from loguru import logger
 from ..errors import DuplicateListenerError
 from ..handler import StreamHandler
 from ..operator import RedisOperator
+from ..parking import ParkingLot
 from ..reliability.ownership import RenewalThread, SyncClient
 from .poll import Subscription
 from .spec import ListenerSpec
+
+SETUPS_AT_ONCE = 8
+"""Subscriptions creating their group at once. Each start's XGROUP CREATE goes through the
+client's pool, which keeps every connection it ever opened: 200 listeners starting
+together opened 100 pooled connections (the cap) that then sat idle for the life of the
+process."""
 
 CANCEL_GRACE = 2.0
 """After cancelling a subscription that overran its stop bound, how long its cleanup (the
@@ -38,6 +46,8 @@ class ListenerContainer:
         from one thread; without it, slow entries may be reclaimed by other consumers."""
         self._operator = operator
         self._renewals = RenewalThread(keeper_client) if keeper_client is not None else None
+        self._setups = asyncio.Semaphore(SETUPS_AT_ONCE)
+        self._lots: dict[tuple[str, str, int, timedelta], ParkingLot | None] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.forced = False
@@ -56,11 +66,21 @@ class ListenerContainer:
     def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> Subscription:
         if spec.name in self._subscriptions:
             raise DuplicateListenerError(f"listener {spec.name!r} is already registered")
-        subscription = Subscription(spec, self._operator, handler, self._renewals)
+        subscription = Subscription(spec, self._operator, handler, self._renewals,
+                                    self._setups, self._lot_for(spec))
         self._subscriptions[spec.name] = subscription
         if self._tasks:  # registered after start: start it now
             self._spawn(subscription)
         return subscription
+
+    def _lot_for(self, spec: ListenerSpec) -> ParkingLot | None:
+        """Idle subscriptions of one group and consumer (and batch size and poll timeout)
+        share one blocking read (parking.py)."""
+        key = (spec.group, spec.consumer, spec.batch_size, spec.poll_timeout)
+        if key not in self._lots:
+            self._lots[key] = self._operator.parking_lot(spec.group, spec.consumer,
+                                                         spec.batch_size, spec.poll_timeout)
+        return self._lots[key]
 
     async def unregister(self, name: str) -> None:
         """Stop one subscription (drain, ack) and forget it; the others run on."""
@@ -109,6 +129,10 @@ class ListenerContainer:
         await asyncio.gather(*(self._drain(name, task, self._subscriptions[name])
                                for name, task in self._tasks.items()))
         self._tasks.clear()
+        for lot in self._lots.values():
+            if lot is not None:
+                await lot.close()
+        self._lots.clear()
         if self._renewals is not None:
             self._renewals.stop()
 

@@ -114,6 +114,11 @@ class FailurePolicy:
             tracing.event("dead_letter", reason=reason, dead_letter_stream=spec.dead_letter_stream,
                           dead_letter_id=written)
 
+    @property
+    def waiting(self) -> bool:
+        """A retry is scheduled or being claimed: the loop must stay awake for it."""
+        return bool(self._timers or self._due or self._retrying)
+
     def retrying(self, entry_id: str) -> bool:
         """The entry waits for its retry timer (or the claim that hands it back)."""
         return entry_id in self._retrying

@@ -13,6 +13,7 @@ or due for a retry are injected and handled by the same path, before the next re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from ..errors import (
 )
 from ..handler import StreamHandler
 from ..operator import RedisOperator
+from ..parking import ParkingLot
 from ..reader import ReadResult
 from ..records import StreamEntry
 from ..reliability.idempotency import Idempotency
@@ -50,8 +52,16 @@ class Subscription:
     """A live consumer of one group on one stream, feeding one handler."""
 
     def __init__(self, spec: ListenerSpec, operator: RedisOperator, handler: StreamHandler[Any],
-                 renewals: RenewalThread | None = None) -> None:
+                 renewals: RenewalThread | None = None,
+                 setups: asyncio.Semaphore | None = None,
+                 lot: ParkingLot | None = None) -> None:
+        """``setups``: shared by a container's subscriptions, so many starting at once
+        create their groups a few at a time on the pool (see ``ListenerContainer``).
+        ``lot``: where this subscription parks while its stream is idle (parking.py)."""
         self.spec = spec
+        self._setups = setups
+        self._lot = lot
+        self.parked = False
         self.stats = ListenerStats()
         self.failure: BaseException | None = None
         """Set when a terminal error (such as WRONGTYPE) ended this subscription."""
@@ -127,6 +137,8 @@ class Subscription:
         if self._stop.is_set():
             return
         self._stop.set()
+        if self._lot is not None:
+            self._lot.leave(self.spec.stream)
         task = asyncio.get_running_loop().create_task(self._interrupt_read())
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
@@ -186,6 +198,8 @@ class Subscription:
         ended, it waits for the read's BLOCK)."""
         self._injected.append((entry, deliveries))
         self._dispatcher.nudge()  # a loop waiting for its keys to move: this one must run
+        if self.parked and self._lot is not None:
+            self._lot.leave(self.spec.stream)
         if self._waiting_read and self._reader.interruptible and not self._interrupting \
                 and not self._stop.is_set():
             # One CLIENT UNBLOCK per blocked read, however many retries fall due meanwhile
@@ -226,6 +240,7 @@ class Subscription:
                 # Stopped: a read already sent is received and handled too, then every entry
                 # in hand finishes (the container cancels this past shutdown_timeout).
                 await self._finish_read_ahead()
+                await self._finish_parked()
                 await self._dispatcher.idle()
             except WrongTypeError as exc:
                 self.failure = exc
@@ -250,6 +265,11 @@ class Subscription:
         if self._injected:
             await self._run_injected()
             return
+        if self._lot is not None:
+            delivered = self._lot.take(self.spec.stream)  # by the shared read, after a stop
+            if delivered:
+                await self._handle_new(delivered)
+                return
         if not self._read_sent and self._dispatcher.backlogged:
             # ordering_key: a batch waits behind busy keys; read on once they move.
             await self._dispatcher.wait_for_room(self.spec.poll_timeout.total_seconds())
@@ -293,7 +313,13 @@ class Subscription:
             await self._replay_own_pending(entries)
             return
         if not entries:
+            if self._may_park():
+                await self._park()
             return
+        await self._handle_new(entries)
+
+    async def _handle_new(self, entries: list[StreamEntry]) -> None:
+        """New entries (``>``), read by this subscription or by the shared read."""
         self.stats.batch_sizes.observe(len(entries))
         self._acks.hold(e.id for e in entries)
         if len(entries) == self.spec.batch_size and not self._stop.is_set() \
@@ -303,6 +329,44 @@ class Subscription:
             # full batch: a partial one means the stream is drained for now.
             await self._send_ahead()
         await self._process(entries, None)
+
+    def _may_park(self) -> bool:
+        """Idle: the stream drained (a read blocked for ``poll_timeout`` came back empty),
+        nothing in hand or owed, no retry waiting — the shared read can watch it."""
+        return (self._lot is not None and not self._stop.is_set() and not self._read_sent
+                and not self._injected and not self._acks.in_hand and not self._acks.owed
+                and not self._failures.waiting and not self._dispatcher.busy)
+
+    async def _park(self) -> None:
+        """Close this subscription's connection and wait on the shared read; the entries
+        it brings are handled as a read of our own would be (then reading goes on here)."""
+        assert self._lot is not None
+        await self._reader.close()
+        self.parked = True
+        if self.keeper is not None:
+            self.keeper.parked = True
+        try:
+            entries = await self._lot.park(self.spec.stream, self._polled)
+        finally:
+            self.parked = False
+            if self.keeper is not None:
+                self.keeper.parked = False
+            self._lot.leave(self.spec.stream)
+        if entries:
+            await self._handle_new(entries)
+
+    def _polled(self) -> None:
+        self.stats.last_poll = time.monotonic()
+
+    async def _finish_parked(self) -> None:
+        """At stop: what the shared read delivered for this stream is handled too."""
+        if self._lot is None:
+            return
+        await self._lot.settle()
+        delivered = self._lot.take(self.spec.stream)
+        if delivered:
+            self._acks.hold(e.id for e in delivered)
+            await self._process(delivered, None)
 
     async def _ack_refused(self, error: Exception, entries: list[StreamEntry]) -> None:
         """The server refused the XACK (an ACL change, say) but delivered the read: handle
@@ -497,8 +561,10 @@ class Subscription:
         spec = self.spec
         while not self._stop.is_set():
             try:
-                if await self._operator.create_group(spec.stream, spec.group, spec.start_id,
-                                                     mkstream=spec.owns_stream):
+                async with self._setups or contextlib.nullcontext():
+                    created = await self._operator.create_group(
+                        spec.stream, spec.group, spec.start_id, mkstream=spec.owns_stream)
+                if created:
                     self._log.info("created group at {}", spec.start_id)
                 return
             except Exception as exc:

@@ -64,6 +64,8 @@ class OwnershipKeeper:
         self.safe_until = time.perf_counter() + min_idle * _SAFETY
         """Until when (``perf_counter``) every entry in hand is surely still owned."""
         self.next_due = time.monotonic() + self.interval
+        self.parked = False
+        """Set by the subscription while it waits on the shared read (parking.py)."""
         self._log = logger.bind(stream=stream, group=group, consumer=consumer)
 
     def started(self) -> None:
@@ -76,9 +78,14 @@ class OwnershipKeeper:
         return time.perf_counter() < self.safe_until
 
     def renew_now(self, script: object) -> None:
-        """One renewal round trip per chunk of ids, plus the reads not received yet."""
+        """One renewal round trip per chunk of ids, plus the reads not received yet —
+        none while the subscription is parked with nothing in hand (parking.py): its only
+        read is the shared one, whose entries reach it at once."""
         started = time.perf_counter()
         ids = list(self.hand.in_hand)  # a copy made under the GIL: safe against updates
+        if self.parked and not ids:
+            self.safe_until = started + self.min_idle * _SAFETY
+            return
         watermark = self.hand.watermark
         chunks = [ids[i:i + _CHUNK] for i in range(0, len(ids), _CHUNK)] or [[]]
         for index, chunk in enumerate(chunks):

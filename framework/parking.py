@@ -1,0 +1,176 @@
+"""Idle subscriptions share one blocking read (standalone Redis).
+
+A listener whose stream is drained blocks in XREADGROUP for ``poll_timeout``, again and
+again, each on a connection of its own: 1,000 idle listeners held 1,000 connections and
+woke 500 times a second between them. So a subscription whose read came back empty, with
+nothing in hand, nothing owed and no retry waiting, *parks*: it closes its connection and
+leaves its stream to the container's :class:`ParkingLot` for its group and consumer, which
+reads every parked stream in **one** ``XREADGROUP … STREAMS k1 … kn > … >``. The first
+entries of a stream wake its subscription, which reads on its own connection again (the
+hot path unchanged) until the stream is drained once more.
+
+- Entries reach their subscription through :meth:`park`'s future, or, when it left the lot
+  meanwhile (a stop), through :meth:`take`: every delivered entry is handed over, none is
+  left unseen in the consumer's pending list.
+- When the set of parked streams changes, the read in flight is ended by CLIENT UNBLOCK
+  after a short ``SETTLE`` (parks arriving together cost one re-read) and sent again.
+- A read that fails wakes every parked subscription with the error: each then meets it on
+  its own read, with its own backoff and policies (NOGROUP, a key of the wrong type).
+- Each return of the shared read, empty or not, counts as a poll of every parked
+  subscription (health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from loguru import logger
+from redis.asyncio import Redis
+
+from .commands import parse_read_many_reply, read_many_command
+from .reader import dedicated_connection
+from .records import StreamEntry
+
+SETTLE = 0.02
+"""Seconds a change of the parked set waits before the shared read is sent again, so that
+subscriptions parking together cost one re-read."""
+
+Polled = Callable[[], None]
+
+
+class ParkingLot:
+    """One blocking read for the parked streams of one group and consumer."""
+
+    def __init__(self, client: Redis, group: str, consumer: str, count: int,
+                 block: timedelta) -> None:
+        self._client = client
+        self._group, self._consumer = group, consumer
+        self._count, self._block = count, block
+        self._parked: dict[str, tuple[asyncio.Future[list[StreamEntry]], Polled]] = {}
+        self._inbox: dict[str, list[StreamEntry]] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None
+        self._client_id: int | None = None
+        self._closed = False
+        self.reads = 0
+        """Shared reads sent (for tests and the benchmark)."""
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def park(self, stream: str, polled: Polled) -> asyncio.Future[list[StreamEntry]]:
+        """Wait for new entries of ``stream``: the future gets them (or the read's error;
+        or ``[]`` when the subscription is woken without any, by :meth:`leave`)."""
+        future: asyncio.Future[list[StreamEntry]] = asyncio.get_running_loop().create_future()
+        waiting = self._inbox.pop(stream, None)
+        if waiting or self._closed:
+            future.set_result(waiting or [])
+            return future
+        self._parked[stream] = (future, polled)
+        self._changed.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"streamboot:parking:{self._group}")
+        return future
+
+    def leave(self, stream: str) -> None:
+        """Wake the subscription of ``stream`` now, without entries (a stop)."""
+        parked = self._parked.pop(stream, None)
+        if parked is not None:
+            if not parked[0].done():
+                parked[0].set_result([])
+            self._changed.set()
+
+    def take(self, stream: str) -> list[StreamEntry]:
+        """Entries delivered for ``stream`` after its subscription left the lot."""
+        return self._inbox.pop(stream, [])
+
+    async def settle(self) -> None:
+        """Until the shared read in flight has come back (at a stop: what it delivered is
+        then in :meth:`take`). Bounded by the read's BLOCK."""
+        task = self._task
+        if task is not None and not task.done():
+            await self._unblock()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task),
+                                       self._block.total_seconds() + 1.0)
+
+    async def close(self) -> None:
+        self._closed = True
+        for stream in list(self._parked):
+            self.leave(stream)
+        await self.settle()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await self._drop()
+
+    # -- the shared read -------------------------------------------------------------
+    async def _run(self) -> None:
+        while self._parked and not self._closed:
+            self._changed.clear()
+            streams = list(self._parked)
+            try:
+                replies = await self._read(streams)
+            except Exception as exc:
+                await self._drop()
+                self._fail_all(exc)
+                return
+            self.reads += 1
+            for _, polled in list(self._parked.values()):
+                polled()
+            for stream, entries in replies:
+                if not entries:
+                    continue
+                parked = self._parked.pop(stream, None)
+                if parked is not None and not parked[0].done():
+                    parked[0].set_result(entries)
+                else:  # its subscription left meanwhile: keep them for it
+                    self._inbox.setdefault(stream, []).extend(entries)
+
+    async def _read(self, streams: list[str]) -> list[tuple[str, list[StreamEntry]]]:
+        if self._conn is None:
+            self._conn, self._client_id = await dedicated_connection(self._client)
+        await self._conn.send_packed_command(self._conn.pack_commands([read_many_command(
+            streams, self._group, self._consumer, count=self._count, block=self._block)]))
+        reply = asyncio.ensure_future(self._conn.read_response())
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({reply, changed}, return_when=asyncio.FIRST_COMPLETED)
+            if not reply.done():  # the parked set changed: end this read, send a new one
+                await asyncio.sleep(SETTLE)
+                if not reply.done():
+                    await self._unblock()
+                await reply
+        except BaseException:
+            reply.cancel()
+            raise
+        finally:
+            changed.cancel()
+        return parse_read_many_reply(reply.result())
+
+    async def _unblock(self) -> None:
+        if self._client_id is None:
+            return
+        try:
+            await self._client.execute_command("CLIENT", "UNBLOCK", self._client_id)
+        except Exception as exc:  # the read then ends with its BLOCK
+            logger.debug("CLIENT UNBLOCK of the shared read failed: {}", exc)
+
+    def _fail_all(self, exc: Exception) -> None:
+        parked, self._parked = self._parked, {}
+        for future, _ in parked.values():
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _drop(self) -> None:
+        conn, self._conn, self._client_id = self._conn, None, None
+        if conn is not None:
+            await conn.disconnect(nowait=True)
