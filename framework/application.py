@@ -22,7 +22,7 @@ from .di import StreambootContainer, build_container, provide, resolve_handler
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
 from .features import DeclaredListener, declare
 from .handler import StreamHandler
-from .http_server import MetricsServer, health
+from .http_server import MetricsServer, health, serve_or_refuse
 from .inspect_streams import StreamView, stream_view
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
@@ -73,6 +73,11 @@ class Application:
         self.stopping = asyncio.Event()
         """Set by a signal (or ``request_stop``): a start still waiting for Redis gives up."""
 
+    @property
+    def announced(self) -> bool:
+        """It said it started (so an end now is a stop, not a failure to start)."""
+        return self._announced
+
     def request_stop(self) -> None:
         self.stopping.set()
 
@@ -94,6 +99,8 @@ class Application:
             if settings.enabled:
                 await check_partitions(self.operator, name, settings)
         self.listeners = await provide(self.container.listener_container)
+        if self.settings.metrics.enabled:  # first: a port in use is refused before any read
+            await self._serve_metrics()
         for assigned, spec, handler in declared:
             listener = DeclaredListener(assigned.name, assigned.settings, spec, handler,
                                         self.operator, self.listeners, self.clock)
@@ -116,8 +123,6 @@ class Application:
             scheduler.start()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
-        if self.settings.metrics.enabled:
-            await self._serve_metrics()
         listeners = len({assigned.listener for assigned, _, _ in declared})
         subs = self.listeners.subscriptions.values()
         streams = sum(1 for sub in subs if sub.failure is None)
@@ -180,7 +185,7 @@ class Application:
         self.metrics_server = MetricsServer(
             registry, lambda: health(operator, listeners.subscriptions))
         cfg = self.settings.metrics
-        await self.metrics_server.start(cfg.host, cfg.port)
+        await serve_or_refuse(self.metrics_server, cfg.host, cfg.port)
         logger.info("metrics and /healthz on http://{}:{}/", cfg.host, self.metrics_server.port)
         port_file = os.environ.get(PORT_FILE_VARIABLE) if self.worker is not None else None
         if port_file:  # a supervisor serves every worker's metrics from its own port
@@ -248,9 +253,10 @@ class Application:
         return code
 
     async def _until_orphaned(self) -> None:
-        """A supervised worker whose supervisor is gone (killed outright) stops by itself:
-        nobody would ever stop it otherwise."""
-        parent = os.environ.get(PARENT_VARIABLE) if self.worker is not None else None
+        """A worker whose supervisor is gone (killed outright) stops by itself: nobody would
+        ever stop it otherwise. Any parent may ask for this by setting
+        ``STREAMBOOT_WORKER_PARENT`` to its pid (the sample app does, for its workers)."""
+        parent = os.environ.get(PARENT_VARIABLE)
         if not parent or not parent.isdigit():
             return
         while not self.stopping.is_set():

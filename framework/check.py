@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from .config.loader import load_settings, read_yaml
-from .config.models import AppSettings
+from .config.models import AppSettings, ListenerSettings
 from .di import build_container, import_handler_class, provide, resolve_handler
 from .errors import (
     ConfigError,
@@ -46,14 +48,57 @@ async def check_application(path: str | Path) -> tuple[AppSettings | None, list[
         container = build_container(settings, file)
     except ConfigError as exc:
         return settings, [*problems, *exc.problems]
-    for name, listener in settings.listeners.items():
-        try:
-            await resolve_handler(listener.handler, container, name)
-        except HandlerResolutionError as exc:
-            problems.append(ConfigProblem(file, f"listeners.{name}.handler", str(exc)))
+    problems.extend(await _resolve_each(settings, container, file))
     problems.extend(await _check_redis(settings, container, file))
     await _close(container)
     return settings, problems
+
+
+async def handler_problems_of(settings: AppSettings, file: str) -> list[ConfigProblem]:
+    """Every listener's handler resolved (imported, constructed) once, without Redis:
+    what ``run --workers`` checks before it starts N processes that would each say it."""
+    try:
+        container = build_container(settings, file)
+    except ConfigError as exc:
+        return list(exc.problems)
+    try:
+        return await _resolve_each(settings, container, file, enabled_only=True)
+    finally:
+        await _close(container)
+
+
+async def _resolve_each(settings: AppSettings, container: Any, file: str,
+                        enabled_only: bool = False) -> list[ConfigProblem]:
+    problems = []
+    for name, listener in settings.listeners.items():
+        if enabled_only and not listener.enabled:
+            continue
+        try:
+            handler = await resolve_handler(listener.handler, container, name)
+        except HandlerResolutionError as exc:
+            problems.append(ConfigProblem(file, f"listeners.{name}.handler", str(exc)))
+            continue
+        problems.extend(_fields_problems(file, name, listener, type(handler).payload_type))
+    return problems
+
+
+def _fields_problems(file: str, name: str, listener: ListenerSettings,
+                     payload: Any) -> list[ConfigProblem]:
+    """A partitioned listener routing by a field its payload model does not have: every
+    publish of that model through the listener's Publisher would be refused, so say so
+    before anything runs. (Only routing: an ordering or idempotency key may be a field
+    producers add beside the model's, read from the raw entry.)"""
+    key = listener.routed_by if listener.partitions > 1 else None
+    if key is None or not (isinstance(payload, type) and issubclass(payload, BaseModel)):
+        return []  # no routing field, or raw fields / a mapping: any field may come
+    fields = set(payload.model_fields)
+    if key in fields:
+        return []
+    where = "partition_by" if listener.partition_by else "ordering_key"
+    return [ConfigProblem(file, f"listeners.{name}.{where}",
+                          f"{key!r} is not a field of the handler's payload "
+                          f"{payload.__name__} (its fields: {', '.join(sorted(fields))}): "
+                          "publishes could not pick a partition")]
 
 
 def _handlers_in_raw_file(path: Path, file: str) -> list[ConfigProblem]:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry
 
+from .errors import StartupError
 from .listener.poll import Subscription
 from .operator import RedisOperator
 
@@ -91,3 +92,14 @@ class MetricsServer:
             pass
         finally:
             writer.close()
+
+
+async def serve_or_refuse(server: MetricsServer, host: str, port: int) -> None:
+    """Start ``server``, or say in one line why not: a port in use is a setting to change,
+    not a traceback (a new user's trial met one)."""
+    try:
+        await server.start(host, port)
+    except OSError as exc:
+        raise StartupError(f"metrics cannot listen on {host}:{port}: "
+                           f"{exc.strerror or exc} (set metrics.port to a free port, or 0 "
+                           "for any)") from None

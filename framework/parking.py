@@ -14,8 +14,10 @@ hot path unchanged) until the stream is drained once more.
   left unseen in the consumer's pending list.
 - When the set of parked streams changes, the read in flight is ended by CLIENT UNBLOCK
   after a short ``SETTLE`` (parks arriving together cost one re-read) and sent again.
-- A read that fails wakes every parked subscription with the error: each then meets it on
-  its own read, with its own backoff and policies (NOGROUP, a key of the wrong type).
+- A read that fails wakes every parked subscription with ``None``, quietly:
+  each reads on its own again, so only the stream the error is about meets it — on its
+  own read, with its own backoff, policy and log line (NOGROUP recreated, a key of the
+  wrong type ends it, Redis down retried) — and the others park again.
 - Each return of the shared read, empty or not, counts as a poll of every parked
   subscription (health).
 """
@@ -40,6 +42,10 @@ SETTLE = 0.02
 subscriptions parking together cost one re-read."""
 
 Polled = Callable[[], None]
+Parked = asyncio.Future[list[StreamEntry] | None]
+"""What a parked subscription waits for: new entries; ``[]`` woken without any (a stop);
+``None`` the shared read failed — read on your own."""
+
 
 
 class ParkingLot:
@@ -50,7 +56,7 @@ class ParkingLot:
         self._client = client
         self._group, self._consumer = group, consumer
         self._count, self._block = count, block
-        self._parked: dict[str, tuple[asyncio.Future[list[StreamEntry]], Polled]] = {}
+        self._parked: dict[str, tuple[Parked, Polled]] = {}
         self._inbox: dict[str, list[StreamEntry]] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -64,10 +70,9 @@ class ParkingLot:
     def parked(self) -> int:
         return len(self._parked)
 
-    def park(self, stream: str, polled: Polled) -> asyncio.Future[list[StreamEntry]]:
-        """Wait for new entries of ``stream``: the future gets them (or the read's error;
-        or ``[]`` when the subscription is woken without any, by :meth:`leave`)."""
-        future: asyncio.Future[list[StreamEntry]] = asyncio.get_running_loop().create_future()
+    def park(self, stream: str, polled: Polled) -> Parked:
+        """Wait for new entries of ``stream`` (see :data:`Parked`)."""
+        future: Parked = asyncio.get_running_loop().create_future()
         waiting = self._inbox.pop(stream, None)
         if waiting or self._closed:
             future.set_result(waiting or [])
@@ -121,7 +126,9 @@ class ParkingLot:
                 replies = await self._read(streams)
             except Exception as exc:
                 await self._drop()
-                self._fail_all(exc)
+                logger.debug("shared read of {} streams failed ({}); each reads on its own",
+                             len(streams), exc)
+                self._wake_all()
                 return
             self.reads += 1
             for _, polled in list(self._parked.values()):
@@ -164,11 +171,12 @@ class ParkingLot:
         except Exception as exc:  # the read then ends with its BLOCK
             logger.debug("CLIENT UNBLOCK of the shared read failed: {}", exc)
 
-    def _fail_all(self, exc: Exception) -> None:
+    def _wake_all(self) -> None:
+        """After a failed read: every parked subscription reads on its own again."""
         parked, self._parked = self._parked, {}
         for future, _ in parked.values():
             if not future.done():
-                future.set_exception(exc)
+                future.set_result(None)
 
     async def _drop(self) -> None:
         conn, self._conn, self._client_id = self._conn, None, None

@@ -159,11 +159,13 @@ async def run(scenario: Scenario, console: Console) -> Report:
                    client)
     report = Report()
     try:
-        users = asyncio.gather(*(_user(api, scenario, i) for i in range(scenario.users)),
+        stopping = asyncio.Event()
+        users = asyncio.gather(*(_user(api, scenario, i, stopping)
+                                 for i in range(scenario.users)),
                                return_exceptions=True)
         killer = asyncio.create_task(_kill_when(api, scenario, workers, report))
         if scenario.forever:
-            await _until_interrupted(users, console)
+            await _until_interrupted(users, console, stopping)
         await _progress(api, operator, users, scenario, console)
         killer.cancel()
         report.user_errors = _user_errors(users)
@@ -195,6 +197,7 @@ def _start_worker(scenario: Scenario, index: int) -> subprocess.Popen[bytes]:
            "STREAMBOOT_LISTENERS__ANALYTICS__CONSUMER": f"worker-{index}",
            "STREAMBOOT_LISTENERS__NOTIFICATIONS__CONSUMER": f"worker-{index}",
            "STREAMBOOT_LOGGING__LEVEL": "ERROR",
+           "STREAMBOOT_WORKER_PARENT": str(os.getpid()),  # a killed sample takes them along
            "SAMPLE_PAYMENT_FAILURE": str(scenario.payment_failure)}
     return subprocess.Popen([sys.executable, "-m", "streamboot", "run", str(scenario.config)],
                             env=env, cwd=Path(__file__).resolve().parent.parent)
@@ -213,26 +216,44 @@ def _user_errors(users: asyncio.Future[list[BaseException | None]]) -> list[str]
                    if isinstance(e, BaseException) and not isinstance(e, asyncio.CancelledError)})
 
 
-async def _until_interrupted(users: asyncio.Future[Any], console: Console) -> None:
-    """--forever: users keep buying until Ctrl-C; then the run settles and reports."""
+USERS_STOP_WITHIN = 10.0
+"""After Ctrl-C, how long --forever waits for the users to end before it reports anyway."""
+
+
+async def _until_interrupted(users: asyncio.Future[Any], console: Console,
+                             stopping: asyncio.Event) -> None:
+    """--forever: users keep buying until Ctrl-C; then the run settles and reports.
+
+    Ctrl-C sets ``stopping`` (its own handler, not asyncio.run's cancellation of the main
+    task): every user checks it before each purchase, then the users are cancelled, and
+    the wait for them is bounded. Relying on the cancellation alone hung one run in about
+    a dozen: one user task went on buying, shown "cancelling", its CancelledError lost
+    somewhere below its awaits, and the main task waited for it for ever."""
     console.print("running until Ctrl-C (users keep ordering; stock is refilled)")
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    waiter = asyncio.ensure_future(stopping.wait())
     try:
-        await users
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()  # the first Ctrl-C ends the users, not the report
-        users.cancel()
-        await asyncio.gather(users, return_exceptions=True)
+        await asyncio.wait({users, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts the report
+    stopping.set()
+    users.cancel()
+    done, _ = await asyncio.wait({users}, timeout=USERS_STOP_WITHIN)
+    if not done:
+        console.print(f"[yellow]users still running {USERS_STOP_WITHIN:g}s after Ctrl-C; "
+                      "reporting without them[/yellow]")
 
 
-async def _user(api: OrderApi, scenario: Scenario, index: int) -> None:
+async def _user(api: OrderApi, scenario: Scenario, index: int,
+                stopping: asyncio.Event) -> None:
     """Sequential purchases; each may be a double click (a duplicate sent at once)."""
     rng = random.Random(scenario.seed * 100_003 + index)
     user = f"user-{index}"
     purchase = 0
-    while (scenario.forever or purchase < scenario.orders_per_user
-           or not scenario.crossed_a_boundary()):
+    while not stopping.is_set() and (scenario.forever or purchase < scenario.orders_per_user
+                                     or not scenario.crossed_a_boundary()):
         purchase += 1
         if scenario.forever or purchase > scenario.orders_per_user:
             await asyncio.sleep(rng.uniform(0.5, 2.0))

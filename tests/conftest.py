@@ -8,6 +8,8 @@ import importlib.util
 import os
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -132,3 +134,21 @@ async def container(operator: RedisOperator,
     listeners = ListenerContainer(operator, keeper_client)
     yield listeners
     await listeners.stop()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A synchronous client (text replies) on a flushed database."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET ``url``: (status, body), an error status included (/healthz answers 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

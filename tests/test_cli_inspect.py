@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 import redis
 from typer.testing import CliRunner
 
@@ -13,14 +11,6 @@ from streamboot.cli import app
 from tests.streams import entries_of
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 def cli(url: str, *args: str) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
 from loguru import logger
@@ -20,16 +18,9 @@ from streamboot.devserver import RedisServer
 from streamboot.http_server import health
 from streamboot.inspect_streams import GroupView
 from streamboot.listener.container import ListenerContainer
+from tests.conftest import http_get as get
 from tests.conftest import wait_until
 from tests.streams import make_spec, start
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 async def test_metrics_and_health_over_http() -> None:

@@ -24,8 +24,9 @@ from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
 
 from ..client import build_client
+from ..clock import SystemClock
 from ..config.loader import load_settings
-from ..config.models import AppSettings, RedisSettings
+from ..config.models import AppSettings, ListenerSettings, RedisSettings
 from ..decoding import to_wire
 from ..errors import (
     ConfigError,
@@ -41,8 +42,9 @@ from ..errors import (
     with_tls_hint,
 )
 from ..ids import is_id
+from ..lifecycle.rotation import RotationPolicy
 from ..operator import RedisOperator
-from ..partitions import partition_keys
+from ..partitions import partition_keys, partition_settings
 from ..reliability.slots import colocated
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
@@ -181,11 +183,29 @@ def partitioned(settings: AppSettings | None, name: str) -> list[str] | None:
     return None
 
 
-def partitioned_dlqs(settings: AppSettings | None, name: str) -> list[str] | None:
-    """Each partition's dead-letter stream when ``name`` is a partitioned listener's
-    ``stream`` (or what its dead-letter stream would be unpartitioned, ``{orders}:dlq``)."""
+def listener_dlqs(settings: AppSettings | None, name: str) -> list[str] | None:
+    """The dead-letter streams behind ``name`` when it is a partitioned or rotated
+    listener's ``stream`` (or what its dead-letter stream would be otherwise,
+    ``{orders}:dlq``): each partition's, and for a rotated listener each live period's
+    (the caller shows those that exist). None for any other name."""
     for listener in settings.listeners.values() if settings is not None else ():
-        if listener.partitions > 1 and name in (listener.stream,
-                                                colocated(listener.stream, ":dlq")):
-            return [colocated(key, ":dlq") for key in partition_keys(listener)]
+        if (listener.partitions > 1 or listener.rotation is not None) and name in (
+                listener.stream, colocated(listener.stream, ":dlq")):
+            return dead_letter_streams(listener)
     return None
+
+
+def dead_letter_streams(listener: ListenerSettings) -> list[str]:
+    """Where a listener's dead letters may be: its dead-letter stream, each partition's,
+    each live period's (of each partition)."""
+    found: list[str] = []
+    now = SystemClock().now()
+    for index in range(listener.partitions):
+        part = listener if listener.partitions == 1 else partition_settings(listener, index)
+        if part.rotation is None:
+            if part.dead_letter_stream is not None:
+                found.append(part.dead_letter_stream)
+            continue
+        found += [colocated(p.key, ":dlq")
+                  for p in RotationPolicy(part.rotation).live_periods(now)]
+    return found

@@ -16,6 +16,7 @@ from ..dead_letters import is_dead_letter_stream, original_pairs, purge, replay
 from ..errors import MalformedDeadLetter, NotFound, UsageError
 from ..operator import RedisOperator
 from ..records import StreamEntry
+from ..reliability.slots import colocated
 from .common import (
     USAGE,
     ConfigOption,
@@ -25,8 +26,8 @@ from .common import (
     count,
     entry_id,
     fail,
+    listener_dlqs,
     out,
-    partitioned_dlqs,
     printable,
     with_redis,
 )
@@ -47,13 +48,18 @@ def _view(entry: StreamEntry) -> dict[str, object]:
             **{printable(meta[i]): printable(meta[i + 1]) for i in range(0, len(meta), 2)}}
 
 
-def _one_dlq(settings: AppSettings | None, dlq: str) -> None:
-    """Commands that change a dead-letter stream take one partition's, named."""
-    keys = partitioned_dlqs(settings, dlq)
-    if keys is not None:
-        raise UsageError(f"{dlq} is partitioned into {len(keys)} dead-letter streams "
-                         f"({', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}): name one "
-                         "(`streamboot dlq list` shows them all)")
+async def _one_dlq(operator: RedisOperator, settings: AppSettings | None, dlq: str) -> None:
+    """Commands that change a dead-letter stream take one partition's (or period's),
+    named; given the listener's stream they refuse, naming those that exist."""
+    keys = listener_dlqs(settings, dlq)
+    if keys is None:
+        return
+    existing = [key for key in keys if await operator.exists(key)]
+    shown = ", ".join(existing[:8]) + (f" … ({len(existing)} in all)"
+                                       if len(existing) > 8 else "")
+    raise UsageError(f"{dlq} has a dead-letter stream per partition or period "
+                     f"({shown or 'none exists now'}): name one (`streamboot dlq list "
+                     f"{dlq}` shows them)")
 
 
 async def _check(operator: RedisOperator, dlq: str) -> bool:
@@ -71,18 +77,26 @@ def dlq_list(dlq: DlqArg,
              json_: JsonOption = False) -> None:
     """The oldest dead letters: id, source, reason, deliveries, error.
 
-    With the application file, DLQ may be a partitioned listener's `stream`: one table per
-    partition's dead-letter stream."""
+    With the application file, DLQ may be a partitioned or rotated listener's `stream`:
+    one table per partition's (and live period's) dead-letter stream."""
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        keys = partitioned_dlqs(settings, dlq)
+        keys = listener_dlqs(settings, dlq)
+        listeners = settings.listeners.values() if settings is not None else ()
+        rotated = keys is not None and any(ls.rotation is not None and dlq in (
+            ls.stream, colocated(ls.stream, ":dlq")) for ls in listeners)
         if keys is None:
             await _check(operator, dlq)
             keys = [dlq]
         shown = []
         for key in keys:
-            found = await operator.xrange_exact(key, count=limit) if await _check(
-                operator, key) else []
-            shown.append((key, found))
+            exists = await _check(operator, key)
+            if exists or not rotated:  # a period's that was never made: not shown
+                shown.append((key, await operator.xrange_exact(key, count=limit)
+                              if exists else []))
+        if not shown:
+            out.print(f"{dlq}: no dead letters in any live period's dead-letter stream",
+                      markup=False)
+            return
         if json_:
             as_json([_view(e) for _, found in shown for e in found])
             return
@@ -117,7 +131,7 @@ def dlq_show(dlq: DlqArg,
     wanted = entry_id(dead_letter)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        _one_dlq(settings, dlq)
+        await _one_dlq(operator, settings, dlq)
         await _check(operator, dlq)
         found = await operator.xrange_exact(dlq, wanted, wanted, 1)
         if not found:
@@ -143,7 +157,7 @@ def dlq_replay(dlq: DlqArg,
     wanted = None if all_ else [entry_id(i) for i in ids or []]
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        _one_dlq(settings, dlq)
+        await _one_dlq(operator, settings, dlq)
         await _check(operator, dlq)
         if wanted is not None:
             missing = [i for i in wanted if not await operator.xrange_exact(dlq, i, i, 1)]
@@ -171,7 +185,7 @@ def dlq_purge(dlq: DlqArg,
               json_: JsonOption = False) -> None:
     """Delete the dead-letter stream (only with --yes)."""
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        _one_dlq(settings, dlq)
+        await _one_dlq(operator, settings, dlq)
         exists = await _check(operator, dlq)
         if not yes:
             n = await operator.xlen(dlq) if exists else 0

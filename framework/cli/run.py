@@ -19,7 +19,7 @@ from loguru import logger
 
 from ..application import Application
 from ..assignment import idle_workers
-from ..check import check_application
+from ..check import check_application, handler_problems_of
 from ..config.loader import load_settings
 from ..config.models import AppSettings
 from ..errors import ConfigError, ConfigProblem, StartupError
@@ -97,24 +97,33 @@ def run(config_arg: ConfigArg = None, config_option: ConfigOption = None,
     finally:
         deadline.cancel()
     if code == EXIT_CANNOT_START and application.failure is not None:
-        err.print(f"streamboot: cannot start: {application.failure}", markup=False)
+        # Every listener ended on an error no retry heals: at the start, or while running.
+        when = "stopped" if application.announced else "cannot start"
+        err.print(f"streamboot: {when}: {application.failure}", markup=False)
     raise typer.Exit(code)
 
 
 def _supervise(config: Path, workers: int, settings: AppSettings) -> int:
+    handlers = asyncio.run(handler_problems_of(settings, str(config)))
+    if handlers:  # said once here, not once by each worker
+        raise ConfigError(handlers)
     idle = idle_workers(settings, workers)
     if idle:
         most = max(ls.partitions for ls in settings.listeners.values() if ls.enabled)
         raise ConfigError([ConfigProblem(
             str(config), "listeners", f"--workers {workers}, but no listener has more than "
-            f"{most} partitions: workers {', '.join(map(str, idle))} would read nothing "
+            f"{most} partitions: {len(idle)} of the {workers} workers would read nothing "
             f"(each partition has one reader); use --workers {most} or more partitions")])
     for name, listener in settings.listeners.items():
         if listener.enabled and listener.ordering_key and listener.partitions == 1:
             logger.warning("listeners.{}: ordering_key holds within each worker only: all {} "
                            "workers read its one stream; partition it to keep each key's "
                            "order across workers (docs/scaling.md)", name, workers)
-    return asyncio.run(Supervisor(config, workers, settings).run())
+    try:
+        return asyncio.run(Supervisor(config, workers, settings).run())
+    except StartupError as exc:
+        err.print(f"streamboot: cannot start: {exc}", markup=False)
+        return EXIT_CANNOT_START
 
 
 def check(config_arg: ConfigArg = None, config_option: ConfigOption = None) -> None:

@@ -24,6 +24,7 @@ from ..operator import RedisOperator
 from ..partitions import partition_keys
 from ..publisher import Publisher
 from ..records import PendingEntry
+from ..reliability.slots import colocated
 from ..replay import apply_replay, plan_replay
 from .common import (
     USAGE,
@@ -42,13 +43,15 @@ from .common import (
 
 
 def configured_streams(settings: AppSettings) -> list[str]:
-    """Every stream of the file: plain ones and their DLQs, each rotated period that may be
-    alive now (the caller shows only those that exist, and the current one)."""
+    """Every stream of the file: plain ones and their DLQs, each rotated period (and its
+    DLQ) that may be alive now (the caller shows only those that exist, and the current
+    period), each partition."""
     keys: list[str] = []
     now = SystemClock().now()
     for listener in _plain_listeners(settings):
         if listener.rotation is not None:
-            keys += [p.key for p in RotationPolicy(listener.rotation).live_periods(now)]
+            for period in RotationPolicy(listener.rotation).live_periods(now):
+                keys += [period.key, colocated(period.key, ":dlq")]
         else:
             keys.append(listener.stream)
             if listener.dead_letter_stream:
@@ -108,7 +111,7 @@ def status(
     config = config or config_arg
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
-        keys = list(stream or [])
+        keys = [key for name in stream or [] for key in partitioned(settings, name) or [name]]
         periods: set[str] = set()  # past periods: shown only while they exist
         if not keys and settings is not None:
             keys = configured_streams(settings)

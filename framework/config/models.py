@@ -410,9 +410,10 @@ class ListenerSettings(StrictModel):
     into each entry, and each delivery is a consumer span continuing it, with retries and
     dead letters as span events"""
     partitions: int = Field(default=1, ge=1, le=1024)
-    """spread the stream over this many keys, each in its own hash slot: `{<stream>:p0}` …
-    (each with its dead-letter stream `{<stream>:p0}:dlq`); the listener reads every one, and
-    its `Publisher` routes by `partition_by`. Changing it later: docs/scaling.md"""
+    """1–1024: spread the stream over this many keys, each in its own hash slot:
+    `{<stream>:p0}` … (each with its dead-letter stream `{<stream>:p0}:dlq`); the listener
+    reads every one, and its `Publisher` routes by `partition_by`. Changing it later:
+    docs/scaling.md"""
     partition_by: str | None = Field(default=None, min_length=1, json_schema_extra={
         "default_shown": "`ordering_key`, else round-robin"})
     """payload field whose value picks an entry's partition (`crc32(value) mod partitions`):

@@ -352,7 +352,7 @@ class Subscription:
             if self.keeper is not None:
                 self.keeper.parked = False
             self._lot.leave(self.spec.stream)
-        if entries:
+        if entries:  # None: the shared read failed — our own next read tells if it was us
             await self._handle_new(entries)
 
     def _polled(self) -> None:

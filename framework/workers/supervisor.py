@@ -38,7 +38,7 @@ from prometheus_client.core import CollectorRegistry
 
 from ..backoff import Backoff
 from ..config.models import AppSettings
-from ..http_server import MetricsServer
+from ..http_server import MetricsServer, serve_or_refuse
 from ..listener.container import CANCEL_GRACE
 from ..shutdown import EXIT_FORCED, EXIT_OK, STOP_MARGIN
 from .metrics import WorkersCollector, fetch, relabelled
@@ -210,7 +210,7 @@ class Supervisor:
         registry.register(self._collector)
         self.metrics_server = MetricsServer(registry, self._health, refresh=self._scrape)
         cfg = self.settings.metrics
-        await self.metrics_server.start(cfg.host, cfg.port)
+        await serve_or_refuse(self.metrics_server, cfg.host, cfg.port)
         logger.info("metrics and /healthz of all workers on http://{}:{}/", cfg.host,
                     self.metrics_server.port)
 

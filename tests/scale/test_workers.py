@@ -12,14 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
 from streamboot.partitions import partition_key, partition_of
+from tests.conftest import http_get as get
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.fault
@@ -54,14 +54,6 @@ class Group:
         self.lines = lines
 
 
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
-
-
 def start(config: Path, url: str, workers: int) -> subprocess.Popen[str]:
     env = {**os.environ, "STREAMBOOT_REDIS__URL": url, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "streamboot", "run", str(config),
@@ -92,14 +84,6 @@ def handled(r: redis.Redis, customers: int = 12) -> dict[int, list[str]]:
             seq, consumer = str(item).split()
             seen.setdefault(int(seq), []).append(consumer)
     return seen
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_two_workers_share_the_partitions_ride_out_a_kill_and_stop_cleanly(
@@ -200,4 +184,32 @@ def test_more_workers_than_partitions_is_refused(tmp_path: Path, redis_url: str)
     proc = start(write_config(tmp_path, free_port(), partitions=2), redis_url, workers=3)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
-    assert "workers 2 would read nothing" in out
+    assert "1 of the 3 workers would read nothing" in out
+
+
+def test_a_handler_that_cannot_be_imported_is_said_once_not_once_per_worker(
+        tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, free_port())
+    config.write_text(config.read_text().replace("tests.scale.handlers:LedgerEventHandler",
+                                                 "tests.scale.nowhere:Handler"))
+    proc = start(config, redis_url, workers=2)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert out.count("listeners.orders.handler") == 1, out
+    assert "supervising" not in out  # refused before any worker started
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_3(tmp_path: Path, redis_url: str) -> None:
+    """A new user's trial: a ~120-line traceback (and, without --workers, listeners already
+    reading) when metrics.port was taken."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        for workers in (1, 2):
+            proc = start(write_config(tmp_path, port), redis_url, workers=workers)
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 3, out
+            assert f"cannot start: metrics cannot listen on 127.0.0.1:{port}" in out, out
+            assert "Traceback" not in out
+            assert "listening (batch" not in out  # refused before any listener read
