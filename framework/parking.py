@@ -47,7 +47,6 @@ Parked = asyncio.Future[list[StreamEntry] | None]
 ``None`` the shared read failed — read on your own."""
 
 
-
 class ParkingLot:
     """One blocking read for the parked streams of one group and consumer."""
 
@@ -63,6 +62,9 @@ class ParkingLot:
         self._conn: Any = None
         self._client_id: int | None = None
         self._closed = False
+        self._returned = asyncio.Event()
+        """Set whenever no shared read is in flight."""
+        self._returned.set()
         self.reads = 0
         """Shared reads sent (for tests and the benchmark)."""
 
@@ -98,13 +100,12 @@ class ParkingLot:
 
     async def settle(self) -> None:
         """Until the shared read in flight has come back (at a stop: what it delivered is
-        then in :meth:`take`). Bounded by the read's BLOCK."""
-        task = self._task
-        if task is not None and not task.done():
-            await self._unblock()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(task),
-                                       self._block.total_seconds() + 1.0)
+        then in :meth:`take`). Ended at once by CLIENT UNBLOCK; bounded by its BLOCK."""
+        if self._returned.is_set():
+            return
+        await self._unblock()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._returned.wait(), self._block.total_seconds() + 1.0)
 
     async def close(self) -> None:
         self._closed = True
@@ -145,6 +146,13 @@ class ParkingLot:
     async def _read(self, streams: list[str]) -> list[tuple[str, list[StreamEntry]]]:
         if self._conn is None:
             self._conn, self._client_id = await dedicated_connection(self._client)
+        self._returned.clear()
+        try:
+            return await self._send_and_receive(streams)
+        finally:
+            self._returned.set()
+
+    async def _send_and_receive(self, streams: list[str]) -> list[tuple[str, list[StreamEntry]]]:
         await self._conn.send_packed_command(self._conn.pack_commands([read_many_command(
             streams, self._group, self._consumer, count=self._count, block=self._block)]))
         reply = asyncio.ensure_future(self._conn.read_response())

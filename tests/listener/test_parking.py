@@ -136,3 +136,23 @@ async def test_listeners_of_different_groups_do_not_share(redis_url: str) -> Non
     finally:
         await app.stop()
         await r.aclose()
+
+
+async def test_one_listener_leaving_the_lot_does_not_wait_out_the_shared_read(
+        redis_url: str, client: Redis) -> None:
+    """Rotation releases one period's subscription while the others stay parked: its stop
+    ends the shared read at once (CLIENT UNBLOCK) instead of waiting out poll_timeout."""
+    app = app_for(redis_url, 5, poll="3s")
+    try:
+        await app.start()
+        await wait_until(lambda: true(all(s.parked for s in subscriptions(app))), timeout=10)
+        assert app.listeners is not None
+        began = time.monotonic()
+        await app.listeners.unregister("l2")
+        assert time.monotonic() - began < 1.0
+        await wait_until(lambda: true(len(subscriptions(app)) == 4
+                                      and all(s.parked for s in subscriptions(app))), timeout=10)
+        await client.xadd("park:4", {"n": "1"})
+        await wait_until(lambda: true(SEEN["park:4"] == 1), timeout=5)
+    finally:
+        await app.stop()
