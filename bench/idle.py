@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import redis
+from processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -78,11 +78,7 @@ def measure(url: str, listeners: int, seconds: float) -> dict[str, float | int]:
             return {"listeners": listeners, "connections": len(clients),
                     "cpu_percent": round(100 * cpu, 2), "rss_mib": round(rss_mib(proc.pid), 1)}
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
             client.close()
 
 

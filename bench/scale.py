@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -132,11 +132,7 @@ def one_run(kind: str, workers: int, partitions: int, entries: int,
                 raise SystemExit("the run did not finish within 600 s")
             return 0.8 * entries / max(marks[0.9] - marks[0.1], 1e-6)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
             client.close()
 
 

@@ -65,12 +65,6 @@ class ParkingLot:
         self._returned = asyncio.Event()
         """Set whenever no shared read is in flight."""
         self._returned.set()
-        self.reads = 0
-        """Shared reads sent (for tests and the benchmark)."""
-
-    @property
-    def parked(self) -> int:
-        return len(self._parked)
 
     def park(self, stream: str, polled: Polled) -> Parked:
         """Wait for new entries of ``stream`` (see :data:`Parked`)."""
@@ -131,7 +125,6 @@ class ParkingLot:
                              len(streams), exc)
                 self._wake_all()
                 return
-            self.reads += 1
             for _, polled in list(self._parked.values()):
                 polled()
             for stream, entries in replies:

@@ -33,11 +33,24 @@ def partition_of(value: str, partitions: int) -> int:
     return zlib.crc32(value.encode()) % partitions
 
 
+def stream_keys(stream: str, partitions: int) -> list[str]:
+    """The keys a listener of ``stream`` reads with ``partitions`` partitions (itself when
+    unpartitioned)."""
+    if partitions == 1:
+        return [stream]
+    return [partition_key(stream, i) for i in range(partitions)]
+
+
 def partition_keys(listener: ListenerSettings) -> list[str]:
     """The listener's stream keys: one per partition (itself when unpartitioned)."""
+    return stream_keys(listener.stream, listener.partitions)
+
+
+def partitions_of(listener: ListenerSettings) -> list[ListenerSettings]:
+    """Each partition as a plain listener of its own keys (itself when unpartitioned)."""
     if listener.partitions == 1:
-        return [listener.stream]
-    return [partition_key(listener.stream, i) for i in range(listener.partitions)]
+        return [listener]
+    return [partition_settings(listener, i) for i in range(listener.partitions)]
 
 
 def partition_settings(listener: ListenerSettings, index: int) -> ListenerSettings:

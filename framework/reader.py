@@ -86,7 +86,6 @@ class ConnectionGroupReader:
 
     def __init__(self, client: Redis, stream: str, group: str, consumer: str) -> None:
         self._client = client
-        self._pool = client.connection_pool
         self._stream, self._group, self._consumer = stream, group, consumer
         self._conn: Any = None
         self._client_id: int | None = None

@@ -20,19 +20,12 @@ from loguru import logger
 from .config.models import ListenerSettings
 from .errors import StartupError
 from .operator import RedisOperator
-from .partitions import partition_key
+from .partitions import stream_keys
 from .reliability.slots import colocated
 
 
 def count_key(stream: str) -> str:
     return f"streamboot:partitions:{{{stream}}}"
-
-
-def layout(stream: str, partitions: int) -> list[str]:
-    """The keys a listener of ``stream`` reads with ``partitions`` partitions."""
-    if partitions == 1:
-        return [stream]
-    return [partition_key(stream, i) for i in range(partitions)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +84,7 @@ async def check_partitions(operator: RedisOperator, name: str,
         before = int(stored)
     if before == after:
         return
-    old_keys = layout(listener.stream, before)
+    old_keys = stream_keys(listener.stream, before)
     backlog = []
     for old in old_keys:
         groups = {group.name: group for group in await operator.info_groups(old)}
@@ -100,7 +93,7 @@ async def check_partitions(operator: RedisOperator, name: str,
             backlog.append(Backlog(old, found.lag or 0, found.pending))
         elif await operator.exists(old):  # never read by the group: all of it is work
             backlog.append(Backlog(old, await operator.xlen(old), 0))
-    kept = set(layout(listener.stream, after))
+    kept = set(stream_keys(listener.stream, after))
     dead = []
     for old in old_keys:
         dlq = colocated(old, ":dlq")

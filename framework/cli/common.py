@@ -44,7 +44,7 @@ from ..errors import (
 from ..ids import is_id
 from ..lifecycle.rotation import RotationPolicy
 from ..operator import RedisOperator
-from ..partitions import partition_keys, partition_settings
+from ..partitions import partition_keys, partitions_of
 from ..reliability.slots import colocated
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
@@ -200,8 +200,7 @@ def dead_letter_streams(listener: ListenerSettings) -> list[str]:
     each live period's (of each partition)."""
     found: list[str] = []
     now = SystemClock().now()
-    for index in range(listener.partitions):
-        part = listener if listener.partitions == 1 else partition_settings(listener, index)
+    for part in partitions_of(listener):
         if part.rotation is None:
             if part.dead_letter_stream is not None:
                 found.append(part.dead_letter_stream)

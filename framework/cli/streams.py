@@ -13,7 +13,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..assignment import assigned_listeners
 from ..clock import SystemClock
 from ..config.durations import parse_duration
 from ..config.models import AppSettings, ListenerSettings
@@ -21,7 +20,7 @@ from ..errors import NotFound, UsageError
 from ..inspect_streams import StreamView, stream_view
 from ..lifecycle.rotation import RotationPolicy
 from ..operator import RedisOperator
-from ..partitions import partition_keys
+from ..partitions import partition_keys, partitions_of
 from ..publisher import Publisher
 from ..records import PendingEntry
 from ..reliability.slots import colocated
@@ -61,10 +60,8 @@ def configured_streams(settings: AppSettings) -> list[str]:
 
 def _plain_listeners(settings: AppSettings) -> list[ListenerSettings]:
     """Every listener of the file, each partition of a partitioned one as its own."""
-    return [assigned.settings for assigned in assigned_listeners(
-        settings.model_copy(update={"listeners": {
-            name: ls.model_copy(update={"enabled": True})
-            for name, ls in settings.listeners.items()}}))]
+    return [part for listener in settings.listeners.values()
+            for part in partitions_of(listener)]
 
 
 def _current_periods(settings: AppSettings) -> set[str]:

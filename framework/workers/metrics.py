@@ -10,7 +10,7 @@ Redis facts seen by every worker: take ``max without (worker)`` of those.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -74,7 +74,3 @@ class WorkersCollector(Collector):
         yield up
         yield restarts
 
-
-def worker_problems(reports: Iterable[tuple[int, str | None]]) -> list[str]:
-    """``/healthz`` of the group: (worker, its problem or None) → the problems."""
-    return [f"worker {worker}: {problem}" for worker, problem in reports if problem]

@@ -27,6 +27,9 @@ class AfterExit:
     """Seconds before the restart."""
     exit_code: int | None = None
     """When not restarting: the supervisor's own exit code."""
+    deaths: int = 0
+    """Young deaths in a row, counting this one (0 after a steady run): the next exit's
+    ``deaths``."""
 
 
 def after_exit(code: int, ran_for: float, deaths: int) -> AfterExit:
@@ -34,4 +37,5 @@ def after_exit(code: int, ran_for: float, deaths: int) -> AfterExit:
     if code in (EXIT_CONFIG, EXIT_CANNOT_START):
         return AfterExit(restart=False, exit_code=code)
     young = 0 if ran_for >= STEADY else deaths
-    return AfterExit(restart=True, delay=min(MAX_DELAY, FIRST_DELAY * 2 ** young))
+    return AfterExit(restart=True, delay=min(MAX_DELAY, FIRST_DELAY * 2 ** young),
+                     deaths=0 if ran_for >= STEADY else deaths + 1)

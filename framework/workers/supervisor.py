@@ -30,7 +30,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
@@ -59,7 +59,6 @@ class Worker:
     deaths: int = 0
     restarts: int = 0
     exit_code: int | None = None
-    pids: list[int] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -181,7 +180,6 @@ class Supervisor:
         """Run the worker until the group stops; restart it when it dies meanwhile."""
         while not self.stopping.is_set():
             worker.process = await self._spawn(worker)
-            worker.pids.append(worker.process.pid)
             worker.started = time.monotonic()
             code = await worker.process.wait()
             worker.exit_code = code
@@ -196,13 +194,12 @@ class Supervisor:
                 self.stopping.set()
                 self._send_all(signal.SIGTERM)
                 return
-            worker.deaths = 0 if ran >= 30.0 else worker.deaths + 1
+            worker.deaths = decision.deaths
             worker.restarts += 1
             logger.warning("worker {} {} after {:.1f}s; restarting it in {:.1f}s (restart {})",
                            worker.index, describe_exit(code), ran, decision.delay,
                            worker.restarts)
             await Backoff.wait(decision.delay, self.stopping)
-        worker.exit_code = worker.exit_code if worker.exit_code is not None else EXIT_OK
 
     # -- one /metrics and /healthz ---------------------------------------------------
     async def _serve_metrics(self) -> None:

@@ -98,3 +98,18 @@ def test_the_worker_variable_is_read_and_checked() -> None:
         WorkerSlot(1, 3, "h-9-w1")
     with pytest.raises(ValueError, match="expected <index>/<count>"):
         current_slot({"STREAMBOOT_WORKER": "3/3"})
+
+
+def test_a_worker_is_restarted_with_growing_backoff_unless_a_restart_cannot_help() -> None:
+    from streamboot.workers.restarts import AfterExit, after_exit
+
+    first = after_exit(-9, ran_for=2.0, deaths=0)
+    again = after_exit(1, ran_for=2.0, deaths=first.deaths)
+    assert (first.restart, first.delay, first.deaths) == (True, 0.5, 1)
+    assert (again.delay, again.deaths) == (1.0, 2)
+    assert after_exit(1, ran_for=2.0, deaths=20).delay == 30.0  # capped
+    steady = after_exit(-9, ran_for=31.0, deaths=5)
+    assert (steady.delay, steady.deaths) == (0.5, 0)  # a steady run starts over
+    for code in (2, 3):
+        assert after_exit(code, ran_for=100.0, deaths=0) == AfterExit(restart=False,
+                                                                       exit_code=code)
