@@ -4,7 +4,7 @@
 
 Fills a fresh stream on the redis-server at 127.0.0.1:PORT, runs ``TREE/bench/consumers.py``
 with ``TREE/.venv/bin/python`` on it and appends the consumer's JSON line (with the tree)
-to OUT. Alternating two trees under ``farm-bench --vs`` pairs the runs, so a machine
+to OUT. Alternating two trees (A B A B …) pairs the runs, so a machine
 whose speed drifts still gives a fair comparison (docs/performance.md, "What the
 redesign of issue 13 cost").
 """

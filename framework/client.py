@@ -1,7 +1,8 @@
 """Build redis-py clients from ``RedisSettings`` (standalone or cluster).
 
 The async client serves everything on the event loop; a small synchronous one serves the
-ownership keeper's thread, which must keep working while the loop is busy.
+ownership renewal thread, which must keep working while the loop is busy, with timeouts
+derived from ``pending_scan.min_idle``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import redis.cluster
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.retry import Retry as SyncRetry
 from redis.utils import HIREDIS_AVAILABLE
 
-from .config.models import CLUSTER_POOL_DEFAULT, STANDALONE_POOL_DEFAULT, RedisSettings
+from .config.models import (
+    CLUSTER_POOL_DEFAULT,
+    STANDALONE_POOL_DEFAULT,
+    AppSettings,
+    RedisSettings,
+)
 from .decoding import WIRE_ERRORS, to_wire
 from .operator import RedisClient
 from .reliability.ownership import SyncClient
@@ -98,6 +104,20 @@ def build_sync_client(settings: RedisSettings) -> SyncClient:
     return redis.Redis.from_url(settings.url, **options)
 
 
+def build_renewal_client(settings: AppSettings) -> SyncClient:
+    """The ownership renewal's connection (reliability/ownership.py). It must never wait
+    longer than its entries can afford: a reply is awaited a tenth of the shortest
+    ``min_idle`` at most (``AppSettings.renewal_timeout``), and redis-py retries nothing —
+    the renewal thread tries again itself, at once, on a new connection."""
+    redis_settings = settings.redis
+    options = _options(redis_settings) | {
+        "socket_timeout": settings.renewal_timeout().total_seconds(),
+        "retry": SyncRetry(NoBackoff(), retries=0)}
+    if redis_settings.cluster:
+        return redis.cluster.RedisCluster.from_url(redis_settings.url, **options)
+    return redis.Redis.from_url(redis_settings.url, **options)
+
+
 async def redis_client_resource(settings: RedisSettings) -> AsyncIterator[RedisClient]:
     """The DI Resource: one client per application, closed at shutdown."""
     client = build_client(settings)
@@ -107,8 +127,9 @@ async def redis_client_resource(settings: RedisSettings) -> AsyncIterator[RedisC
         await client.aclose()
 
 
-def sync_redis_client_resource(settings: RedisSettings) -> Iterator[SyncClient]:
-    client = build_sync_client(settings)
+def renewal_client_resource(settings: AppSettings) -> Iterator[SyncClient]:
+    """The DI Resource of the renewal thread's client, closed at shutdown."""
+    client = build_renewal_client(settings)
     try:
         yield client
     finally:

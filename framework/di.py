@@ -19,7 +19,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dependency_injector import containers, providers
 
-from .client import redis_client_resource, sync_redis_client_resource
+from .client import redis_client_resource, renewal_client_resource
 from .config.models import AppSettings, SchedulerSettings
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError
 from .handler import StreamHandler, handler_problems
@@ -44,10 +44,10 @@ def build_scheduler(settings: SchedulerSettings) -> AsyncIOScheduler:
 class StreambootContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=AppSettings)
     redis = providers.Resource(redis_client_resource, settings=settings.provided.redis)
-    sync_redis = providers.Resource(sync_redis_client_resource, settings=settings.provided.redis)
+    renewal_redis = providers.Resource(renewal_client_resource, settings=settings)
     operator = providers.Singleton(RedisOperator, client=redis)
     listener_container = providers.Singleton(ListenerContainer, operator=operator,
-                                             keeper_client=sync_redis)
+                                             keeper_client=renewal_redis)
     scheduler = providers.Singleton(build_scheduler, settings=settings.provided.scheduler)
 
 

@@ -23,7 +23,9 @@ async def health(operator: RedisOperator,
     legitimately take, is progress — unless a handler runs past ``handler_timeout`` (one
     that ignored its cancellation, or a sync handler's abandoned thread still running):
     that is what a restart would cure. Otherwise the loop must have read within
-    2 × ``poll_timeout`` (+1s): one stuck in backoff or ended by an error has not.
+    2 × ``poll_timeout`` (+1s): one stuck in backoff or ended by an error has not. And the
+    entries it holds must have been renewed lately (reliability/ownership.py): renewals
+    that keep failing mean they may be taken over.
     """
     problems: list[str] = []
     try:
@@ -45,6 +47,15 @@ async def health(operator: RedisOperator,
         elif not sub.busy and now - sub.stats.last_poll > limit:
             problems.append(f"listener {name} has not polled for "
                             f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s)")
+        keeper = sub.keeper
+        unrenewed = keeper.late(time.perf_counter()) if keeper is not None else None
+        if keeper is not None and unrenewed is not None:
+            problems.append(
+                f"listener {name}: ownership of {len(keeper.hand.in_hand)} entries not "
+                f"renewed for {unrenewed:.1f}s (pending_scan.min_idle {keeper.min_idle:g}s"
+                + (f"; last error: {keeper.last_error}" if keeper.last_error else "")
+                + "): another consumer may take them over; none is started here until "
+                "Redis confirms it")
     return {"healthy": not problems, "problems": problems}
 
 

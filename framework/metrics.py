@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import accumulate
+from time import perf_counter
 from typing import Any
 
 from prometheus_client.core import (
@@ -32,7 +33,10 @@ _COUNTERS = {
     "invalid": "Entries whose payload failed validation.",
     "retried": "In-process retries.",
     "timed_out": "Handler calls cancelled (or their thread abandoned) at handler_timeout.",
-    "lost": "Entries not handled because another consumer had taken them over.",
+    "lost": "Entries held here that another consumer took over (renewals lapsed); not "
+            "started here after that.",
+    "unconfirmed": "Entries left pending for recovery: Redis could not confirm they were "
+                   "still this consumer's.",
     "redis_errors": "Redis errors met by the poll loop.",
 }
 
@@ -53,6 +57,7 @@ class StreambootCollector(Collector):
                 family.add_metric([sub.spec.listener_name, sub.spec.stream],
                                   getattr(sub.stats, name))
             yield family
+        yield from _renewals(subs)
         yield _histogram("streamboot_handler_duration_seconds", "Handler duration.", subs,
                          lambda s: s.stats.handler_seconds)
         yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", subs,
@@ -76,6 +81,32 @@ class StreambootCollector(Collector):
                 lag.add_metric([key, group.name], float(group.lag or 0))
                 pending.add_metric([key, group.name], group.pending)
         yield from (length, lag, pending)
+
+
+def _renewals(subs: dict[str, Subscription]) -> Iterator[Any]:
+    """The ownership keeper's renewals (reliability/ownership.py), per subscription."""
+    failures = CounterMetricFamily(
+        "streamboot_renewal_failures", "Renewal attempts that failed (timeout, connection "
+        "lost, refused); each is retried at once on a new connection.",
+        labels=["listener", "stream"])
+    pauses = CounterMetricFamily(
+        "streamboot_renewal_pauses", "Times renewals did not run for longer than 1.5 "
+        "intervals though none failed: the process was paused (SIGSTOP, a VM pause).",
+        labels=["listener", "stream"])
+    since = GaugeMetricFamily(
+        "streamboot_renewal_age_seconds", "Seconds since the last successful renewal of the "
+        "entries in hand (alert when it nears pending_scan.min_idle).",
+        labels=["listener", "stream"])
+    now = perf_counter()
+    for sub in subs.values():
+        keeper = sub.keeper
+        if keeper is None:
+            continue
+        labels = [sub.spec.listener_name, sub.spec.stream]
+        failures.add_metric(labels, keeper.failed_attempts)
+        pauses.add_metric(labels, keeper.pauses)
+        since.add_metric(labels, max(0.0, now - keeper.last_renewed))
+    yield from (failures, pauses, since)
 
 
 def _histogram(name: str, doc: str, subs: dict[str, Subscription],

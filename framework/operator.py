@@ -38,6 +38,7 @@ from .records import (
     PendingEntry,
     PendingSummary,
     ReclaimStep,
+    Renewal,
     StreamEntry,
     StreamInfo,
 )
@@ -58,6 +59,7 @@ class RedisOperator:
         self._delete_idle_consumer = client.register_script(scripts.DELETE_IDLE_CONSUMER)
         self._range = client.register_script(scripts.RANGE)
         self._reclaim_one = client.register_script(scripts.RECLAIM_ONE)
+        self._renew_owned = client.register_script(scripts.RENEW_OWNED)
 
     # -- keys ---------------------------------------------------------------------------
     async def create_stream(
@@ -428,16 +430,27 @@ class RedisOperator:
 
     async def claim_owned(
         self, key: str, group: str, consumer: str, ids: Sequence[str], *, count_delivery: bool
-    ) -> list[str]:
-        """XCLAIM the ids this consumer still owns (resetting their idle time); returns them.
+    ) -> Renewal:
+        """XCLAIM the ids this consumer still owns (resetting their idle time); says which
+        were claimed, and which were taken over or deleted meanwhile.
 
         ``count_delivery`` also increments their delivery counter, as a retry should.
         """
         if not ids:
-            return []
+            return Renewal([], [], [], 0)
         reply = await self._run(key, group, self._claim_if_owner, keys=[key],
                                 args=[group, consumer, "0" if count_delivery else "1", *ids])
-        return [str(i) for i in reply]
+        return Renewal.from_reply(reply)
+
+    async def renew_owned(self, key: str, group: str, consumer: str, ids: Sequence[str],
+                          *, after: str = "", ahead: int = 0) -> Renewal:
+        """Reset the idle time of the ``ids`` this consumer still owns, and of up to
+        ``ahead`` of its pending entries above ``after`` (delivered, not yet received);
+        say which of the others were taken over or deleted. Changes nothing it does not
+        own: a plain XCLAIM would take an entry back from the consumer that reclaimed it."""
+        reply = await self._run(key, group, self._renew_owned, keys=[key],
+                                args=[group, consumer, after, ahead, *ids])
+        return Renewal.from_reply(reply)
 
     async def dead_letter(
         self, key: str, dead_letter_key: str, group: str, consumer: str, entry_id: str,

@@ -11,7 +11,8 @@ hot path unchanged) until the stream is drained once more.
 
 - Entries reach their subscription through :meth:`park`'s future, or, when it left the lot
   meanwhile (a stop), through :meth:`take`: every delivered entry is handed over, none is
-  left unseen in the consumer's pending list.
+  left unseen in the consumer's pending list — with when the read that delivered them was
+  sent, their receipt of ownership (reliability/ownership.py).
 - When the set of parked streams changes, the read in flight is ended by CLIENT UNBLOCK
   after a short ``SETTLE`` (parks arriving together cost one re-read) and sent again.
 - A read that fails wakes every parked subscription with ``None``, quietly:
@@ -28,7 +29,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from time import perf_counter
+from typing import Any, NamedTuple
 
 from loguru import logger
 from redis.asyncio import Redis
@@ -42,9 +44,19 @@ SETTLE = 0.02
 subscriptions parking together cost one re-read."""
 
 Polled = Callable[[], None]
-Parked = asyncio.Future[list[StreamEntry] | None]
-"""What a parked subscription waits for: new entries; ``[]`` woken without any (a stop);
-``None`` the shared read failed — read on your own."""
+
+
+class Delivered(NamedTuple):
+    """Entries the shared read delivered for one stream, and when (``perf_counter``) the
+    first read that delivered some of them was sent."""
+
+    entries: list[StreamEntry]
+    sent_at: float
+
+
+Parked = asyncio.Future[Delivered | None]
+"""What a parked subscription waits for: new entries; ``None`` woken without any (a stop,
+or the shared read failed: read on your own)."""
 
 
 class ParkingLot:
@@ -56,7 +68,7 @@ class ParkingLot:
         self._group, self._consumer = group, consumer
         self._count, self._block = count, block
         self._parked: dict[str, tuple[Parked, Polled]] = {}
-        self._inbox: dict[str, list[StreamEntry]] = {}
+        self._inbox: dict[str, Delivered] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
@@ -70,8 +82,8 @@ class ParkingLot:
         """Wait for new entries of ``stream`` (see :data:`Parked`)."""
         future: Parked = asyncio.get_running_loop().create_future()
         waiting = self._inbox.pop(stream, None)
-        if waiting or self._closed:
-            future.set_result(waiting or [])
+        if waiting is not None or self._closed:
+            future.set_result(waiting)
             return future
         self._parked[stream] = (future, polled)
         self._changed.set()
@@ -85,12 +97,12 @@ class ParkingLot:
         parked = self._parked.pop(stream, None)
         if parked is not None:
             if not parked[0].done():
-                parked[0].set_result([])
+                parked[0].set_result(None)
             self._changed.set()
 
-    def take(self, stream: str) -> list[StreamEntry]:
+    def take(self, stream: str) -> Delivered | None:
         """Entries delivered for ``stream`` after its subscription left the lot."""
-        return self._inbox.pop(stream, [])
+        return self._inbox.pop(stream, None)
 
     async def settle(self) -> None:
         """Until the shared read in flight has come back (at a stop: what it delivered is
@@ -117,6 +129,7 @@ class ParkingLot:
         while self._parked and not self._closed:
             self._changed.clear()
             streams = list(self._parked)
+            sent_at = perf_counter()
             try:
                 replies = await self._read(streams)
             except Exception as exc:
@@ -132,9 +145,11 @@ class ParkingLot:
                     continue
                 parked = self._parked.pop(stream, None)
                 if parked is not None and not parked[0].done():
-                    parked[0].set_result(entries)
+                    parked[0].set_result(Delivered(entries, sent_at))
                 else:  # its subscription left meanwhile: keep them for it
-                    self._inbox.setdefault(stream, []).extend(entries)
+                    kept = self._inbox.get(stream)
+                    self._inbox[stream] = (Delivered(entries, sent_at) if kept is None else
+                                           Delivered(kept.entries + entries, kept.sent_at))
 
     async def _read(self, streams: list[str]) -> list[tuple[str, list[StreamEntry]]]:
         if self._conn is None:

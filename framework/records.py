@@ -65,6 +65,25 @@ class AutoClaimResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Renewal:
+    """What one renewal (``scripts.RENEW_OWNED``) found of the ids it was given: still this
+    consumer's (and now fresh), taken over by another consumer, or deleted from the stream;
+    the ids it was given and that are in none of these were acknowledged. ``ahead``: how
+    many delivered-but-not-received entries were renewed too."""
+
+    touched: list[str]
+    taken: list[str]
+    deleted: list[str]
+    ahead: int
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Renewal:
+        touched, taken, deleted, ahead = reply
+        return cls([str(i) for i in touched], [str(i) for i in taken],
+                   [str(i) for i in deleted], int(ahead))
+
+
+@dataclass(frozen=True, slots=True)
 class ReclaimStep:
     """One entry reclaimed (or none found this step), with its delivery count."""
 

@@ -18,33 +18,50 @@ return 1
 """
 
 # XCLAIM only the ids this consumer still owns. A plain XCLAIM would take an entry back
-# from a consumer that legitimately reclaimed it, and both would handle it.
+# from a consumer that legitimately reclaimed it, and both would handle it. Says what became
+# of the others, as RENEW_OWNED does (an owned id XCLAIM does not return was deleted).
 # ARGV: group, consumer, justid ('1' resets idle only; '0' also counts a delivery), ids…
+# Returns {claimed ids, taken ids, deleted ids, 0}.
 CLAIM_IF_OWNER = """
-local owned = {}
+local claimed, taken, deleted = {}, {}, {}
 for i = 4, #ARGV do
   local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if #row > 0 and row[1][2] == ARGV[2] then
+    local reply
     if ARGV[3] == '1' then
-      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+      reply = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
     else
-      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i])
+      reply = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID',
+                         'RETRYCOUNT', row[1][4] + 1)
     end
-    owned[#owned + 1] = ARGV[i]
+    if #reply > 0 then claimed[#claimed + 1] = ARGV[i] else deleted[#deleted + 1] = ARGV[i] end
+  elseif #row > 0 then
+    taken[#taken + 1] = ARGV[i]
+  elseif #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 0 then
+    deleted[#deleted + 1] = ARGV[i]
   end
 end
-return owned
+return {claimed, taken, deleted, 0}
 """
 
-# The ownership keeper's renewal (reliability/ownership.py). Resets the idle time of the ids
-# this consumer still owns, and of its pending entries above ARGV[3] (entries delivered by a
-# read whose reply it has not received yet). ARGV: group, consumer, after ('' = none),
-# how many such entries at most, ids… Returns {owned ids, how many unreceived were renewed}.
+# The ownership keeper's renewal (reliability/ownership.py), and the check a listener makes
+# before it starts entries whose ownership it cannot vouch for. Resets the idle time of the
+# ids this consumer still owns, and of its pending entries above ARGV[3] (entries delivered
+# by a read whose reply it has not received yet), and says what became of the others:
+# taken over by another consumer, or deleted from the stream (XDEL, XTRIM). XCLAIM drops a
+# deleted entry from the PEL (Redis 7), so an owned id it does not return was deleted too.
+# An id neither pending nor deleted was acknowledged (by this consumer or, XACK being
+# group-wide, by another). ARGV: group, consumer, after ('' = none), how many such entries
+# at most, ids… Returns {touched ids, taken ids, deleted ids, how many unreceived renewed}.
 RENEW_OWNED = """
-local owned = {}
+local mine, taken, deleted = {}, {}, {}
 for i = 5, #ARGV do
   local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #row > 0 and row[1][2] == ARGV[2] then owned[#owned + 1] = ARGV[i] end
+  if #row > 0 then
+    if row[1][2] == ARGV[2] then mine[#mine + 1] = ARGV[i] else taken[#taken + 1] = ARGV[i] end
+  elseif #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 0 then
+    deleted[#deleted + 1] = ARGV[i]
+  end
 end
 local ahead = {}
 if ARGV[3] ~= '' then
@@ -54,16 +71,22 @@ if ARGV[3] ~= '' then
   end
 end
 local function touch(ids)
+  local claimed = {}
   for start = 1, #ids, 1000 do
     local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
     for i = start, math.min(start + 999, #ids) do args[#args + 1] = ids[i] end
     args[#args + 1] = 'JUSTID'
-    redis.call(unpack(args))
+    for _, id in ipairs(redis.call(unpack(args))) do claimed[id] = true end
   end
+  return claimed
 end
-touch(owned)
+local claimed = touch(mine)
+local touched = {}
+for _, id in ipairs(mine) do
+  if claimed[id] then touched[#touched + 1] = id else deleted[#deleted + 1] = id end
+end
 touch(ahead)
-return {owned, #ahead}
+return {touched, taken, deleted, #ahead}
 """
 
 # The recovery job's claim: one entry at a time (see reliability/recovery.py), with its delivery

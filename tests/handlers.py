@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -247,3 +248,26 @@ class TwoArgumentHandle(StreamHandler[dict[str, str]]):
     # Incompatible on purpose: check must refuse it.
     async def handle(self, message: Message[dict[str, str]], extra: str) -> None:  # type: ignore[override]
         return None
+
+
+class JournalHandler(StreamHandler[dict[str, str]]):
+    """Writes ``start <consumer> <id> <unix time>`` to the file named by the entry's
+    ``out`` field before anything else, then waits, then writes ``end …``: what a process
+    started, and when, as the test sees it from outside.
+
+    How long it waits is the process's own (``TEST_HANDLER_SLEEP``, seconds), so two
+    processes of one application file can differ; an entry with ``block`` set holds the
+    event loop itself for that many seconds (a sync call inside an ``async def``).
+    """
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        journal(message, "start")
+        if message.payload.get("block"):
+            time.sleep(float(message.payload["block"]))  # noqa: ASYNC251 - the point
+        await asyncio.sleep(float(os.environ.get("TEST_HANDLER_SLEEP", "0")))
+        journal(message, "end")
+
+
+def journal(message: Message[dict[str, str]], what: str) -> None:
+    with open(message.payload["out"], "a") as out:
+        out.write(f"{what} {message.consumer} {message.id} {time.time():.6f}\n")

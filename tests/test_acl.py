@@ -37,7 +37,8 @@ def acl_server() -> Iterator[RedisServer]:
 
 def settings(url: str) -> Any:
     return settings_from_mapping({
-        "redis": {"url": url, "username": "streamboot", "password": "s3cret"},
+        "redis": {"url": url, "username": "streamboot", "password": "s3cret",
+                  "socket_connect_timeout": "75ms"},
         "container": {"poll_timeout": "50ms"},
         "listeners": {
             "orders": {"stream": "orders", "group": "g", "consumer": "c1",

@@ -35,6 +35,13 @@ STANDALONE_POOL_DEFAULT = 100
 CLUSTER_POOL_DEFAULT = 1000
 """Connections per node on Cluster unless ``redis.max_connections`` says otherwise:
 redis-py's cluster pool does not wait for a free connection, it fails."""
+RENEWAL_REPLY_SHARE = 10
+"""The ownership renewal's connection waits for a reply at most ``min_idle`` / this (never
+longer than ``redis.socket_timeout``): a silent socket costs a tenth of ``min_idle``."""
+RENEWAL_CONNECT_SHARE = 4
+"""``redis.socket_connect_timeout`` may be at most ``min_idle`` / this: a renewal that
+times out (a tenth), reconnects (this quarter) and tries again (a tenth) lands within
+0.8 × ``min_idle`` of the previous one, which began a third of ``min_idle`` earlier."""
 _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 
 
@@ -115,7 +122,9 @@ class RedisSettings(StrictModel):
     socket_timeout: Duration = timedelta(seconds=10)
     """must be longer than every listener's `poll_timeout` (checked)"""
     socket_connect_timeout: Duration = timedelta(seconds=5)
-    """how long opening a connection may take before it counts as failed (then retried)"""
+    """how long opening a connection may take before it counts as failed (then retried). At
+    most a quarter of every listener's `pending_scan.min_idle` (checked): the ownership
+    renewal must be able to reconnect well within it"""
     client_name: str = "streamboot"
     """`CLIENT SETNAME`, visible in `CLIENT LIST`"""
     max_connections: int | None = Field(default=None, ge=1, json_schema_extra={
@@ -613,6 +622,35 @@ class AppSettings(BaseSettings):
                     "would end in a socket timeout"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _renewal_fits_min_idle(self) -> AppSettings:
+        """Entries not renewed for ``min_idle`` can be taken over by another consumer. A
+        renewal whose connection went silent is tried again on a new one, so a reconnect
+        must fit well within ``min_idle`` (see RENEWAL_CONNECT_SHARE); the sample once
+        shipped ``min_idle: 2s`` against 10 s of socket timeout and lost live work."""
+        connect = self.redis.socket_connect_timeout
+        for name, listener in self.listeners.items():
+            idle = listener.pending_scan.min_idle
+            if listener.enabled and connect * RENEWAL_CONNECT_SHARE > idle:
+                raise ValueError(
+                    f"listeners.{name}: pending_scan.min_idle ({format_duration(idle)}) is too "
+                    f"short for redis.socket_connect_timeout ({format_duration(connect)}): "
+                    "entries not renewed within min_idle can be taken over by another "
+                    "consumer, and a renewal that has to reconnect may wait that long for its "
+                    "connection; set redis.socket_connect_timeout to at most "
+                    f"{format_duration(idle / RENEWAL_CONNECT_SHARE)}, or "
+                    f"pending_scan.min_idle to at least "
+                    f"{format_duration(connect * RENEWAL_CONNECT_SHARE)}")
+        return self
+
+    def renewal_timeout(self) -> timedelta:
+        """How long the ownership renewal's connection waits for a reply (client.py): a
+        tenth of the shortest ``min_idle`` of the listeners it serves, at most
+        ``redis.socket_timeout``."""
+        idles = [listener.pending_scan.min_idle for listener in self.listeners.values()
+                 if listener.enabled] or [PendingScanSettings().min_idle]
+        return min(self.redis.socket_timeout, min(idles) / RENEWAL_REPLY_SHARE)
 
     @model_validator(mode="after")
     def _cleanup_spares_live_consumers(self) -> AppSettings:

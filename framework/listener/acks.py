@@ -18,14 +18,22 @@ leave by exactly one of three paths, all here:
   the **flush** at stop.
 
 An XACK that fails goes back to the front of what is owed, so the next path carries it.
-The ownership keeper (reliability/ownership.py) only reads ``in_hand`` and ``watermark``,
-and reports the entries it found taken over.
+Each entry in hand carries a *receipt*: until when (``perf_counter``) its delivery alone
+vouches that it is still this consumer's — ``trust`` seconds after the command that
+delivered (or confirmed) it was *sent*, since Redis touched the entry no earlier than that;
+and the sequence number of the hold, which tells the ownership keeper's renewals which
+entries they covered (reliability/ownership.py). The keeper reads ``in_hand``,
+``sequence`` and ``watermark`` from its thread and changes nothing here: what its renewals
+find is applied on the event loop, through :meth:`release_covered`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable
+from itertools import repeat
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -39,6 +47,9 @@ if TYPE_CHECKING:
 SendAck = Callable[[list[str], list[str]], Awaitable[int]]
 """XACK ``ids`` and SET NX the ``markers`` in one round trip; returns how many were acked."""
 
+Receipt = tuple[int, float]
+"""(hold sequence number, trusted until as ``perf_counter``): see the module docstring."""
+
 PATIENCE = 0.002
 """How long handled entries' XACK waits for the read in flight to return and carry it;
 past that (the read is blocked on a drained stream) they are acked on their own."""
@@ -46,11 +57,17 @@ past that (the read is blocked on a drained stream) they are acked on their own.
 
 class Acks:
     def __init__(self, send: SendAck, stats: ListenerStats, log: Logger = logger,
-                 patience: float = PATIENCE) -> None:
+                 patience: float = PATIENCE, trust: float = math.inf) -> None:
+        """``trust``: seconds a delivery vouches for ownership (a share of ``min_idle``;
+        infinite without an ownership keeper, when nothing is ever checked)."""
         self._send = send
         self._stats = stats
         self._patience = patience
-        self.in_hand: set[str] = set()
+        self.trust = trust
+        self.in_hand: dict[str, Receipt] = {}
+        self.sequence = 0
+        """The number of the last hold: a renewal that copied ``in_hand`` after reading
+        it covered every entry whose receipt's number is not above it."""
         self.watermark = "0-0"
         """The highest id ever in hand: Redis delivered nothing above it to this consumer
         except a read not received yet (what the keeper renews on trust)."""
@@ -60,24 +77,69 @@ class Acks:
         self._reading = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._sending: list[list[str]] = []
+        """Ids of acks sent on their own and not answered yet."""
         self._log = log
 
     # -- in hand -------------------------------------------------------------------------
-    def hold(self, ids: Iterable[str]) -> None:
-        """Entries now in hand, in stream order (as every read returns them): the last one
-        is the highest, which ``watermark`` keeps — one id compared per batch, not each."""
+    def hold(self, ids: Iterable[str], sent_at: float | None = None) -> None:
+        """Entries now in hand, delivered by a command sent at ``sent_at`` (default: now),
+        in stream order (as every read returns them): the last one is the highest, which
+        ``watermark`` keeps — one id compared per batch, not each. One receipt is shared by
+        the whole batch, and the sequence number is written after the entries, so a
+        renewal that read it has them in its copy (see ``sequence``)."""
         ids = list(ids)
-        self.in_hand.update(ids)
+        sequence = self.sequence + 1
+        sent = perf_counter() if sent_at is None else sent_at
+        self.in_hand.update(zip(ids, repeat((sequence, sent + self.trust))))
+        self.sequence = sequence
         if ids and id_key(ids[-1]) > id_key(self.watermark):
             self.watermark = ids[-1]
 
+    def confirmed(self, ids: Iterable[str], sent_at: float) -> None:
+        """Redis confirmed, by a command sent at ``sent_at``, that these entries are still
+        this consumer's (a retry's claim): the ones still in hand get a fresh receipt."""
+        sequence = self.sequence + 1
+        receipt = (sequence, sent_at + self.trust)
+        in_hand = self.in_hand
+        for entry_id in ids:
+            if entry_id in in_hand:
+                in_hand[entry_id] = receipt
+        self.sequence = sequence
+
     def release(self, ids: Iterable[str]) -> None:
         """Let go: acked, dead-lettered, left to recovery, or taken over by another
-        consumer (the keeper's renewal thread calls this too; set updates hold the GIL)."""
-        self.in_hand.difference_update(ids)
+        consumer."""
+        pop = self.in_hand.pop
+        for entry_id in ids:
+            pop(entry_id, None)
+
+    def release_covered(self, ids: Iterable[str], sequence: int) -> list[str]:
+        """Let go of the ``ids`` held no later than hold number ``sequence`` (what a
+        renewal that copied them found gone); an id held again since — reclaimed back,
+        re-read — is a new delivery the renewal knew nothing of. Returns those let go."""
+        in_hand = self.in_hand
+        released = []
+        for entry_id in ids:
+            receipt = in_hand.get(entry_id)
+            if receipt is not None and receipt[0] <= sequence:
+                del in_hand[entry_id]
+                released.append(entry_id)
+        return released
 
     def holds(self, entry_id: str) -> bool:
         return entry_id in self.in_hand
+
+    def acked_here(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` this consumer owes or sent an XACK for (handled here, or
+        settled): a renewal that finds them no longer pending found this consumer's own
+        ack. Not the hot path: only what a renewal found gone is looked up."""
+        mine = set(self._ids)
+        if self._riding is not None:
+            mine.update(self._riding[0])
+        for sending in self._sending:
+            mine.update(sending)
+        return mine.intersection(ids)
 
     # -- owed ----------------------------------------------------------------------------
     def succeeded(self, entry_id: str, marker: str | None) -> None:
@@ -165,12 +227,15 @@ class Acks:
             task.add_done_callback(self._tasks.discard)
 
     async def _ack(self, ids: list[str], markers: list[str]) -> bool:
+        self._sending.append(ids)
         try:
             acked = await self._send(ids, markers)
         except Exception as exc:
             self.give_back(ids, markers)  # they ride with the next read instead
             self._log.debug("acknowledgement not sent ({}); it rides with the next read", exc)
             return False
+        finally:
+            self._sending.remove(ids)
         # Not "+= await": another increment made during the await would be lost.
         self._stats.acked += acked
         self.release(ids)

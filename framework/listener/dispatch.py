@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from itertools import repeat
 from time import monotonic, perf_counter
@@ -52,22 +52,19 @@ from .timeouts import Running, Watchdog
 
 FRESH = 1
 Until = Literal["started", "finished"]
-StillOwned = Callable[[StreamEntry], Awaitable[bool]]
 _Job = tuple[StreamEntry, int, "asyncio.Future[None] | None"]
 
 
 class Dispatcher:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats,
                  failures: FailurePolicy, idempotency: Idempotency | None, acks: Acks,
-                 keeper: OwnershipKeeper | None = None,
-                 still_owned: StillOwned | None = None) -> None:
+                 keeper: OwnershipKeeper | None = None) -> None:
         self._spec = spec
         self._stats = stats
         self._failures = failures
         self._idempotency = idempotency
         self._acks = acks
         self._keeper = keeper
-        self._still_owned = still_owned
         self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_type)
         self._tracer: ConsumerTracer | None = None
         if spec.tracing:  # decided once: without tracing the hot path never looks at it
@@ -297,18 +294,15 @@ class Dispatcher:
         entry_id, fields, raw = entry
         started = perf_counter()
         keeper = self._keeper
-        in_hand = self._acks.in_hand
-        if keeper is not None and not (entry_id in in_hand and started < keeper.safe_until):
-            # Renewals found it taken over, or have failed for long enough that it may
-            # have been: never run a handler on an entry another consumer now owns.
-            owned = entry_id in in_hand and self._still_owned is not None \
-                and await self._still_owned(entry)
-            if not owned:
-                self._stats.lost += 1
-                logger.bind(entry_id=entry_id).warning(
-                    "not handled here: another consumer took the entry over (this process "
-                    "missed its renewals)")
-                return
+        if keeper is not None:
+            # Never run a handler on an entry another consumer may own by now: its receipt
+            # (or the last renewal) must vouch for it, else Redis is asked (ownership.py).
+            receipt = self._acks.in_hand.get(entry_id)
+            if receipt is None or (started >= receipt[1] and not keeper.trusts(receipt,
+                                                                                started)):
+                if not await self._still_owned(keeper, entry_id):
+                    return
+                started = perf_counter()
         if deliveries > 1 and spec.dead_letter_stream is not None \
                 and exhausted(deliveries, spec.retry):
             await self._failures.exhausted(entry, deliveries)
@@ -381,6 +375,24 @@ class Dispatcher:
             return
         self._stats.handled += 1
         self._acks.succeeded(entry_id, marker)
+
+    async def _still_owned(self, keeper: OwnershipKeeper, entry_id: str) -> bool:
+        """Ask Redis, once or twice (an entry held again during the first answer is not
+        covered by it). What it finds gone is said where it is found (LossReport)."""
+        for _ in range(2):
+            receipt = self._acks.in_hand.get(entry_id)
+            if receipt is None:  # taken over, deleted, acked or left to recovery
+                logger.bind(entry_id=entry_id).debug("not started: no longer held here")
+                return False
+            if keeper.trusts(receipt, perf_counter()):
+                return True
+            await keeper.confirm()
+        receipt = self._acks.in_hand.get(entry_id)
+        if receipt is not None and keeper.trusts(receipt, perf_counter()):
+            return True
+        if receipt is not None:  # held anew during both answers: leave it, never guess
+            keeper.abandon([entry_id], "held again while ownership was being confirmed")
+        return False
 
     def close(self) -> None:
         """At stop: workers still running are cancelled (their entries stay pending)."""

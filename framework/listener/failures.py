@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from time import perf_counter
 
 from loguru import logger
 
@@ -18,6 +19,7 @@ from ..errors import describe_permanent, is_permanent
 from ..logs import handler_traceback
 from ..operator import RedisOperator
 from ..records import StreamEntry
+from ..reliability.ownership import Losses
 from ..reliability.retry import Next, after_failure
 from .acks import Acks
 from .spec import ListenerSpec
@@ -29,7 +31,7 @@ GaveUp = Callable[[str], None]
 
 class FailurePolicy:
     def __init__(self, spec: ListenerSpec, operator: RedisOperator,
-                 acks: Acks, stats: ListenerStats, reinject: Reinject,
+                 acks: Acks, stats: ListenerStats, reinject: Reinject, losses: Losses,
                  gave_up: GaveUp | None = None):
         """``gave_up(entry_id)``: a retry that was scheduled will not run here (the claim
         failed, or another consumer took the entry): its key may move on (ordering)."""
@@ -40,6 +42,7 @@ class FailurePolicy:
         self._acks = acks
         self._stats = stats
         self._reinject = reinject
+        self._losses = losses
         self._timers: set[asyncio.TimerHandle] = set()
         self._due: list[tuple[StreamEntry, int]] = []
         self._pump: asyncio.Task[None] | None = None
@@ -146,24 +149,33 @@ class FailurePolicy:
 
     async def _claim_and_reinject(self, batch: list[tuple[StreamEntry, int]]) -> None:
         spec = self._spec
+        sent_at = perf_counter()
         try:
-            owned = set(await self._operator.claim_owned(
+            claim = await self._operator.claim_owned(
                 spec.stream, spec.group, spec.consumer, [e.id for e, _ in batch],
-                count_delivery=True))
+                count_delivery=True)
         except Exception as exc:
             logger.warning("{} retries postponed to recovery: {}", len(batch), exc)
             for entry, _ in batch:
                 self._release(entry.id)
                 self._give_up(entry.id)
             return
+        owned = set(claim.touched)
+        self._acks.confirmed(owned, sent_at)  # the claim vouches for them afresh
+        taken = [e.id for e, _ in batch if e.id in claim.taken]
+        deleted = [e.id for e, _ in batch if e.id in claim.deleted]
         for entry, deliveries in batch:
             self._retrying.discard(entry.id)
             if entry.id in owned:
                 self._stats.retried += 1
                 self._reinject(entry, deliveries + 1)
-            else:
-                self._release(entry.id)  # another consumer took it over meanwhile
+            else:  # taken over, deleted, or acked (by another consumer) meanwhile
+                self._release(entry.id)
                 self._give_up(entry.id)
+        if taken:
+            self._losses.taken_over(taken, " while it waited for its retry")
+        if deleted:
+            self._losses.deleted(deleted)
 
     def _give_up(self, entry_id: str) -> None:
         self._retrying.discard(entry_id)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from loguru import logger
@@ -35,12 +36,13 @@ from ..handler import StreamHandler
 from ..operator import RedisOperator
 from ..parking import ParkingLot
 from ..reader import ReadResult
-from ..records import StreamEntry
+from ..records import Renewal, StreamEntry
 from ..reliability.idempotency import Idempotency
-from ..reliability.ownership import OwnershipKeeper, RenewalThread
+from ..reliability.ownership import TRUST, OwnershipKeeper, RenewalThread
 from .acks import Acks
 from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
+from .losses import LossReport
 from .spec import ListenerSpec
 from .stats import ListenerStats
 
@@ -74,19 +76,24 @@ class Subscription:
                         spec.json_field if spec.codec == "json" else None)
             if spec.idempotency else None
         )
-        self._acks = Acks(self._send_ack, self.stats, self._log)
+        self.losses = LossReport(self.stats, self._log)
+        min_idle = spec.pending_scan.min_idle.total_seconds()
+        # Without renewals nothing is fenced (a test's container): deliveries are trusted.
+        self._acks = Acks(self._send_ack, self.stats, self._log,
+                          trust=min_idle * TRUST if renewals is not None else math.inf)
         # Unreceived reads span at most the read in flight and one more, plus reclaims.
         self.keeper = (
-            OwnershipKeeper(spec.stream, spec.group, spec.consumer,
-                            spec.pending_scan.min_idle.total_seconds(), 2 * spec.batch_size + 100,
-                            self._acks)
+            OwnershipKeeper(spec.stream, spec.group, spec.consumer, min_idle,
+                            2 * spec.batch_size + 100, self._acks, self.losses, self._renew)
             if renewals is not None else None
         )
         self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject,
-                                       self._retry_given_up)
+                                       self.losses, self._retry_given_up)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
-                                      self._idempotency, self._acks, self.keeper,
-                                      self._verify_owned)
+                                      self._idempotency, self._acks, self.keeper)
+        self._sent_at = 0.0
+        """When (``perf_counter``) the read in flight, or the last one, was sent: the
+        receipt of what it delivers (Acks)."""
         self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
@@ -171,16 +178,17 @@ class Subscription:
         waiting for its ack)."""
         return self._acks.holds(entry_id)
 
-    async def recover(self, entry: StreamEntry, deliveries: int) -> bool:
+    async def recover(self, entry: StreamEntry, deliveries: int, sent_at: float) -> bool:
         """Handle one entry reclaimed from a consumer that died, and acknowledge it before
         returning — so if it kills this process too, the entries before it are already
         acked and its crash is counted against it alone (see reliability/recovery.py).
+        ``sent_at``: when the claim that delivered it was sent (``perf_counter``).
 
         False when the acknowledgement could not be sent: the caller stops claiming.
         """
         if self.holds(entry.id):
             return True  # already in hand here: never handled twice
-        self._acks.hold((entry.id,))
+        self._acks.hold((entry.id,), sent_at)
         await self._process([entry], {entry.id: deliveries}, until="finished")
         if await self._acks.ack_now():
             return True
@@ -267,8 +275,8 @@ class Subscription:
             return
         if self._lot is not None:
             delivered = self._lot.take(self.spec.stream)  # by the shared read, after a stop
-            if delivered:
-                await self._handle_new(delivered)
+            if delivered is not None:
+                await self._handle_new(*delivered)
                 return
         if not self._read_sent and self._dispatcher.backlogged:
             # ordering_key: a batch waits behind busy keys; read on once they move.
@@ -296,7 +304,7 @@ class Subscription:
                 raise
             await self._redis_down(exc)
             return
-        entries = received.entries
+        entries, sent_at = received.entries, self._sent_at
         if received.ack_error is not None:
             await self._ack_refused(received.ack_error, entries)
             return
@@ -310,18 +318,19 @@ class Subscription:
         self.stats.reads += 1
         self.stats.last_poll = time.monotonic()
         if self._cursor != NEW:
-            await self._replay_own_pending(entries)
+            await self._replay_own_pending(entries, sent_at)
             return
         if not entries:
             if self._may_park():
                 await self._park()
             return
-        await self._handle_new(entries)
+        await self._handle_new(entries, sent_at)
 
-    async def _handle_new(self, entries: list[StreamEntry]) -> None:
-        """New entries (``>``), read by this subscription or by the shared read."""
+    async def _handle_new(self, entries: list[StreamEntry], sent_at: float) -> None:
+        """New entries (``>``), read by this subscription or by the shared read, whose
+        read was sent at ``sent_at``."""
         self.stats.batch_sizes.observe(len(entries))
-        self._acks.hold(e.id for e in entries)
+        self._acks.hold((e.id for e in entries), sent_at)
         if len(entries) == self.spec.batch_size and not self._stop.is_set() \
                 and not self._injected and not self._dispatcher.backlogged:
             # Read ahead: the next read (carrying the acks so far) travels while this batch
@@ -346,14 +355,14 @@ class Subscription:
         if self.keeper is not None:
             self.keeper.parked = True
         try:
-            entries = await self._lot.park(self.spec.stream, self._polled)
+            delivered = await self._lot.park(self.spec.stream, self._polled)
         finally:
             self.parked = False
             if self.keeper is not None:
                 self.keeper.parked = False
             self._lot.leave(self.spec.stream)
-        if entries:  # None: the shared read failed — our own next read tells if it was us
-            await self._handle_new(entries)
+        if delivered:  # None: the shared read failed — our own next read tells if it was us
+            await self._handle_new(*delivered)
 
     def _polled(self) -> None:
         self.stats.last_poll = time.monotonic()
@@ -364,9 +373,10 @@ class Subscription:
             return
         await self._lot.settle()
         delivered = self._lot.take(self.spec.stream)
-        if delivered:
-            self._acks.hold(e.id for e in delivered)
-            await self._process(delivered, None)
+        if delivered is not None:
+            entries, sent_at = delivered
+            self._acks.hold((e.id for e in entries), sent_at)
+            await self._process(entries, None)
 
     async def _ack_refused(self, error: Exception, entries: list[StreamEntry]) -> None:
         """The server refused the XACK (an ACL change, say) but delivered the read: handle
@@ -379,9 +389,9 @@ class Subscription:
                         "retried in {:.2f}s", reason, delay)
         if entries:
             if self._cursor != NEW:
-                await self._replay_own_pending(entries)
+                await self._replay_own_pending(entries, self._sent_at)
             else:
-                self._acks.hold(e.id for e in entries)
+                self._acks.hold((e.id for e in entries), self._sent_at)
                 await self._process(entries, None)
         await self._backoff.wait(delay, self._stop)
 
@@ -392,6 +402,7 @@ class Subscription:
         # ahead of the next read, so an entry that kills the process is the only one whose
         # delivery count grows with its crashes (its batch mates are not re-delivered).
         count = spec.batch_size if self._cursor == NEW else 1
+        self._sent_at = time.perf_counter()
         try:
             await self._reader.send(ack, markers, self._marker_ttl, count=count,
                                     block=spec.poll_timeout, entry_id=self._cursor)
@@ -443,7 +454,7 @@ class Subscription:
         else:
             self._acks.arrived(received.acked)
         if entries:
-            self._acks.hold(e.id for e in entries)
+            self._acks.hold((e.id for e in entries), self._sent_at)
             await self._process(entries, None)
 
     async def _run_injected(self) -> None:
@@ -467,20 +478,11 @@ class Subscription:
             await self._dispatcher.dispatch(entries, deliveries, until)
             self.stats.last_poll = time.monotonic()  # alive: a long batch is progress too
 
-    async def _verify_owned(self, entry: StreamEntry) -> bool:
-        """Renewals have not confirmed ownership lately: ask Redis (and renew) before the
-        handler starts. Unsure (Redis down) counts as no: the entry is left to recovery."""
+    def _renew(self, ids: list[str], after: str, ahead: int) -> Awaitable[Renewal]:
+        """The keeper's confirmation before a start it cannot vouch for (ownership.py)."""
         spec = self.spec
-        try:
-            owned = await self._operator.claim_owned(spec.stream, spec.group, spec.consumer,
-                                                     [entry.id], count_delivery=False)
-        except Exception as exc:
-            self._log.bind(entry_id=entry.id).warning(
-                "cannot confirm ownership ({}); leaving the entry to recovery", exc)
-            owned = []
-        if not owned:
-            self._acks.release((entry.id,))
-        return bool(owned)
+        return self._operator.renew_owned(spec.stream, spec.group, spec.consumer, ids,
+                                          after=after, ahead=ahead)
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:
         """A batch read but not dispatched (Redis failed in between): stop holding it, so
@@ -519,7 +521,7 @@ class Subscription:
                             len(skip))
         return todo
 
-    async def _replay_own_pending(self, entries: list[StreamEntry]) -> None:
+    async def _replay_own_pending(self, entries: list[StreamEntry], sent_at: float) -> None:
         if not entries:
             self._cursor = NEW
             if self._replayed:
@@ -534,11 +536,9 @@ class Subscription:
         gone = [e.id for e in fresh if e.deleted]
         live = [e for e in fresh if not e.deleted]
         if gone:
-            # Trimmed or deleted while pending: nothing left to handle, so release them.
-            self.stats.deleted_while_pending += len(gone)
+            # Trimmed or deleted while pending: nothing left to handle; the ack clears them.
+            self.losses.deleted(gone)
             self._acks.settled(gone)
-            self._log.warning("{} pending entries no longer exist in the stream; acking them",
-                              len(gone))
         if live:
             self._replayed += len(live)
             self._log.debug("re-reading {} from own pending list (delivery count grows)",
@@ -549,7 +549,7 @@ class Subscription:
             except Exception:
                 self._abandon(live)
                 raise
-            self._acks.hold(e.id for e in live)
+            self._acks.hold((e.id for e in live), sent_at)
             # Finished before the next read, whose pipeline carries its ack first.
             await self._process(live, counts, until="finished")
 

@@ -42,7 +42,10 @@ class ListenerStats:
     retried: int = 0
     timed_out: int = 0
     lost: int = 0
-    """Entries another consumer took over before this one started them (not handled)."""
+    """Entries held here that another consumer took over (renewals lapsed); none of them
+    is started here after that."""
+    unconfirmed: int = 0
+    """Entries left pending for recovery because Redis could not confirm they were ours."""
     reclaimed: int = 0
     reads: int = 0
     redis_errors: int = 0

@@ -59,20 +59,19 @@ class PendingRecovery:
         claimed: list[str] = []
         deleted = 0
         while len(claimed) < scan.count and not sub.stopping and time.monotonic() < deadline:
+            sent_at = time.perf_counter()
             step = await self._operator.reclaim_one(spec.stream, spec.group, spec.consumer,
                                                     scan.min_idle, self.cursor)
             self.cursor = step.next_id
             if step.deleted_ids:
-                # XAUTOCLAIM already removed them from the PEL: the data is gone, count it.
+                # XAUTOCLAIM already removed them from the PEL: the data is gone. Said and
+                # counted where every path says it (listener/losses.py), once per id.
                 deleted += len(step.deleted_ids)
-                sub.stats.deleted_while_pending += len(step.deleted_ids)
-                log.warning("{} pending entries were deleted or trimmed before being handled: "
-                            "{}", len(step.deleted_ids),
-                            ", ".join(step.deleted_ids[:_WARN_ROWS]))
+                sub.losses.deleted(step.deleted_ids)
             if step.entry is not None:
                 claimed.append(step.entry.id)
                 sub.stats.reclaimed += 1
-                if not await sub.recover(step.entry, step.deliveries):
+                if not await sub.recover(step.entry, step.deliveries, sent_at):
                     break  # its ack did not go out: claim no more this run
             if step.done or step.entry is None:
                 break

@@ -26,7 +26,7 @@ STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
 def write_config(tmp_path: Path, url: str, stream: str, handler: str, extra: str = "") -> Path:
     path = tmp_path / f"{stream}.yaml"
     path.write_text(f"""
-redis: {{url: "{url}"}}
+redis: {{url: "{url}", socket_connect_timeout: 250ms}}
 container: {{poll_timeout: 100ms, batch_size: 10, concurrency: 1, shutdown_timeout: 1s}}
 listeners:
   main:

@@ -29,7 +29,7 @@ STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
 def worker_config(tmp_path: Path, url: str, stream: str, handler: str, **scan: str) -> Path:
     path = tmp_path / "worker.yaml"
     path.write_text(f"""
-redis: {{url: "{url}"}}
+redis: {{url: "{url}", socket_connect_timeout: 250ms}}
 container: {{poll_timeout: 100ms, batch_size: 10, concurrency: 4, shutdown_timeout: 5s}}
 listeners:
   orders:

@@ -172,7 +172,7 @@ async def test_application_schedules_recovery_at_start(
     ids = await orphan(operator, key, 5)
     await asyncio.sleep(0.65)
     settings = settings_from_mapping({
-        "redis": {"url": redis_url},
+        "redis": {"url": redis_url, "socket_connect_timeout": "150ms"},
         "container": {"poll_timeout": "50ms"},
         "listeners": {"orders": {
             "stream": key, "group": "g", "consumer": "alive",

@@ -26,7 +26,8 @@ HANDLER = "tests.scale.handlers:EventHandler"
 
 def settings(target: Target, **listener: Any) -> AppSettings:
     return AppSettings(
-        redis={"url": target.url, "cluster": target.cluster},
+        # A reconnect must fit in a quarter of the shortest min_idle (300ms below).
+        redis={"url": target.url, "cluster": target.cluster, "socket_connect_timeout": "75ms"},
         container={"poll_timeout": "100ms"},
         listeners={"orders": {"stream": "orders", "group": "g", "handler": HANDLER,
                               "partitions": 3, "partition_by": "customer",

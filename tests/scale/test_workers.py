@@ -34,6 +34,7 @@ def free_port() -> int:
 def write_config(tmp_path: Path, port: int, partitions: int = 4) -> Path:
     path = tmp_path / "app.yaml"
     path.write_text(f"""\
+redis: {{socket_connect_timeout: 500ms}}
 container: {{poll_timeout: 200ms, shutdown_timeout: 5s}}
 metrics: {{enabled: true, port: {port}}}
 listeners:

@@ -1,0 +1,216 @@
+"""Fencing entry ownership (reliability/ownership.py): the pure rule, and what a live
+consumer says of the entries it loses — taken over, deleted or trimmed — against a real
+redis-server. The frozen and cut-off processes are in tests/faults/."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import redis
+from loguru import logger
+
+from streamboot import Application, RedisOperator
+from streamboot.config import settings_from_mapping
+from streamboot.config.models import PendingScanSettings
+from streamboot.errors import ConfigError
+from streamboot.listener.acks import Acks
+from streamboot.listener.container import ListenerContainer
+from streamboot.listener.losses import LossReport
+from streamboot.listener.stats import ListenerStats
+from streamboot.records import Renewal
+from streamboot.reliability.ownership import trusted, verdict_of
+from tests.conftest import wait_until
+from tests.reliability.test_live_work import Tally
+from tests.streams import equals, make_spec, pel, produce, true
+
+SCAN = PendingScanSettings(interval=timedelta(hours=1), min_idle=timedelta(milliseconds=600))
+"""Renewals every 200 ms; no recovery job runs in these tests (they drive none)."""
+
+
+# -- the rule, alone ---------------------------------------------------------------------
+def test_an_entry_starts_only_on_evidence_sent_within_trust() -> None:
+    fresh, stale = (1, 10.0), (1, 5.0)
+    assert trusted(fresh, (0, -math.inf), now=9.9)  # its own delivery vouches
+    assert not trusted(stale, (0, -math.inf), now=9.9)
+    assert trusted(stale, (1, 12.0), now=9.9)  # a renewal that copied hold 1 covers it
+    assert not trusted(stale, (0, 12.0), now=9.9)  # held after that renewal's copy
+    assert not trusted(stale, (1, 9.0), now=9.9)  # the renewal's word has expired too
+
+
+def test_a_renewal_after_a_freeze_covers_only_what_it_copied() -> None:
+    """The defect: a renewal that succeeded after a freeze moved one deadline forward for
+    everything, so the read-ahead's entries — parsed after it, sent before the freeze —
+    started unchecked. Now the verdict covers hold numbers up to its copy only."""
+    acks = Acks(_ok, ListenerStats(), trust=2.4)
+    acks.hold(["1-0", "2-0"], sent_at=0.0)  # the batch in hand, read at t=0
+    copied = acks.sequence
+    verdict = verdict_of(copied, 20.0, 2.4, ["1-0", "2-0"], [Renewal(["1-0"], [], [], 0)])
+    acks.hold(["3-0"], sent_at=0.1)  # the read-ahead, sent before the freeze, parsed now
+    assert verdict.gone == ["2-0"]
+    assert verdict.until == 22.4
+    cover = (verdict.sequence, verdict.until)
+    assert trusted(acks.in_hand["1-0"], cover, now=20.5)
+    assert not trusted(acks.in_hand["3-0"], cover, now=20.5)  # asked of Redis first
+
+
+def test_a_verdict_lets_go_only_of_holds_it_knew() -> None:
+    acks = Acks(_ok, ListenerStats(), trust=1.0)
+    acks.hold(["1-0", "2-0"], sent_at=0.0)
+    copied = acks.sequence
+    acks.hold(["2-0"], sent_at=5.0)  # held again since (reclaimed back): a new delivery
+    assert acks.release_covered(["1-0", "2-0"], copied) == ["1-0"]
+    assert acks.holds("2-0")
+
+
+def test_the_ids_a_renewal_was_given_are_sorted_by_what_it_found() -> None:
+    verdict = verdict_of(3, 1.0, 2.0, ["a", "b", "c", "d"],
+                         [Renewal(["a"], ["b"], [], 0), Renewal([], [], ["c"], 0)], " why")
+    assert (verdict.taken, verdict.deleted, verdict.gone) == (["b"], ["c"], ["d"])
+    assert (verdict.sequence, verdict.until, verdict.why) == (3, 3.0, " why")
+
+
+def test_a_deleted_entry_is_counted_once_whichever_paths_meet_it() -> None:
+    stats, lines = ListenerStats(), list[str]()
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        report = LossReport(stats, logger)
+        report.deleted(["1-0", "2-0"])  # the re-read of the own pending list
+        report.deleted(["2-0", "3-0"])  # the recovery job's XAUTOCLAIM, after a restart
+    finally:
+        logger.remove(sink)
+    assert stats.deleted_while_pending == 3
+    assert len(lines) == 2
+    assert "2 entries pending here were deleted" in lines[0]
+
+
+async def _ok(ids: list[str], markers: list[str]) -> int:
+    return len(ids)
+
+
+# -- against redis-server ----------------------------------------------------------------
+@pytest.fixture
+def lines() -> Iterator[list[str]]:
+    found: list[str] = []
+    sink = logger.add(lambda m: found.append(str(m)), level="WARNING", format="{message}")
+    yield found
+    logger.remove(sink)
+
+
+@pytest.mark.parametrize("how", ["xdel", "xtrim"])
+async def test_entries_deleted_while_held_are_said_deleted_not_taken_over(
+    operator: RedisOperator, keeper_client: redis.Redis, client: redis.asyncio.Redis,
+    key: str, how: str, lines: list[str]
+) -> None:
+    """Six entries, one worker, 0.3 s each: five wait in hand. Two of the waiting ones
+    are deleted (XDEL), or the three oldest trimmed (XTRIM), by someone else. Before, each
+    logged "another consumer took the entry over" and counted as lost."""
+    ids = await produce(operator, key, 6)
+    handled: Counter[str] = Counter()
+    first = asyncio.Event()
+    container = ListenerContainer(operator, keeper_client)
+    sub = container.register(make_spec(key, batch_size=6, concurrency=1, pending_scan=SCAN),
+                             Tally(handled, 0.3, first))
+    try:
+        await container.start(timeout=5)
+        await asyncio.wait_for(first.wait(), 5)  # ids[0] runs, the rest wait
+        if how == "xdel":
+            gone = [ids[3], ids[4]]
+            await client.xdel(key, *gone)
+        else:
+            gone = ids[:3]  # ids[0] is running: it finishes; 1 and 2 are never started
+            await client.xtrim(key, maxlen=3, approximate=False)
+        never = [i for i in gone if i != ids[0]]
+        await wait_until(lambda: true(len(handled) == 6 - len(never)), timeout=10)
+        await wait_until(lambda: equals(pel(operator, key), 0))
+    finally:
+        await container.stop()
+    assert sorted(handled) == sorted(set(ids) - set(never))
+    assert max(handled.values()) == 1
+    assert sub.stats.deleted_while_pending == len(gone)
+    assert sub.stats.lost == 0
+    said = [line for line in lines if "deleted or trimmed" in line]
+    assert len(said) == 1
+    assert f"{len(gone)} entries pending here" in said[0]
+    assert not [line for line in lines if "taken over" in line]
+
+
+async def test_an_entry_taken_over_while_waiting_is_said_once_and_not_started(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str, lines: list[str]
+) -> None:
+    ids = await produce(operator, key, 4)
+    handled: Counter[str] = Counter()
+    first = asyncio.Event()
+    container = ListenerContainer(operator, keeper_client)
+    sub = container.register(make_spec(key, batch_size=4, concurrency=1, pending_scan=SCAN),
+                             Tally(handled, 0.4, first))
+    try:
+        await container.start(timeout=5)
+        await asyncio.wait_for(first.wait(), 5)
+        await operator.xclaim(key, "g", "rival", timedelta(0), [ids[2]])
+        await wait_until(lambda: true(len(handled) == 3), timeout=10)
+    finally:
+        await container.stop()
+    assert ids[2] not in handled
+    assert sub.stats.lost == 1
+    said = [line for line in lines if "taken over" in line]
+    assert len(said) == 1
+    assert ids[2] in said[0]
+    assert "1 entry held here" in said[0]
+
+
+async def test_a_restart_counts_each_entry_deleted_while_pending_once(
+    operator: RedisOperator, redis_url: str, client: redis.asyncio.Redis, key: str,
+    lines: list[str]
+) -> None:
+    """A consumer restarted under its own name meets the entries deleted while it was
+    away twice: re-reading its own pending list, and in its recovery job's XAUTOCLAIM.
+    Before, 82 deletions were logged for 81 deleted entries."""
+    ids = await produce(operator, key, 81)
+    await operator.create_group(key, "g", "0")
+    await operator.xreadgroup(key, "g", "c1", count=81)  # then the process died
+    await client.xdel(key, *ids)
+    await asyncio.sleep(0.35)  # idle past min_idle: the recovery job sees them at start
+    settings = settings_from_mapping({
+        "redis": {"url": redis_url, "socket_connect_timeout": "75ms"},
+        "container": {"poll_timeout": "50ms"},
+        "listeners": {"orders": {
+            "stream": key, "group": "g", "consumer": "c1",
+            "handler": "tests.handlers:LoggingHandler",
+            "pending_scan": {"interval": "100ms", "min_idle": "300ms"}}},
+    })
+    application = Application(settings)
+    await application.start()
+    try:
+        assert application.listeners is not None
+        sub = application.listeners.subscriptions["orders"]
+        await wait_until(lambda: equals(pel(operator, key), 0))
+        await asyncio.sleep(0.3)  # a recovery run or two more: nothing left to count
+    finally:
+        await application.stop()
+    assert sub.stats.deleted_while_pending == 81
+    assert sub.stats.handled == 0
+
+
+def test_min_idle_too_short_for_a_reconnect_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings_from_mapping({
+            "redis": {"url": "redis://127.0.0.1:1/0", "socket_timeout": "10s"},
+            "listeners": {"orders": {"stream": "orders", "group": "g", "handler": "h",
+                                     "pending_scan": {"min_idle": "2s"}}}})
+    message = str(refused.value)
+    assert "listeners.orders: pending_scan.min_idle (2s) is too short for " \
+        "redis.socket_connect_timeout (5s)" in message
+    assert "at most 500ms" in message
+    assert "at least 20s" in message
+    assert message.count("\n") == 0  # one line
+    ok = settings_from_mapping({
+        "redis": {"url": "redis://127.0.0.1:1/0", "socket_connect_timeout": "500ms"},
+        "listeners": {"orders": {"stream": "orders", "group": "g", "handler": "h",
+                                 "pending_scan": {"min_idle": "2s"}}}})
+    # The renewal's own reply timeout is a tenth of min_idle, not socket_timeout's 10 s.
+    assert ok.renewal_timeout() == timedelta(milliseconds=200)
