@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MISSED
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
@@ -30,7 +30,7 @@ from .metrics import StreambootCollector, build_registry
 from .operator import RedisOperator
 from .preflight import reach_redis
 from .repartition import check_partitions
-from .scheduling import Every, schedule
+from .scheduling import Every, note_skipped, schedule
 from .shutdown import (
     EXIT_CANNOT_START,
     EXIT_FORCED,
@@ -120,6 +120,7 @@ class Application:
             for job in (*jobs, monitor):
                 schedule(scheduler, job)
             scheduler.add_listener(_log_missed, EVENT_JOB_MISSED)
+            scheduler.add_listener(note_skipped, EVENT_JOB_MAX_INSTANCES)
             scheduler.start()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")

@@ -31,7 +31,8 @@ async def health(operator: RedisOperator,
     try:
         await asyncio.wait_for(operator.ping(), 1.0)
     except Exception as exc:
-        problems.append(f"redis unreachable: {type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else "no answer within 1s"
+        problems.append(f"redis unreachable: {reason}")
     now = time.monotonic()
     for name, sub in subscriptions.items():
         limit = 2 * sub.spec.poll_timeout.total_seconds() + 1.0

@@ -35,8 +35,14 @@ _COUNTERS = {
     "timed_out": "Handler calls cancelled (or their thread abandoned) at handler_timeout.",
     "lost": "Entries held here that another consumer took over (renewals lapsed); not "
             "started here after that.",
+    "acked_elsewhere": "Entries held here that another consumer acknowledged before they "
+                       "started here; not started here after that.",
     "unconfirmed": "Entries left pending for recovery: Redis could not confirm they were "
                    "still this consumer's.",
+    "already_acked": "Entries handled here whose XACK found them acknowledged already "
+                     "(another consumer took them over while they ran here: handled twice).",
+    "deleted_while_pending": "Entries deleted or trimmed from the stream while pending here "
+                             "(counted once each): nothing left to handle.",
     "redis_errors": "Redis errors met by the poll loop.",
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,9 +34,31 @@ class _CancelledAtStop(logging.Filter):
 _CANCELLED_AT_STOP = _CancelledAtStop()
 
 
+class _SkippedWhileRunning(logging.Filter):
+    """A job run that outlasts its interval (a recovery run handling many entries, a
+    command waiting on a silent socket for ``socket_timeout``) makes APScheduler warn at
+    every interval it skips: twenty lines for one slow run. Those records are dropped;
+    :func:`note_skipped` counts them and :func:`guarded` says it once, when the run ends."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str)
+                    and record.msg.startswith('Execution of job "%s" skipped: maximum'))
+
+
+_SKIPPED_WHILE_RUNNING = _SkippedWhileRunning()
+_skipped: dict[str, int] = {}
+"""Runs skipped, per job id, while its current run goes on."""
+
+
 def quiet_cancellations_at_stop() -> None:
-    """Install the filter on APScheduler's executor logger (once; idempotent)."""
+    """Install the filters on APScheduler's loggers (once; idempotent)."""
     logging.getLogger("apscheduler.executors.default").addFilter(_CANCELLED_AT_STOP)
+    logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_WHILE_RUNNING)
+
+
+def note_skipped(event: Any) -> None:
+    """APScheduler's ``EVENT_JOB_MAX_INSTANCES``: a run was due while the last still runs."""
+    _skipped[event.job_id] = _skipped.get(event.job_id, 0) + 1
 
 
 JOBS_AT_ONCE = 8
@@ -59,9 +82,14 @@ def _job_slots() -> asyncio.Semaphore:
     return slots
 
 
-def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+def guarded(name: str, job: Callable[[], Awaitable[Any]],
+            interval: timedelta | None = None) -> Callable[[], Awaitable[None]]:
+    """``job`` with its failures logged, never raised; a run that outlasted ``interval``
+    (so that runs were skipped) says so once when it ends."""
+
     async def run() -> None:
         with logger.contextualize(job=name):
+            started = time.monotonic()
             try:
                 async with _job_slots():
                     await job()
@@ -77,6 +105,13 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaita
                     logger.error("job failed: {}; it runs again next time", describe_permanent(exc))
                 else:
                     logger.opt(exception=exc).error("job failed; it runs again next time")
+            finally:
+                skipped = _skipped.pop(name, 0)
+                took = time.monotonic() - started
+                if skipped and interval is not None and took > interval.total_seconds():
+                    logger.info("job run took {:.1f}s, longer than its interval ({:g}s): {} "
+                                "{} skipped meanwhile", took, interval.total_seconds(),
+                                skipped, "run was" if skipped == 1 else "runs were")
 
     run.__name__ = name
     return run
@@ -96,5 +131,5 @@ class Every:
 
 def schedule(scheduler: AsyncIOScheduler, job: Every) -> None:
     options = {"next_run_time": datetime.now(UTC)} if job.at_start else {}
-    scheduler.add_job(guarded(job.id, job.run), "interval",
+    scheduler.add_job(guarded(job.id, job.run, job.interval), "interval",
                       seconds=job.interval.total_seconds(), id=job.id, **options)

@@ -121,8 +121,9 @@ def stop_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM,
 
 @pytest.fixture
 def keeper_client(redis_url: str) -> Iterator[redis.Redis]:
-    """The synchronous client the ownership keeper renews entries with."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    """The synchronous client the ownership keeper renews entries with (a reply bounded,
+    as the application's own renewal client's is: client.build_renewal_client)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=1.0)
     yield client
     client.close()
 

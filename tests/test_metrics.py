@@ -51,6 +51,11 @@ async def test_metrics_and_health_over_http() -> None:
             assert 'streamboot_batch_size_bucket{le="+Inf",listener="m",stream="m"}' in text
             assert 'streamboot_group_lag{group="g",stream="m"} 0.0' in text
             assert 'streamboot_stream_length{stream="m"} 10.0' in text
+            for lost in ("lost", "acked_elsewhere", "deleted_while_pending", "unconfirmed",
+                         "already_acked"):  # every way out of the hand is counted, at 0
+                assert f'streamboot_entries_{lost}_total{{listener="m",stream="m"}} 0.0' in text
+            assert 'streamboot_renewal_failures_total{listener="m",stream="m"} 0.0' in text
+            assert 'streamboot_renewal_age_seconds{listener="m",stream="m"}' in text
             status, body = await asyncio.to_thread(get, f"{base}/healthz")
             assert (status, json.loads(body)["healthy"]) == (200, True)
             server.stop()  # Redis goes away: health turns red

@@ -46,7 +46,9 @@ _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 
 
 _WHY_A_WAIT = {"poll_timeout": " (BLOCK 0 would block forever: the loop could never notice "
-                                "a stop request)"}
+                                "a stop request)",
+               "socket_connect_timeout": " (0 would fail every connection)",
+               "socket_timeout": " (0 would fail every command)"}
 
 
 def at_least_1ms(value: timedelta | None, info: ValidationInfo) -> timedelta | None:
@@ -120,7 +122,7 @@ class RedisSettings(StrictModel):
     cluster: bool = False
     """use `RedisCluster` (every key and script is single-slot)"""
     socket_timeout: Duration = timedelta(seconds=10)
-    """must be longer than every listener's `poll_timeout` (checked)"""
+    """must be longer than every listener's `poll_timeout` (checked); at least 1ms"""
     socket_connect_timeout: Duration = timedelta(seconds=5)
     """how long opening a connection may take before it counts as failed (then retried). At
     most a quarter of every listener's `pending_scan.min_idle` (checked): the ownership
@@ -137,6 +139,8 @@ class RedisSettings(StrictModel):
     tls: TlsSettings | None = None
     """certificates for a `rediss://` URL; absent: a `rediss://` URL verifies the server
     with the system's CAs"""
+
+    _waits = field_validator("socket_timeout", "socket_connect_timeout")(at_least_1ms)
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> RedisSettings:
@@ -630,18 +634,22 @@ class AppSettings(BaseSettings):
         must fit well within ``min_idle`` (see RENEWAL_CONNECT_SHARE); the sample once
         shipped ``min_idle: 2s`` against 10 s of socket timeout and lost live work."""
         connect = self.redis.socket_connect_timeout
-        for name, listener in self.listeners.items():
-            idle = listener.pending_scan.min_idle
-            if listener.enabled and connect * RENEWAL_CONNECT_SHARE > idle:
-                raise ValueError(
-                    f"listeners.{name}: pending_scan.min_idle ({format_duration(idle)}) is too "
-                    f"short for redis.socket_connect_timeout ({format_duration(connect)}): "
-                    "entries not renewed within min_idle can be taken over by another "
-                    "consumer, and a renewal that has to reconnect may wait that long for its "
-                    "connection; set redis.socket_connect_timeout to at most "
-                    f"{format_duration(idle / RENEWAL_CONNECT_SHARE)}, or "
-                    f"pending_scan.min_idle to at least "
-                    f"{format_duration(connect * RENEWAL_CONNECT_SHARE)}")
+        idles = {name: listener.pending_scan.min_idle
+                 for name, listener in self.listeners.items() if listener.enabled}
+        short = {name: idle for name, idle in idles.items()
+                 if connect * RENEWAL_CONNECT_SHARE > idle}
+        if short:  # every listener at once, with one fix that serves them all
+            where = ", ".join(f"listeners.{name}" for name in short)
+            shown = ", ".join(format_duration(idle) for idle in short.values())
+            shortest = min(short.values())
+            raise ValueError(
+                f"{where}: pending_scan.min_idle ({shown}) is too short for "
+                f"redis.socket_connect_timeout ({format_duration(connect)}): entries not "
+                "renewed within min_idle can be taken over by another consumer, and a renewal "
+                "that has to reconnect may wait that long for its connection; set "
+                "redis.socket_connect_timeout to at most "
+                f"{format_duration(shortest / RENEWAL_CONNECT_SHARE)}, or pending_scan.min_idle "
+                f"to at least {format_duration(connect * RENEWAL_CONNECT_SHARE)}")
         return self
 
     def renewal_timeout(self) -> timedelta:

@@ -44,6 +44,8 @@ from .stats import ListenerStats
 if TYPE_CHECKING:
     from loguru import Logger
 
+    from .losses import LossReport
+
 SendAck = Callable[[list[str], list[str]], Awaitable[int]]
 """XACK ``ids`` and SET NX the ``markers`` in one round trip; returns how many were acked."""
 
@@ -57,11 +59,14 @@ past that (the read is blocked on a drained stream) they are acked on their own.
 
 class Acks:
     def __init__(self, send: SendAck, stats: ListenerStats, log: Logger = logger,
-                 patience: float = PATIENCE, trust: float = math.inf) -> None:
+                 patience: float = PATIENCE, trust: float = math.inf,
+                 losses: LossReport | None = None) -> None:
         """``trust``: seconds a delivery vouches for ownership (a share of ``min_idle``;
-        infinite without an ownership keeper, when nothing is ever checked)."""
+        infinite without an ownership keeper, when nothing is ever checked). ``losses``
+        hears of XACKs that found entries acknowledged already (handled twice)."""
         self._send = send
         self._stats = stats
+        self._losses = losses
         self._patience = patience
         self.trust = trust
         self.in_hand: dict[str, Receipt] = {}
@@ -190,7 +195,16 @@ class Acks:
         riding, self._riding = self._riding, None
         if riding is not None:
             self.release(riding[0])
+            self._count(riding[0], acked)
         self._stats.acked += acked
+
+    def _count(self, ids: list[str], acked: int) -> None:
+        """XACK says how many of ``ids`` it found pending: fewer means another consumer
+        acknowledged some first (or they were deleted meanwhile)."""
+        if acked < len(ids) and self._losses is not None:
+            missing = len(set(ids)) - acked
+            if missing > 0:
+                self._losses.already_acked(missing)
 
     def missed(self) -> None:
         """The read was not sent, failed, or its XACK part was refused: its acks ride
@@ -239,6 +253,7 @@ class Acks:
         # Not "+= await": another increment made during the await would be lost.
         self._stats.acked += acked
         self.release(ids)
+        self._count(ids, acked)
         return True
 
     async def ack_now(self) -> bool:
@@ -262,7 +277,9 @@ class Acks:
         if not ids and not markers:
             return
         try:
-            self._stats.acked += await self._send(ids, markers)
+            acked = await self._send(ids, markers)
+            self._stats.acked += acked
+            self._count(ids, acked)
         except Exception as exc:
             self._log.warning("could not ack {} at stop ({}); they stay pending and are "
                               "delivered again", _entries(len(ids)), exc)

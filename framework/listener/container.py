@@ -42,8 +42,11 @@ last acks, closing its connection) may take before the stop goes on without it."
 
 class ListenerContainer:
     def __init__(self, operator: RedisOperator, keeper_client: SyncClient | None = None) -> None:
-        """``keeper_client`` (a synchronous client) renews ownership of in-flight entries
-        from one thread; without it, slow entries may be reclaimed by other consumers."""
+        """``keeper_client`` (a synchronous client of its own) renews ownership of
+        in-flight entries from one thread; without it nothing is renewed, so slow entries
+        may be reclaimed by other consumers (and nothing is fenced). Its
+        ``socket_timeout`` bounds each renewal: ``client.build_renewal_client`` derives
+        it from ``min_idle`` (reliability/ownership.py)."""
         self._operator = operator
         self._renewals = RenewalThread(keeper_client) if keeper_client is not None else None
         self._setups = asyncio.Semaphore(SETUPS_AT_ONCE)

@@ -386,7 +386,7 @@ class Dispatcher:
                 return False
             if keeper.trusts(receipt, perf_counter()):
                 return True
-            await keeper.confirm()
+            await keeper.confirm(entry_id)
         receipt = self._acks.in_hand.get(entry_id)
         if receipt is not None and keeper.trusts(receipt, perf_counter()):
             return True

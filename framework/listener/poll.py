@@ -80,7 +80,8 @@ class Subscription:
         min_idle = spec.pending_scan.min_idle.total_seconds()
         # Without renewals nothing is fenced (a test's container): deliveries are trusted.
         self._acks = Acks(self._send_ack, self.stats, self._log,
-                          trust=min_idle * TRUST if renewals is not None else math.inf)
+                          trust=min_idle * TRUST if renewals is not None else math.inf,
+                          losses=self.losses)
         # Unreceived reads span at most the read in flight and one more, plus reclaims.
         self.keeper = (
             OwnershipKeeper(spec.stream, spec.group, spec.consumer, min_idle,
@@ -266,6 +267,7 @@ class Subscription:
                 await self._acks.close()
                 await self._reader.close()
                 self._failures.close()
+                self.losses.flush()
                 if self.keeper is not None and self._renewals is not None:
                     self._renewals.unregister(self.keeper)
 

@@ -44,8 +44,12 @@ class ListenerStats:
     lost: int = 0
     """Entries held here that another consumer took over (renewals lapsed); none of them
     is started here after that."""
+    acked_elsewhere: int = 0
+    """Entries held here that another consumer acknowledged before they started here."""
     unconfirmed: int = 0
     """Entries left pending for recovery because Redis could not confirm they were ours."""
+    already_acked: int = 0
+    """Entries handled here whose XACK found them acknowledged already (handled twice)."""
     reclaimed: int = 0
     reads: int = 0
     redis_errors: int = 0

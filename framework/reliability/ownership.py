@@ -52,9 +52,11 @@ from typing import Protocol
 
 from loguru import logger
 from redis import Redis as SyncRedis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry as SyncRetry
 
 from ..records import Renewal
 from ..scripts import RENEW_OWNED
@@ -136,6 +138,8 @@ class Losses(Protocol):
 
     def taken_over(self, ids: list[str], why: str) -> None: ...
 
+    def acked_elsewhere(self, ids: list[str], why: str) -> None: ...
+
     def deleted(self, ids: list[str]) -> None: ...
 
     def unconfirmed(self, ids: list[str], reason: str) -> None: ...
@@ -169,6 +173,7 @@ class OwnershipKeeper:
         self._renew = renew
         self.cover: Cover = (0, -math.inf)  # the loop's
         self._confirming: asyncio.Task[None] | None = None  # the loop's
+        self._asking: set[str] = set()  # the loop's: entries whose start waits on it
         self._loop: asyncio.AbstractEventLoop | None = None
         # The renewal thread's:
         self.next_due = time.monotonic() + self.interval
@@ -199,27 +204,31 @@ class OwnershipKeeper:
         taken = hand.release_covered(verdict.taken, verdict.sequence)
         deleted = hand.release_covered(verdict.deleted, verdict.sequence)
         gone = hand.release_covered(verdict.gone, verdict.sequence)
-        if gone:  # acknowledged, and not by this consumer: taken over, and handled already
-            mine = hand.acked_here(gone)
-            taken += [i for i in gone if i not in mine]
+        mine = hand.acked_here(gone) if gone else set()
+        elsewhere = [i for i in gone if i not in mine]  # acknowledged, not by this consumer
         if verdict.until > self.cover[1]:
             self.cover = (verdict.sequence, verdict.until)
         if taken:
             self._losses.taken_over(taken, verdict.why)
+        if elsewhere:
+            self._losses.acked_elsewhere(elsewhere, verdict.why)
         if deleted:
             self._losses.deleted(deleted)
 
-    async def confirm(self) -> None:
+    async def confirm(self, entry_id: str) -> None:
         """Ask Redis now whether everything in hand (and the read not received) is still
         this consumer's, and renew it: one round trip per chunk, shared by every caller
         that asks while it is on its way. Bounded by one renewal interval; on failure
-        the entries it could not vouch for are left pending for recovery."""
+        the entries asked about (about to start: never one that runs or ran) are left
+        pending for recovery."""
+        self._asking.add(entry_id)
         task = self._confirming
         if task is None or task.done():
             task = self._confirming = asyncio.ensure_future(self._confirm_now())
         await asyncio.shield(task)
 
     async def _confirm_now(self) -> None:
+        await asyncio.sleep(0)  # the workers woken together ask together: one round trip
         sent_at = perf_counter()
         sequence, ids, watermark = self.snapshot()
         try:
@@ -229,7 +238,8 @@ class OwnershipKeeper:
                             for index, chunk in enumerate(_chunks(ids))]
         except Exception as exc:
             now = perf_counter()
-            doubtful = [i for i in ids if (r := self.hand.in_hand.get(i)) is not None
+            asked, self._asking = self._asking, set()
+            doubtful = [i for i in asked if (r := self.hand.in_hand.get(i)) is not None
                         and not self.trusts(r, now)]
             released = self.hand.release_covered(doubtful, sequence)
             if released:
@@ -238,8 +248,10 @@ class OwnershipKeeper:
                     reason = f"no answer within {self.interval:g}s"
                 self._losses.unconfirmed(released, reason)
             return
+        self._asking.clear()
         self.apply(verdict_of(sequence, sent_at, self.trust, ids, renewals,
-                              " (this process's renewals had lapsed)"))
+                              " (while this consumer could not vouch for them: a pause, or "
+                              "renewals that failed)"))
 
     def abandon(self, ids: list[str], reason: str) -> None:
         """Leave ``ids`` pending for the recovery job: ownership could not be confirmed."""
@@ -276,8 +288,8 @@ class OwnershipKeeper:
             why = f" (this process was paused for {gap:.1f}s)"
             self._log.warning(
                 "renewals did not run for {:.1f}s: this process was paused (SIGSTOP, a VM "
-                "pause, a starved CPU?); the {} entries in hand are confirmed with Redis "
-                "before any of them starts", gap, len(ids))
+                "pause, a starved CPU?); the {} in hand are confirmed with Redis before any "
+                "of them starts", gap, entries(len(ids)))
         renewals = []
         for index, chunk in enumerate(_chunks(ids)):
             after = watermark if index == 0 else ""
@@ -299,10 +311,10 @@ class OwnershipKeeper:
         if self._failing_since is None:
             self._failing_since = self._last_attempt
             self._log.warning(
-                "could not renew ownership of {} entries ({}); trying again on a new "
-                "connection. Entries not renewed for {:g}s (pending_scan.min_idle) can be "
-                "taken over by another consumer; none is started here until Redis confirms "
-                "it is still this consumer's", len(self.hand.in_hand), self._last_error,
+                "could not renew ownership of {} ({}); trying again on a new connection. "
+                "Entries not renewed for {:g}s (pending_scan.min_idle) can be taken over by "
+                "another consumer; none is started here until Redis confirms it is still "
+                "this consumer's", entries(len(self.hand.in_hand)), self._last_error,
                 self.min_idle)
 
     def deliver(self, verdict: Verdict) -> None:
@@ -317,6 +329,10 @@ class OwnershipKeeper:
         return self._last_error
 
 
+def entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def describe(exc: BaseException) -> str:
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return "no answer in time (timeout)"
@@ -325,9 +341,17 @@ def describe(exc: BaseException) -> str:
 
 
 class RenewalThread:
-    """One daemon thread renewing every registered keeper when it falls due."""
+    """One daemon thread renewing every registered keeper when it falls due.
+
+    ``client`` is the thread's own: its ``socket_timeout`` bounds each attempt, so keep it
+    well under ``min_idle`` (``client.build_renewal_client`` derives it), and its retries
+    are turned off here — the thread retries itself, at once, on a new connection, where
+    redis-py's default (three retries, backing off up to 10 s) would hold a renewal past
+    ``min_idle``.
+    """
 
     def __init__(self, client: SyncClient) -> None:
+        client.set_retry(SyncRetry(NoBackoff(), 0))
         self._script = client.register_script(RENEW_OWNED)
         self._keepers: dict[int, OwnershipKeeper] = {}
         self._lock = threading.Lock()

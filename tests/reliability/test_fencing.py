@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from streamboot import Application, RedisOperator
 from streamboot.config import settings_from_mapping
 from streamboot.config.models import PendingScanSettings
 from streamboot.errors import ConfigError
+from streamboot.http_server import health
 from streamboot.listener.acks import Acks
 from streamboot.listener.container import ListenerContainer
 from streamboot.listener.losses import LossReport
@@ -163,6 +165,54 @@ async def test_an_entry_taken_over_while_waiting_is_said_once_and_not_started(
     assert "1 entry held here" in said[0]
 
 
+async def test_an_entry_acknowledged_elsewhere_while_waiting_is_said_so_not_taken_over(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str, lines: list[str]
+) -> None:
+    """Another consumer acknowledges an entry this one holds (it took it over and finished,
+    or it is the frozen former owner finishing late): not started here, and said as what
+    it is — a new user's trial saw the rightful owner report it "taken over"."""
+    ids = await produce(operator, key, 4)
+    handled: Counter[str] = Counter()
+    first = asyncio.Event()
+    container = ListenerContainer(operator, keeper_client)
+    sub = container.register(make_spec(key, batch_size=4, concurrency=1, pending_scan=SCAN),
+                             Tally(handled, 0.4, first))
+    try:
+        await container.start(timeout=5)
+        await asyncio.wait_for(first.wait(), 5)
+        await operator.xack(key, "g", [ids[2]])
+        await wait_until(lambda: true(len(handled) == 3), timeout=10)
+    finally:
+        await container.stop()
+    assert ids[2] not in handled
+    assert (sub.stats.acked_elsewhere, sub.stats.lost) == (1, 0)
+    said = [line for line in lines if "by another consumer" in line]
+    assert len(said) == 1
+    assert "1 entry held here was acknowledged meanwhile" in said[0]
+
+
+async def test_an_ack_that_finds_entries_acknowledged_already_says_they_ran_twice() -> None:
+    stats = ListenerStats()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+
+    async def two_of_three(ids: list[str], markers: list[str]) -> int:
+        return 2  # Redis found one of them acknowledged already
+
+    try:
+        acks = Acks(two_of_three, stats, losses=LossReport(stats, logger))
+        acks.hold(["1-0", "2-0", "3-0"])
+        for entry_id in ("1-0", "2-0", "3-0"):
+            acks.succeeded(entry_id, None)
+        assert await acks.ack_now()
+        acks._losses.flush()  # type: ignore[union-attr]
+    finally:
+        logger.remove(sink)
+    assert stats.already_acked == 1
+    assert len(lines) == 1
+    assert "1 entry handled here had been acknowledged already" in lines[0]
+
+
 async def test_a_restart_counts_each_entry_deleted_while_pending_once(
     operator: RedisOperator, redis_url: str, client: redis.asyncio.Redis, key: str,
     lines: list[str]
@@ -214,3 +264,58 @@ def test_min_idle_too_short_for_a_reconnect_is_refused_naming_both_keys() -> Non
                                  "pending_scan": {"min_idle": "2s"}}}})
     # The renewal's own reply timeout is a tenth of min_idle, not socket_timeout's 10 s.
     assert ok.renewal_timeout() == timedelta(milliseconds=200)
+
+
+async def test_failing_renewals_are_said_once_counted_and_shown_in_health(
+    operator: RedisOperator, key: str, lines: list[str]
+) -> None:
+    """The renewal thread cannot reach Redis at all (its connection is refused); the
+    listener's own connections work. The failure is said once, every attempt counts, and
+    /healthz reports the entries in hand going unrenewed; entries whose receipts aged are
+    confirmed by the listener itself before they start, so nothing is lost or doubled."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+    broken = redis.Redis(port=dead_port, socket_connect_timeout=0.05, socket_timeout=0.05)
+    ids = await produce(operator, key, 4)
+    handled: Counter[str] = Counter()
+    container = ListenerContainer(operator, broken)
+    sub = container.register(make_spec(key, batch_size=4, concurrency=1, pending_scan=SCAN),
+                             Tally(handled, 0.4))
+    problems: list[str] = []
+    try:
+        await container.start(timeout=5)
+        await wait_until(lambda: true(len(handled) >= 2), timeout=10)  # past 0.8 x 600ms
+        report = await health(operator, container.subscriptions)
+        problems = list(report["problems"])  # type: ignore[call-overload]
+        await wait_until(lambda: true(len(handled) == 4), timeout=10)
+    finally:
+        await container.stop()
+        broken.close()
+    assert sorted(handled) == sorted(ids)
+    assert max(handled.values()) == 1
+    assert sub.keeper is not None
+    assert sub.keeper.failed_attempts >= 4  # two attempts a round, a round every 200 ms
+    assert len([line for line in lines if "could not renew ownership" in line]) == 1
+    assert any("ownership of" in p and "not renewed for" in p for p in problems), problems
+    assert sub.stats.lost == sub.stats.unconfirmed == 0
+
+
+def test_every_listener_too_short_for_a_reconnect_is_named_in_one_problem() -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings_from_mapping({
+            "redis": {"url": "redis://127.0.0.1:1/0", "socket_connect_timeout": "2s"},
+            "listeners": {name: {"stream": name, "group": "g", "handler": "h",
+                                 "pending_scan": {"min_idle": idle}}
+                          for name, idle in (("a", "1s"), ("b", "4s"), ("c", "6s"),
+                                             ("d", "8s"))}})
+    assert len(refused.value.problems) == 1
+    message = str(refused.value)
+    assert "listeners.a, listeners.b, listeners.c: pending_scan.min_idle (1s, 4s, 6s)" in message
+    assert "at most 250ms" in message  # a quarter of the shortest: one fix for all of them
+
+
+@pytest.mark.parametrize("key", ["socket_connect_timeout", "socket_timeout"])
+def test_a_zero_socket_timeout_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"redis.{key}: {key} must be at least 1ms"):
+        settings_from_mapping({"redis": {"url": "redis://127.0.0.1:1/0", key: "0ms"}})
