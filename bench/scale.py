@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamboot.devserver import RedisClusterServer, RedisServer  # noqa: E402
-from streamboot.partitions import partition_key  # noqa: E402
+from streamboot.partitions.keys import partition_key  # noqa: E402
 
 
 @contextmanager

@@ -37,11 +37,11 @@ from .errors import (
     WrongTypeError,
 )
 from .handler import StreamHandler
+from .listener.idempotency import IdempotentScript
 from .lock import SingleInstanceLock
 from .message import Message
-from .operator import RedisClient, RedisOperator
 from .publisher import Publisher
-from .reliability.idempotency import IdempotentScript
+from .wire.operator import RedisClient, RedisOperator
 
 __all__ = [
     "AppSettings",

@@ -14,24 +14,23 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
-from .alerts import AlertState
-from .assignment import Assigned, assigned_listeners
-from .clock import Clock, SystemClock
 from .config.models import AppSettings
 from .di import StreambootContainer, build_container, provide, resolve_handler
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
-from .features import DeclaredListener, declare
 from .handler import StreamHandler
-from .http_server import MetricsServer, health, serve_or_refuse
-from .inspect_streams import StreamView, stream_view
+from .jobs.clock import Clock, SystemClock
+from .jobs.registry import DeclaredListener, declare
+from .jobs.schedule import Every, note_skipped, schedule
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
-from .metrics import StreambootCollector, build_registry
-from .operator import RedisOperator
-from .preflight import reach_redis
-from .repartition import check_partitions
-from .scheduling import Every, note_skipped, schedule
-from .shutdown import (
+from .observability.alerts import AlertState
+from .observability.http import MetricsServer, health, serve_or_refuse
+from .observability.metrics import StreambootCollector, build_registry
+from .observability.stream_views import StreamView, stream_view
+from .partitions.assignment import Assigned, assigned_listeners
+from .partitions.repartition import check_partitions
+from .process.preflight import reach_redis
+from .process.shutdown import (
     EXIT_CANNOT_START,
     EXIT_FORCED,
     EXIT_OK,
@@ -39,8 +38,9 @@ from .shutdown import (
     StopDeadline,
     take_signals,
 )
-from .workers.slot import current_slot
-from .workers.supervisor import PARENT_VARIABLE, PORT_FILE_VARIABLE
+from .process.supervisor import PARENT_VARIABLE, PORT_FILE_VARIABLE
+from .process.worker_slot import current_slot
+from .wire.operator import RedisOperator
 
 START_WAIT = 5.0
 """How long ``run`` waits for every listener's first read before saying it started (the
@@ -58,7 +58,7 @@ class Application:
         self.container = container or build_container(settings, source)
         self.clock = clock or SystemClock()
         self.declared: dict[str, DeclaredListener] = {}
-        """Each enabled listener with its features' jobs (see features.py)."""
+        """Each enabled listener with its features' jobs (see jobs/registry.py)."""
         self.alerts = AlertState()
         self.stream_views: dict[str, StreamView] = {}
         self.metrics_server: MetricsServer | None = None
@@ -82,7 +82,7 @@ class Application:
         self.stopping.set()
 
     async def start(self, wait_live: float | None = 30.0) -> None:
-        """Resolve every handler, reach Redis (see preflight.py), then start every
+        """Resolve every handler, reach Redis (see process/preflight.py), then start every
         listener and job, waiting up to ``wait_live`` seconds for each listener's first
         read. Raises :class:`ConfigError` naming every handler that cannot be resolved,
         :class:`StartupError` for what no retry heals (then call :meth:`stop`, as after any
@@ -204,7 +204,7 @@ class Application:
             logger.info("{} stopped", self.settings.application.name)
 
     def stop_bound(self) -> float:
-        """Seconds within which a stop ends, whatever handlers do (see shutdown.py)."""
+        """Seconds within which a stop ends, whatever handlers do (see process/shutdown.py)."""
         subs = self.listeners.subscriptions.values() if self.listeners is not None else ()
         listeners = max((sub.stop_bound for sub in subs), default=0.0)
         return listeners + CANCEL_GRACE + STOP_MARGIN

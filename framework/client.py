@@ -26,16 +26,16 @@ from .config.models import (
     AppSettings,
     RedisSettings,
 )
-from .decoding import WIRE_ERRORS, to_wire
-from .operator import RedisClient
-from .reliability.ownership import SyncClient
+from .listener.ownership import SyncClient
+from .wire.decoding import WIRE_ERRORS, to_wire
+from .wire.operator import RedisClient
 
 
 def _options(settings: RedisSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "decode_responses": True,
         # Non-UTF-8 bytes in an entry decode to lone surrogates instead of failing the whole
-        # reply, and encode back to the same bytes (decoding.py).
+        # reply, and encode back to the same bytes (wire/decoding.py).
         "encoding_errors": WIRE_ERRORS,
         "socket_timeout": settings.socket_timeout.total_seconds(),
         "socket_connect_timeout": settings.socket_connect_timeout.total_seconds(),
@@ -46,7 +46,7 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
         options["username"] = settings.username
     if settings.password is not None:
         options["password"] = settings.password.get_secret_value()
-    # Standalone readers have connections of their own (reader.py): the pool serves acks,
+    # Standalone readers have connections of their own (wire/readers.py): the pool serves acks,
     # scripts and handlers, and a burst waits for a free connection. On Cluster every read
     # is pooled and redis-py's cluster pool does not wait (MaxConnectionsError at 100 per
     # node): a larger default, so a burst of a few hundred users does not break it.
@@ -78,7 +78,7 @@ class HiredisPackingConnection(Connection):
     def pack_command(self, *args: Any) -> list[bytes]:
         try:
             return self._packer.pack(*args)  # type: ignore[no-any-return]
-        except UnicodeEncodeError:  # a string carrying escaped raw bytes (decoding.py)
+        except UnicodeEncodeError:  # a string carrying escaped raw bytes (wire/decoding.py)
             wire: list[Any] = [to_wire(a) if isinstance(a, str) else a for a in args]
             return self._packer.pack(*wire)  # type: ignore[no-any-return]
 
@@ -105,7 +105,7 @@ def build_sync_client(settings: RedisSettings) -> SyncClient:
 
 
 def build_renewal_client(settings: AppSettings) -> SyncClient:
-    """The ownership renewal's connection (reliability/ownership.py). It must never wait
+    """The ownership renewal's connection (listener/ownership.py). It must never wait
     longer than its entries can afford: a reply is awaited a tenth of the shortest
     ``min_idle`` at most (``AppSettings.renewal_timeout``), and redis-py retries nothing —
     the renewal thread tries again itself, at once, on a new connection."""

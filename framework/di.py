@@ -23,9 +23,9 @@ from .client import redis_client_resource, renewal_client_resource
 from .config.models import AppSettings, SchedulerSettings
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError
 from .handler import StreamHandler, handler_problems
+from .jobs.schedule import quiet_cancellations_at_stop
 from .listener.container import ListenerContainer
-from .operator import RedisOperator
-from .scheduling import quiet_cancellations_at_stop
+from .wire.operator import RedisOperator
 
 
 def build_scheduler(settings: SchedulerSettings) -> AsyncIOScheduler:

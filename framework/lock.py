@@ -13,8 +13,8 @@ from datetime import timedelta
 
 from .config.durations import to_ms
 from .errors import LockNotAcquired
-from .operator import RedisClient
-from .scripts import RELEASE_LOCK
+from .wire.operator import RedisClient
+from .wire.scripts import RELEASE_LOCK
 
 
 class SingleInstanceLock:

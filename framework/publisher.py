@@ -2,7 +2,7 @@
 
 A rotated listener's producers must write to the key its consumers read; both resolve it
 from the same :class:`RotationPolicy` and clock, so they always agree. A partitioned
-listener's producers pick the partition by the same rule (partitions.py): by the
+listener's producers pick the partition by the same rule (partitions/keys.py): by the
 ``partition_by`` field, else round-robin.
 """
 
@@ -13,15 +13,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import tracing
-from .clock import Clock, SystemClock
 from .codecs import Codec, codec_for
 from .config.models import BackpressureSettings, ListenerSettings
 from .errors import Backpressure, MissingStreamError, UnpublishableError
-from .lifecycle.rotation import RotationPolicy
-from .operator import RedisOperator
-from .partitions import RoundRobin, partition_key, partition_of
-from .reliability.idempotency import business_key
+from .jobs.clock import Clock, SystemClock
+from .jobs.rotation import RotationPolicy
+from .listener.idempotency import business_key
+from .observability import tracing
+from .partitions.keys import RoundRobin, partition_key, partition_of
+from .wire.operator import RedisOperator
 
 
 class Publisher:

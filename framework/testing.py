@@ -44,16 +44,16 @@ from .application import Application
 from .codecs import FlatCodec
 from .config.loader import load_settings
 from .config.models import AppSettings
-from .dead_letters import original_pairs
 from .devserver import RedisServer, find_server
 from .errors import StreambootError
 from .handler import StreamHandler
-from .ids import parse_id
+from .listener.dead_letters import original_pairs
 from .message import Message
-from .operator import RedisOperator
 from .publisher import Publisher
-from .records import StreamEntry
-from .reliability.slots import colocated
+from .wire.hash_slots import colocated
+from .wire.ids import parse_id
+from .wire.operator import RedisOperator
+from .wire.records import StreamEntry
 
 P = TypeVar("P")
 
@@ -257,7 +257,7 @@ async def _all(operator: RedisOperator, key: str) -> list[StreamEntry]:
 
 def _dead_letter(entry: StreamEntry) -> DeadLetter:
     fields = entry.fields
-    pairs = original_pairs(entry)  # dead_letters.py's reading, legacy letters included
+    pairs = original_pairs(entry)  # listener/dead_letters.py's reading, legacy letters included
     original = dict(zip(pairs[0::2], pairs[1::2], strict=True))
     deliveries = fields.get("dlq_deliveries", "")
     return DeadLetter(id=fields.get("dlq_id", ""), reason=fields.get("dlq_reason", ""),

@@ -41,7 +41,7 @@ if missing := _stale_links():
 
 from streamboot.devserver import RedisServer  # noqa: E402
 from streamboot.listener.container import ListenerContainer  # noqa: E402
-from streamboot.operator import RedisOperator  # noqa: E402
+from streamboot.wire.operator import RedisOperator  # noqa: E402
 
 
 @pytest.fixture(scope="session")

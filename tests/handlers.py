@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from streamboot import Message, StreamHandler
-from streamboot.reliability.idempotency import IdempotentScript
+from streamboot.listener.idempotency import IdempotentScript
 
 
 class Order(BaseModel):

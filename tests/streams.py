@@ -11,7 +11,7 @@ import redis
 from streamboot import RedisOperator, StreamHandler
 from streamboot.listener.container import ListenerContainer
 from streamboot.listener.spec import ListenerSpec
-from streamboot.reliability.slots import colocated
+from streamboot.wire.hash_slots import colocated
 
 
 def make_spec(stream: str, **overrides: Any) -> ListenerSpec:

@@ -81,7 +81,7 @@ def test_dlq_list_show_replay_and_purge(redis_url: str, r: redis.Redis) -> None:
 
 def test_dlq_replay_writes_back_the_exact_bytes(redis_url: str, r: redis.Redis) -> None:
     """A dead letter of an entry that is not UTF-8, with a name given twice, goes back to
-    its stream byte for byte (what the listener dead-letters, see decoding.py)."""
+    its stream byte for byte (what the listener dead-letters, see wire/decoding.py)."""
     original = [b"currency", b"\xe9UR", b"tag", b"a", b"tag", b"b", b"dlq_reason", b"mine"]
     r.execute_command("XADD", "{bin}:dlq", "*", *original, "dlq_reason", "undecodable",
                       "dlq_stream", "bin", "dlq_id", "1-0", "dlq_group", "g", "dlq_fields", "4")

@@ -14,9 +14,9 @@ from streamboot import RedisOperator
 from streamboot.client import build_client, build_sync_client
 from streamboot.config.models import IdempotencySettings, RedisSettings, RetrySettings
 from streamboot.devserver import RedisClusterServer
+from streamboot.jobs.recovery import PendingRecovery
 from streamboot.listener.container import ListenerContainer
-from streamboot.reliability.recovery import PendingRecovery
-from streamboot.reliability.slots import slot
+from streamboot.wire.hash_slots import slot
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, Recorder
 from tests.streams import equals, make_spec, pel, true

@@ -19,7 +19,7 @@ from streamboot.errors import (
     pool_exhausted,
     server_too_old,
 )
-from streamboot.operator import RedisOperator
+from streamboot.wire.operator import RedisOperator
 
 
 async def test_an_exhausted_pool_is_reported_as_such(redis_url: str) -> None:

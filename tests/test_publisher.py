@@ -5,10 +5,10 @@ import pytest
 from pydantic import BaseModel
 
 from streamboot import RedisOperator
-from streamboot.clock import FakeClock
 from streamboot.codecs import FlatCodec
 from streamboot.config.models import BackpressureSettings, ListenerSettings, RotationSettings
 from streamboot.errors import Backpressure, MissingStreamError
+from streamboot.jobs.clock import FakeClock
 from streamboot.publisher import Publisher
 
 

@@ -136,7 +136,7 @@ listeners:
 
 
 def test_a_starter_never_shadows_an_importable_module() -> None:
-    from streamboot.scaffold import package_name
+    from streamboot.cli.scaffold import package_name
 
     assert package_name("my-shop") == "my_shop"
     assert package_name("redis") == "app_redis"  # a dependency

@@ -24,10 +24,8 @@ from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
 
 from ..client import build_client
-from ..clock import SystemClock
 from ..config.loader import load_settings
 from ..config.models import AppSettings, ListenerSettings, RedisSettings
-from ..decoding import to_wire
 from ..errors import (
     ConfigError,
     NoGroupError,
@@ -41,11 +39,13 @@ from ..errors import (
     server_error_text,
     with_tls_hint,
 )
-from ..ids import is_id
-from ..lifecycle.rotation import RotationPolicy
-from ..operator import RedisOperator
-from ..partitions import partition_keys, partitions_of
-from ..reliability.slots import colocated
+from ..jobs.clock import SystemClock
+from ..jobs.rotation import RotationPolicy
+from ..partitions.keys import partition_keys, partitions_of
+from ..wire.decoding import to_wire
+from ..wire.hash_slots import colocated
+from ..wire.ids import is_id
+from ..wire.operator import RedisOperator
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
 DEFAULT_URL = "redis://127.0.0.1:6379/0"

@@ -12,11 +12,11 @@ import typer
 from rich.table import Table
 
 from ..config.models import AppSettings
-from ..dead_letters import is_dead_letter_stream, original_pairs, purge, replay
 from ..errors import MalformedDeadLetter, NotFound, UsageError
-from ..operator import RedisOperator
-from ..records import StreamEntry
-from ..reliability.slots import colocated
+from ..listener.dead_letters import is_dead_letter_stream, original_pairs, purge, replay
+from ..wire.hash_slots import colocated
+from ..wire.operator import RedisOperator
+from ..wire.records import StreamEntry
 from .common import (
     USAGE,
     ConfigOption,

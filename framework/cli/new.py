@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ..scaffold import package_name, starter_files
 from .common import USAGE, fail
+from .scaffold import package_name, starter_files
 
 
 def new(directory: Annotated[Path, typer.Argument(

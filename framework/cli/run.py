@@ -18,21 +18,21 @@ import typer
 from loguru import logger
 
 from ..application import Application
-from ..assignment import idle_workers
-from ..check import check_application, handler_problems_of
 from ..config.loader import load_settings
 from ..config.models import AppSettings
 from ..errors import ConfigError, ConfigProblem, StartupError
 from ..listener.container import CANCEL_GRACE
-from ..logs import configure_logging
-from ..shutdown import (
+from ..observability.logs import configure_logging
+from ..partitions.assignment import idle_workers
+from ..process.shutdown import (
     EXIT_CANNOT_START,
     EXIT_CONFIG,
     EXIT_FORCED,
     StopDeadline,
     run_process,
 )
-from ..workers.supervisor import Supervisor
+from ..process.supervisor import Supervisor
+from .checks import check_application, handler_problems_of
 from .common import ConfigOption, err, out, print_problems
 
 ConfigArg = Annotated[Path | None, typer.Argument(

@@ -13,18 +13,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..clock import SystemClock
 from ..config.durations import parse_duration
 from ..config.models import AppSettings, ListenerSettings
 from ..errors import NotFound, UsageError
-from ..inspect_streams import StreamView, stream_view
-from ..lifecycle.rotation import RotationPolicy
-from ..operator import RedisOperator
-from ..partitions import partition_keys, partitions_of
+from ..jobs.clock import SystemClock
+from ..jobs.rotation import RotationPolicy
+from ..observability.stream_views import StreamView, stream_view
+from ..partitions.keys import partition_keys, partitions_of
 from ..publisher import Publisher
-from ..records import PendingEntry
-from ..reliability.slots import colocated
-from ..replay import apply_replay, plan_replay
+from ..wire.hash_slots import colocated
+from ..wire.operator import RedisOperator
+from ..wire.records import PendingEntry
 from .common import (
     USAGE,
     ConfigOption,
@@ -39,6 +38,7 @@ from .common import (
     printable,
     with_redis,
 )
+from .replay import apply_replay, plan_replay
 
 
 def configured_streams(settings: AppSettings) -> list[str]:

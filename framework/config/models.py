@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..reliability.slots import colocated, same_slot
+from ..wire.hash_slots import colocated, same_slot
 from .durations import Duration, format_duration
 
 _NAME = r"^[A-Za-z0-9_.:{}\-]+$"
@@ -439,7 +439,7 @@ class ListenerSettings(StrictModel):
     @field_validator("tracing")
     @classmethod
     def _otel_installed(cls, value: bool) -> bool:
-        from ..tracing import INSTALL_HINT, INSTALLED
+        from ..observability.tracing import INSTALL_HINT, INSTALLED
 
         if value and not INSTALLED:
             raise ValueError(INSTALL_HINT)

@@ -22,7 +22,7 @@ Each entry in hand carries a *receipt*: until when (``perf_counter``) its delive
 vouches that it is still this consumer's — ``trust`` seconds after the command that
 delivered (or confirmed) it was *sent*, since Redis touched the entry no earlier than that;
 and the sequence number of the hold, which tells the ownership keeper's renewals which
-entries they covered (reliability/ownership.py). The keeper reads ``in_hand``,
+entries they covered (ownership.py). The keeper reads ``in_hand``,
 ``sequence`` and ``watermark`` from its thread and changes nothing here: what its renewals
 find is applied on the event loop, through :meth:`release_covered`.
 """
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from ..ids import id_key
+from ..wire.ids import id_key
 from .stats import ListenerStats
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ from loguru import logger
 
 from ..errors import DuplicateListenerError
 from ..handler import StreamHandler
-from ..operator import RedisOperator
-from ..parking import ParkingLot
-from ..reliability.ownership import RenewalThread, SyncClient
+from ..wire.operator import RedisOperator
+from .ownership import RenewalThread, SyncClient
+from .parking import ParkingLot
 from .poll import Subscription
 from .spec import ListenerSpec
 
@@ -46,7 +46,7 @@ class ListenerContainer:
         in-flight entries from one thread; without it nothing is renewed, so slow entries
         may be reclaimed by other consumers (and nothing is fenced). Its
         ``socket_timeout`` bounds each renewal: ``client.build_renewal_client`` derives
-        it from ``min_idle`` (reliability/ownership.py)."""
+        it from ``min_idle`` (ownership.py)."""
         self._operator = operator
         self._renewals = RenewalThread(keeper_client) if keeper_client is not None else None
         self._setups = asyncio.Semaphore(SETUPS_AT_ONCE)

@@ -31,20 +31,20 @@ from typing import Any, Literal
 from loguru import logger
 
 from ..codecs import codec_for
-from ..dead_letters import REASON_UNDECODABLE
-from ..decoding import undecodable
 from ..errors import HandlerTimeout, PayloadError
 from ..handler import StreamHandler
-from ..logs import ENTRY_ID, install_entry_context
 from ..message import Message
-from ..records import StreamEntry
-from ..reliability.idempotency import Idempotency
-from ..reliability.ownership import OwnershipKeeper
-from ..reliability.retry import exhausted
-from ..tracing import ConsumerTracer, without_trace_fields
+from ..observability.logs import ENTRY_ID, install_entry_context
+from ..observability.tracing import ConsumerTracer, without_trace_fields
+from ..wire.decoding import undecodable
+from ..wire.records import StreamEntry
 from .acks import Acks
+from .dead_letters import REASON_UNDECODABLE
 from .failures import FailurePolicy
+from .idempotency import Idempotency
 from .ordering import KeyOrder
+from .ownership import OwnershipKeeper
+from .retry import exhausted
 from .spec import ListenerSpec
 from .stats import ListenerStats
 from .threads import HandlerThreads

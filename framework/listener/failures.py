@@ -9,19 +9,19 @@ from time import perf_counter
 
 from loguru import logger
 
-from .. import tracing
-from ..dead_letters import (
+from ..errors import describe_permanent, is_permanent
+from ..observability import tracing
+from ..observability.logs import handler_traceback
+from ..wire.operator import RedisOperator
+from ..wire.records import StreamEntry
+from .acks import Acks
+from .dead_letters import (
     REASON_INVALID_PAYLOAD,
     REASON_MAX_DELIVERIES,
     dead_letter_pairs,
 )
-from ..errors import describe_permanent, is_permanent
-from ..logs import handler_traceback
-from ..operator import RedisOperator
-from ..records import StreamEntry
-from ..reliability.ownership import Losses
-from ..reliability.retry import Next, after_failure
-from .acks import Acks
+from .ownership import Losses
+from .retry import Next, after_failure
 from .spec import ListenerSpec
 from .stats import ListenerStats
 

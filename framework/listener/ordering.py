@@ -17,8 +17,8 @@ import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
-from ..records import StreamEntry
-from ..reliability.idempotency import business_key
+from ..wire.records import StreamEntry
+from .idempotency import business_key
 
 J = TypeVar("J")
 

@@ -22,7 +22,6 @@ from typing import Any
 
 from loguru import logger
 
-from ..backoff import Backoff
 from ..errors import (
     NoGroupError,
     StartupError,
@@ -33,16 +32,17 @@ from ..errors import (
     is_transient,
 )
 from ..handler import StreamHandler
-from ..operator import RedisOperator
-from ..parking import ParkingLot
-from ..reader import ReadResult
-from ..records import Renewal, StreamEntry
-from ..reliability.idempotency import Idempotency
-from ..reliability.ownership import TRUST, OwnershipKeeper, RenewalThread
+from ..wire.operator import RedisOperator
+from ..wire.readers import ReadResult
+from ..wire.reconnect import Backoff
+from ..wire.records import Renewal, StreamEntry
 from .acks import Acks
 from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
+from .idempotency import Idempotency
 from .losses import LossReport
+from .ownership import TRUST, OwnershipKeeper, RenewalThread
+from .parking import ParkingLot
 from .spec import ListenerSpec
 from .stats import ListenerStats
 
@@ -182,7 +182,7 @@ class Subscription:
     async def recover(self, entry: StreamEntry, deliveries: int, sent_at: float) -> bool:
         """Handle one entry reclaimed from a consumer that died, and acknowledge it before
         returning — so if it kills this process too, the entries before it are already
-        acked and its crash is counted against it alone (see reliability/recovery.py).
+        acked and its crash is counted against it alone (see jobs/recovery.py).
         ``sent_at``: when the claim that delivered it was sent (``perf_counter``).
 
         False when the acknowledgement could not be sent: the caller stops claiming.

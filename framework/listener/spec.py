@@ -63,7 +63,7 @@ def resolve_listener(
     declared_as: str | None = None, consumer: str | None = None,
 ) -> ListenerSpec:
     """``declared_as``: the listener's name in the file when ``name`` is one of its
-    partitions; ``consumer``: the name a supervised worker uses instead (workers/slot.py)."""
+    partitions; ``consumer``: the name a supervised worker uses instead (process/worker_slot.py)."""
     return ListenerSpec(
         name=name,
         listener=declared_as or name,

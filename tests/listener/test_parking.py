@@ -1,4 +1,4 @@
-"""Idle listeners share one blocking read (parking.py): few connections, new entries still
+"""Idle listeners share one blocking read (listener/parking.py): few connections, new entries still
 handled at once, full batches, a prompt stop, errors handed back to each listener."""
 
 from __future__ import annotations

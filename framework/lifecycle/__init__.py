@@ -1,1 +1,0 @@
-"""Stream lifecycle: rotation periods, retention plans (pure decisions)."""

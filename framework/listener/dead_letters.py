@@ -1,0 +1,147 @@
+"""Dead letters, in one place: what a dead-lettered entry's fields are, and how an operator
+lists, shows, replays and purges them (the listener's decision to dead-letter is in
+listener/failures.py; the atomic XADD + XACK in wire/scripts.py).
+
+The original ``[name, value, …]`` pairs come first and unchanged — names the entry may share
+with ours (``dlq_reason``…), repeated names and non-UTF-8 bytes included — so the dead letter
+is the entry as it came. ``dlq_fields`` (last) says how many pairs are original, which is
+what ``dlq replay`` republishes.
+
+Replay publishes the original fields to the entry's ``dlq_stream`` first and deletes the
+dead letter only after that publish succeeded: a failure half-way can leave an entry both
+replayed and still dead-lettered (replay it again or delete it), never lost.
+"""
+
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..errors import MalformedDeadLetter, WrongTypeError
+from ..wire.operator import RedisOperator
+from ..wire.records import StreamEntry
+
+REASON_MAX_DELIVERIES = "max_deliveries"
+REASON_INVALID_PAYLOAD = "invalid_payload"
+REASON_UNDECODABLE = "undecodable"
+REASON_TIMEOUT = "handler_timeout"
+ORIGINAL_COUNT = "dlq_fields"
+
+
+def describe_error(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def dead_letter_pairs(
+    entry: StreamEntry,
+    *,
+    reason: str,
+    error: BaseException | None,
+    stream: str,
+    group: str,
+    deliveries: int | None,
+    now: datetime | None = None,
+) -> list[str]:
+    """``[name, value, …]``: the entry's own pairs, then the ``dlq_*`` ones."""
+    at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+    original = entry.pairs
+    return [
+        *original,
+        "dlq_reason", reason,
+        "dlq_error", describe_error(error),
+        "dlq_stream", stream,
+        "dlq_id", entry.id,
+        "dlq_group", group,
+        "dlq_deliveries", "" if deliveries is None else str(deliveries),
+        "dlq_at", at,
+        ORIGINAL_COUNT, str(len(original) // 2),
+    ]
+
+
+def original_pairs(entry: StreamEntry) -> list[str]:
+    """A dead letter's original ``[name, value, …]``, as first published."""
+    pairs = entry.pairs
+    count = entry.fields.get(ORIGINAL_COUNT)
+    if count is not None and count.isdigit() and 2 * int(count) <= len(pairs):
+        return pairs[:2 * int(count)]
+    # Written before dlq_fields existed: the originals are the non-dlq_* fields.
+    return [text for name, value in original_fields(entry.fields).items()
+            for text in (name, value)]
+
+
+def original_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """Legacy dead letters: the fields without the ``dlq_*`` ones."""
+    return {k: v for k, v in fields.items() if not k.startswith("dlq_")}
+
+
+# -- operating a dead-letter stream ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    dead_letter_id: str
+    stream: str
+    new_id: str
+
+
+async def list_dead_letters(operator: RedisOperator, dlq: str,
+                            count: int = 50) -> list[StreamEntry]:
+    return await operator.xrange(dlq, count=count)
+
+
+async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None) -> list[Replayed]:
+    """Replay the given dead letters (all when ``ids`` is None), oldest first."""
+    entries = await _exact(operator, dlq) if ids is None else [
+        e for i in ids for e in await operator.xrange_exact(dlq, i, i, 1)]
+    done = []
+    for entry in entries:
+        target = entry.fields.get("dlq_stream")
+        if not target:
+            raise MalformedDeadLetter(f"dead letter {entry.id} has no dlq_stream field")
+        new_id = await operator.xadd_pairs(target, original_pairs(entry))
+        await operator.xdel(dlq, [entry.id])  # only once the publish succeeded
+        done.append(Replayed(entry.id, target, new_id))
+    return done
+
+
+async def _exact(operator: RedisOperator, dlq: str, page: int = 500) -> list[StreamEntry]:
+    """Every dead letter with its exact fields, oldest first, read a page at a time."""
+    out: list[StreamEntry] = []
+    start = "-"
+    while rows := await operator.xrange_exact(dlq, start, "+", page):
+        out.extend(rows)
+        start = "(" + rows[-1].id
+    return out
+
+
+async def is_dead_letter_stream(operator: RedisOperator, dlq: str) -> bool:
+    """False when ``dlq`` does not exist. Raises when it is not a dead-letter stream — a
+    key of another type (WrongTypeError), or a stream whose oldest or newest entry lacks
+    ``dlq_stream`` (MalformedDeadLetter) — so a typo cannot list, or purge, a live stream
+    as if it held dead letters."""
+    kind = await operator.key_type(dlq)
+    if kind == "none":
+        return False
+    if kind != "stream":
+        raise WrongTypeError(dlq)
+    ends = [*await operator.xrange(dlq, count=1), *await operator.xrevrange(dlq, count=1)]
+    for entry in ends:
+        if "dlq_stream" not in entry.fields:
+            raise MalformedDeadLetter(
+                f"{dlq} is not a dead-letter stream: entry {entry.id} has no dlq_stream "
+                "field (every dead letter has one); nothing done")
+    return True
+
+
+async def purge(operator: RedisOperator, dlq: str) -> int:
+    """Delete the dead-letter stream; how many dead letters it held."""
+    if not await is_dead_letter_stream(operator, dlq):
+        return 0
+    count = await operator.xlen(dlq)
+    await operator.delete(dlq)
+    return count

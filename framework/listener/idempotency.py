@@ -1,0 +1,86 @@
+"""Idempotency by business key: an entry whose key this group already handled is skipped.
+
+The framework sets the marker (``SET NX PX ttl``) in the same pipeline as the XACK, only
+after the handler succeeded. For effects inside Redis, :class:`IdempotentScript` makes the
+effect and the marker one atomic step, so a crash between them cannot apply it twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..config.durations import to_ms
+from ..config.models import IdempotencySettings
+from ..errors import NoMarkerError
+from ..message import Message
+from ..wire.decoding import is_text
+from ..wire.operator import RedisClient
+from ..wire.scripts import IDEMPOTENT_PREFIX
+
+
+def marker_key(prefix: str, group: str, value: str) -> str:
+    """``<prefix>:<group>:{<value>}``: per group (fan-out groups each handle the entry once)
+    and hash-tagged by the business key, so a handler's own keys tagged ``{<value>}`` share
+    the marker's cluster slot."""
+    return f"{prefix}:{group}:{{{value}}}"
+
+
+def business_key(fields: dict[str, str], key: str, json_field: str | None) -> str | None:
+    """The business key of an entry, read from its raw fields (or its JSON payload)."""
+    value = fields.get(key)
+    if value is not None:
+        return value
+    if json_field is not None and json_field in fields:
+        try:
+            found = json.loads(fields[json_field]).get(key)
+        except (ValueError, AttributeError):
+            return None
+        return None if found is None else str(found)
+    return None
+
+
+class Idempotency:
+    """Marker names and TTL for one listener."""
+
+    def __init__(self, settings: IdempotencySettings, group: str, json_field: str | None):
+        self.settings = settings
+        self.group = group
+        self.json_field = json_field
+        self.ttl = settings.ttl
+
+    def marker_for(self, fields: dict[str, str]) -> str | None:
+        """None when the entry has no usable key (absent, or not UTF-8: such an entry is
+        dead-lettered, and a key made of escaped bytes must not reach the server)."""
+        value = business_key(fields, self.settings.key, self.json_field)
+        if value is None or not is_text(value):
+            return None
+        return marker_key(self.settings.prefix, self.group, value)
+
+
+class IdempotentScript:
+    """A Lua script that runs only if the message's marker was not set, and sets it.
+
+    The body sees its own ``KEYS``/``ARGV`` from 1; the marker is handled before it::
+
+        body = "return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)"
+        add_to_ledger = IdempotentScript(client, body)
+        result = await add_to_ledger(message, keys=["{o-1}:ledger"], args=["total"])
+        # None: this order was already applied, nothing ran
+    """
+
+    def __init__(self, client: RedisClient, body: str) -> None:
+        self._script = client.register_script(IDEMPOTENT_PREFIX + body)
+
+    async def __call__(
+        self, message: Message[Any], keys: Sequence[str] = (), args: Sequence[Any] = ()
+    ) -> Any:
+        if message.marker is None:
+            raise NoMarkerError(
+                f"entry {message.id} has no idempotency marker: configure "
+                "listeners.<name>.idempotency and make sure the entry carries the key field"
+            )
+        marker, ttl = message.marker
+        result = await self._script(keys=[marker, *keys], args=[to_ms(ttl), *args])
+        return None if result is None else result

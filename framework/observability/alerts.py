@@ -1,0 +1,42 @@
+"""Seed 002 §6.3's alarms as pure checks, and the state that logs each crossing once."""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from ..config.models import AlertSettings
+from .stream_views import GroupView
+
+
+def crossed(group: GroupView, settings: AlertSettings) -> dict[str, bool]:
+    """Which thresholds this group is over now."""
+    consumers = max(len(group.consumers), 1)
+    idle = settings.max_oldest_pending_idle
+    return {
+        "pending": settings.max_pending_per_consumer is not None
+        and group.pending > consumers * settings.max_pending_per_consumer,
+        "oldest_pending_idle": idle is not None and group.oldest_pending_idle_ms is not None
+        and group.oldest_pending_idle_ms > idle.total_seconds() * 1000,
+        "lag": settings.max_lag is not None and (group.lag or 0) > settings.max_lag,
+    }
+
+
+class AlertState:
+    """Remembers what is crossed, so a warning is logged once per crossing, not per check."""
+
+    def __init__(self) -> None:
+        self.active: dict[tuple[str, str, str], bool] = {}
+
+    def update(self, listener: str, stream: str, group: GroupView,
+               settings: AlertSettings) -> None:
+        for alert, now in crossed(group, settings).items():
+            key = (listener, stream, alert)
+            before = self.active.get(key, False)
+            self.active[key] = now
+            log = logger.bind(listener=listener, stream=stream, group=group.name)
+            if now and not before:
+                log.warning("alert {}: pending {}, oldest pending idle {}ms, lag {} "
+                            "({} consumers)", alert, group.pending,
+                            group.oldest_pending_idle_ms, group.lag, len(group.consumers))
+            elif before and not now:
+                log.info("alert {} cleared", alert)

@@ -1,0 +1,133 @@
+"""Prometheus metrics, read from the listeners' own counters at scrape time.
+
+Counters and histograms cost the hot path nothing beyond the integer increments it does
+anyway; stream gauges (length, lag, pending) come from a scheduled refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+from time import perf_counter
+from typing import Any
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from ..listener.poll import Subscription
+from ..listener.stats import Histogram
+from .alerts import AlertState
+from .stream_views import StreamView
+
+_COUNTERS = {
+    "handled": "Entries handled successfully.",
+    "failed": "Handler failures (each attempt).",
+    "dead_lettered": "Entries written to the dead-letter stream.",
+    "deduplicated": "Entries skipped because their idempotency key was already handled.",
+    "reclaimed": "Entries reclaimed from dead or hung consumers.",
+    "invalid": "Entries whose payload failed validation.",
+    "retried": "In-process retries.",
+    "timed_out": "Handler calls cancelled (or their thread abandoned) at handler_timeout.",
+    "lost": "Entries held here that another consumer took over (renewals lapsed); not "
+            "started here after that.",
+    "acked_elsewhere": "Entries held here that another consumer acknowledged before they "
+                       "started here; not started here after that.",
+    "unconfirmed": "Entries left pending for recovery: Redis could not confirm they were "
+                   "still this consumer's.",
+    "already_acked": "Entries handled here whose XACK found them acknowledged already "
+                     "(another consumer took them over while they ran here: handled twice).",
+    "deleted_while_pending": "Entries deleted or trimmed from the stream while pending here "
+                             "(counted once each): nothing left to handle.",
+    "redis_errors": "Redis errors met by the poll loop.",
+}
+
+
+class StreambootCollector(Collector):
+    def __init__(self, subscriptions: Callable[[], dict[str, Subscription]],
+                 streams: Callable[[], dict[str, StreamView]], alerts: AlertState) -> None:
+        self._subscriptions = subscriptions
+        self._streams = streams
+        self._alerts = alerts
+
+    def collect(self) -> Iterator[Any]:
+        subs = self._subscriptions()
+        for name, help_text in _COUNTERS.items():
+            family = CounterMetricFamily(f"streamboot_entries_{name}", help_text,
+                                         labels=["listener", "stream"])
+            for sub in subs.values():
+                family.add_metric([sub.spec.listener_name, sub.spec.stream],
+                                  getattr(sub.stats, name))
+            yield family
+        yield from _renewals(subs)
+        yield _histogram("streamboot_handler_duration_seconds", "Handler duration.", subs,
+                         lambda s: s.stats.handler_seconds)
+        yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", subs,
+                         lambda s: s.stats.batch_sizes)
+        yield from self._stream_gauges()
+        alert = GaugeMetricFamily("streamboot_alert", "1 while a threshold is crossed.",
+                                  labels=["listener", "stream", "alert"])
+        for (listener, stream, name), on in self._alerts.active.items():
+            alert.add_metric([listener, stream, name], 1.0 if on else 0.0)
+        yield alert
+
+    def _stream_gauges(self) -> Iterator[Any]:
+        length = GaugeMetricFamily("streamboot_stream_length", "XLEN.", labels=["stream"])
+        lag = GaugeMetricFamily("streamboot_group_lag", "Entries not yet delivered.",
+                                labels=["stream", "group"])
+        pending = GaugeMetricFamily("streamboot_group_pending", "Entries in the PEL.",
+                                    labels=["stream", "group"])
+        for key, view in self._streams().items():
+            length.add_metric([key], view.length)
+            for group in view.groups:
+                lag.add_metric([key, group.name], float(group.lag or 0))
+                pending.add_metric([key, group.name], group.pending)
+        yield from (length, lag, pending)
+
+
+def _renewals(subs: dict[str, Subscription]) -> Iterator[Any]:
+    """The ownership keeper's renewals (listener/ownership.py), per subscription."""
+    failures = CounterMetricFamily(
+        "streamboot_renewal_failures", "Renewal attempts that failed (timeout, connection "
+        "lost, refused); each is retried at once on a new connection.",
+        labels=["listener", "stream"])
+    pauses = CounterMetricFamily(
+        "streamboot_renewal_pauses", "Times renewals did not run for longer than 1.5 "
+        "intervals though none failed: the process was paused (SIGSTOP, a VM pause).",
+        labels=["listener", "stream"])
+    since = GaugeMetricFamily(
+        "streamboot_renewal_age_seconds", "Seconds since the last successful renewal of the "
+        "entries in hand (alert when it nears pending_scan.min_idle).",
+        labels=["listener", "stream"])
+    now = perf_counter()
+    for sub in subs.values():
+        keeper = sub.keeper
+        if keeper is None:
+            continue
+        labels = [sub.spec.listener_name, sub.spec.stream]
+        failures.add_metric(labels, keeper.failed_attempts)
+        pauses.add_metric(labels, keeper.pauses)
+        since.add_metric(labels, max(0.0, now - keeper.last_renewed))
+    yield from (failures, pauses, since)
+
+
+def _histogram(name: str, doc: str, subs: dict[str, Subscription],
+               pick: Callable[[Subscription], Histogram]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["listener", "stream"])
+    for sub in subs.values():
+        hist = pick(sub)
+        cumulative = list(accumulate(hist.counts))
+        buckets = [(str(b), float(c)) for b, c in zip(hist.bounds, cumulative, strict=False)]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        family.add_metric([sub.spec.listener_name, sub.spec.stream], buckets, hist.total)
+    return family
+
+
+def build_registry(collector: StreambootCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,2 @@
+"""One process's life: reaching Redis before anything starts, the bounded stop, and the
+supervisor of ``streamboot run --workers N`` with its worker processes."""

@@ -1,0 +1,66 @@
+"""Before any listener starts: reach Redis, retrying what heals, refusing what will not.
+
+A worker that logs "started: 2 listener(s)" and then retries a wrong password for ever
+looks healthy to everyone but the entries piling up. So ``run`` first reaches the server:
+connection refused, a timeout, ``LOADING`` are retried with one line that says what and
+where; a wrong password, a missing permission, a server too old end the start with
+:class:`~framework.errors.StartupError` — one line, and ``run`` exits 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from loguru import logger
+from redis.exceptions import NoPermissionError
+
+from ..errors import (
+    MIN_SERVER,
+    StartupError,
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    is_transient,
+    server_too_old,
+    with_tls_hint,
+)
+from ..wire.operator import RedisOperator
+from ..wire.reconnect import Backoff
+
+
+async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
+                      backoff: Backoff | None = None, tls_without_client_cert: bool = False
+                      ) -> bool:
+    """PING until it answers; False when ``stop`` was set while waiting.
+
+    ``tls_without_client_cert``: the URL is rediss:// and no client certificate is set. A
+    server that requires one may simply reset the connection (TLS 1.3 sends its refusal
+    after the handshake), which looks like any other reset: the retry line says so."""
+    backoff = backoff or Backoff(initial=0.5, cap=10.0)
+    address = operator.address
+    while not stop.is_set():
+        try:
+            await operator.ping()
+        except Exception as exc:
+            if is_permanent(exc):
+                raise StartupError(describe_permanent(exc, address)) from None
+            if not is_transient(exc):
+                raise
+            delay = backoff.next_delay()
+            said = with_tls_hint(describe_unavailable(exc, address), tls_without_client_cert)
+            logger.warning("{}, retrying in {:.1f}s", said, delay)
+            await backoff.wait(delay, stop)
+            continue
+        await _check_version(operator, address)
+        return True
+    return False
+
+
+async def _check_version(operator: RedisOperator, address: str) -> None:
+    try:
+        version = await operator.server_version()
+    except NoPermissionError:
+        return  # INFO is not granted: the commands themselves will say if one is missing
+    if version and server_too_old(version):
+        raise StartupError(f"the server at {address} is Redis {version}: Streamboot needs "
+                           f"{MIN_SERVER} or newer (XAUTOCLAIM's deleted ids, group lag)")

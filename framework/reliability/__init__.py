@@ -1,1 +1,0 @@
-"""At-least-once without loss: retries, dead letters, idempotency, ownership of in-flight work."""

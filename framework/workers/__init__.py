@@ -1,1 +1,0 @@
-"""``streamboot run --workers N``: worker processes under one supervisor."""

@@ -1,0 +1,191 @@
+"""Pending recovery and the stuck-vs-slow rule, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import redis
+from loguru import logger
+
+from streamboot import Application, RedisOperator
+from streamboot.config import settings_from_mapping
+from streamboot.config.models import PendingScanSettings, RetrySettings
+from streamboot.jobs.recovery import PendingRecovery
+from streamboot.listener.container import ListenerContainer
+from tests.conftest import wait_until
+from tests.handlers import FailingHandler, RawHandler, Recorder, SlowHandler
+from tests.streams import equals, make_spec, pel, produce, true
+
+QUICK_SCAN = PendingScanSettings(interval=timedelta(milliseconds=100),
+                                 min_idle=timedelta(milliseconds=600), count=50,
+                                 warn_after=timedelta(minutes=5))
+
+
+async def orphan(operator: RedisOperator, key: str, n: int) -> list[str]:
+    """Entries read by a consumer that then died: pending, never acked."""
+    ids = await produce(operator, key, n)
+    await operator.create_group(key, "g", "0")
+    await operator.xreadgroup(key, "g", "dead", count=n)
+    return ids
+
+
+async def test_entries_of_a_dead_consumer_are_reclaimed_and_handled(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    ids = await orphan(operator, key, 30)
+    await asyncio.sleep(0.65)  # let them age past min_idle
+    listeners = ListenerContainer(operator, keeper_client)
+    recorder = Recorder()
+    sub = listeners.register(make_spec(key, consumer="alive", pending_scan=QUICK_SCAN,
+                                       batch_size=7), RawHandler(recorder))
+    await listeners.start(timeout=5)
+    recovery = PendingRecovery(sub, operator)
+    try:
+        first = await recovery.run_once()
+        assert first.claimed == 30
+        await wait_until(lambda: true(set(recorder.seen) == set(ids)))
+        await wait_until(lambda: equals(pel(operator, key), 0))
+    finally:
+        await listeners.stop()
+    assert {recorder.deliveries[i] for i in ids} == {2}  # the dead one's delivery, and ours
+    assert sub.stats.reclaimed == 30
+
+
+async def test_recovery_is_bounded_and_continues_its_cursor(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    await orphan(operator, key, 25)
+    await asyncio.sleep(0.65)
+    listeners = ListenerContainer(operator, keeper_client)
+    scan = QUICK_SCAN.model_copy(update={"count": 10})
+    sub = listeners.register(make_spec(key, consumer="alive", pending_scan=scan),
+                             RawHandler(Recorder()))
+    recovery = PendingRecovery(sub, operator)
+    reports = [await recovery.run_once() for _ in range(3)]
+    assert [r.claimed for r in reports] == [10, 10, 5]
+    assert reports[-1].cursor == "0-0"  # reached the end: the next scan starts over
+
+
+async def test_fresh_pending_entries_are_not_reclaimed(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    await orphan(operator, key, 5)
+    listeners = ListenerContainer(operator, keeper_client)
+    sub = listeners.register(make_spec(key, consumer="alive", pending_scan=QUICK_SCAN),
+                             RawHandler(Recorder()))
+    assert (await PendingRecovery(sub, operator).run_once()).claimed == 0
+    assert (await operator.pending_summary(key, "g")).consumers == {"dead": 5}
+
+
+async def test_entries_trimmed_while_pending_are_counted_and_cleared(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    await orphan(operator, key, 8)
+    await operator.xtrim(key, maxlen=0, approximate=False)
+    await asyncio.sleep(0.65)
+    listeners = ListenerContainer(operator, keeper_client)
+    sub = listeners.register(make_spec(key, consumer="alive", pending_scan=QUICK_SCAN),
+                             RawHandler(Recorder()))
+    report = await PendingRecovery(sub, operator).run_once()
+    assert (report.claimed, report.deleted) == (0, 8)
+    assert sub.stats.deleted_while_pending == 8
+    assert await pel(operator, key) == 0
+
+
+async def test_slow_handler_is_not_reclaimed_while_its_owner_lives(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    """A handler three times longer than min_idle keeps its entries: the owner renews them."""
+    ids = await produce(operator, key, 4)
+    slow, rescuer = Recorder(), Recorder()
+    owner = ListenerContainer(operator, keeper_client)
+    other = ListenerContainer(operator, keeper_client)
+    owner.register(make_spec(key, consumer="owner", pending_scan=QUICK_SCAN, batch_size=4),
+                   SlowHandler(slow, seconds=1.8))
+    rival = other.register(make_spec(key, consumer="rival", pending_scan=QUICK_SCAN),
+                           RawHandler(rescuer))
+    await owner.start(timeout=5)
+    await wait_until(lambda: true(slow.in_flight == 4))
+    await other.start(timeout=5)
+    recovery = PendingRecovery(rival, operator)
+    try:
+        while slow.in_flight:  # scan all the while the owner works, 3x past min_idle
+            assert (await recovery.run_once()).claimed == 0
+            await asyncio.sleep(0.1)
+        await wait_until(lambda: equals(pel(operator, key), 0))
+    finally:
+        await owner.stop()
+        await other.stop()
+    assert set(slow.seen) == set(ids)
+    assert {slow.deliveries[i] for i in ids} == {1}
+    assert rescuer.seen == {}
+
+
+async def test_entries_left_pending_are_retried_by_recovery_then_dead_lettered(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    entry = await operator.xadd(key, {"n": "1", "fail": "yes"})
+    no_backoff = RetrySettings(max_deliveries=3, backoff=timedelta(0))
+    listeners = ListenerContainer(operator, keeper_client)
+    sub = listeners.register(make_spec(key, pending_scan=QUICK_SCAN, retry=no_backoff),
+                             FailingHandler(Recorder()))
+    await listeners.start(timeout=5)
+    recovery = PendingRecovery(sub, operator)
+    dlq = f"{{{key}}}:dlq"
+    try:
+        await wait_until(lambda: true(sub.stats.failed == 1))
+        while await operator.xlen(dlq) == 0:
+            await recovery.run_once()  # reclaims it once idle past min_idle, by itself
+            await asyncio.sleep(0.1)
+    finally:
+        await listeners.stop()
+    (dead,) = await operator.xrange(dlq)
+    assert (dead.fields["dlq_id"], dead.fields["dlq_deliveries"]) == (entry, "3")
+    assert sub.stats.failed == 3
+    assert await pel(operator, key) == 0
+
+
+async def test_long_pending_entries_are_logged(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    await orphan(operator, key, 2)
+    await asyncio.sleep(0.35)
+    scan = QUICK_SCAN.model_copy(update={"min_idle": timedelta(hours=1),
+                                         "warn_after": timedelta(milliseconds=300)})
+    listeners = ListenerContainer(operator, keeper_client)
+    sub = listeners.register(make_spec(key, consumer="alive", pending_scan=scan),
+                             RawHandler(Recorder()))
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        report = await PendingRecovery(sub, operator).run_once()
+    finally:
+        logger.remove(sink)
+    assert report.overdue == 2
+    assert sum("owner dead, 1 deliveries" in line for line in lines) == 2
+
+
+async def test_application_schedules_recovery_at_start(
+    operator: RedisOperator, redis_url: str, key: str
+) -> None:
+    ids = await orphan(operator, key, 5)
+    await asyncio.sleep(0.65)
+    settings = settings_from_mapping({
+        "redis": {"url": redis_url, "socket_connect_timeout": "150ms"},
+        "container": {"poll_timeout": "50ms"},
+        "listeners": {"orders": {
+            "stream": key, "group": "g", "consumer": "alive",
+            "handler": "tests.handlers:LoggingHandler",
+            "pending_scan": {"interval": "100ms", "min_idle": "600ms"}}},
+    })
+    application = Application(settings)
+    await application.start()
+    try:
+        assert application.listeners is not None
+        sub = application.listeners.subscriptions["orders"]
+        await wait_until(lambda: equals(pel(operator, key), 0))
+    finally:
+        await application.stop()
+    assert sub.stats.reclaimed == len(ids)
+    assert sub.stats.handled == len(ids)

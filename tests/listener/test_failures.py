@@ -1,0 +1,231 @@
+"""Retries, dead letters and idempotency, end to end against a real redis-server."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from streamboot import RedisOperator, StreamHandler
+from streamboot.config.models import IdempotencySettings, RetrySettings
+from streamboot.listener.container import ListenerContainer
+from streamboot.listener.idempotency import IdempotentScript
+from streamboot.message import Message
+from tests.conftest import wait_until
+from tests.handlers import FailingHandler, FlakyHandler, RawHandler, Recorder, RecordingHandler
+from tests.streams import equals, make_spec, pel, produce, start, true
+
+FAST_RETRY = RetrySettings(max_deliveries=3, backoff=timedelta(milliseconds=20),
+                           backoff_max=timedelta(milliseconds=100))
+
+
+async def test_fails_twice_then_succeeds(operator: RedisOperator, container: ListenerContainer,
+                                         key: str) -> None:
+    (entry,) = await produce(operator, key, 1)
+    recorder = Recorder()
+    await start(container, make_spec(key, retry=FAST_RETRY), FlakyHandler(recorder, fail_times=2))
+    await wait_until(lambda: true(entry in recorder.seen))
+    assert recorder.deliveries[entry] == 3  # counted by Redis: read, retry, retry
+    await wait_until(lambda: equals(pel(operator, key), 0))
+    assert await operator.xlen(f"{{{key}}}:dlq") == 0
+    assert container.subscriptions["orders"].stats.retried == 2
+
+
+async def test_always_failing_entry_is_dead_lettered_with_every_field(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    entry = await operator.xadd(key, {"n": "7", "fail": "yes"})
+    await start(container, make_spec(key, retry=FAST_RETRY), FailingHandler(Recorder()))
+    dlq = f"{{{key}}}:dlq"
+    await wait_until(lambda: equals(operator.xlen(dlq), 1))
+    (dead,) = await operator.xrange(dlq)
+    at = dead.fields.pop("dlq_at")
+    assert dead.fields == {
+        "n": "7", "fail": "yes", "dlq_reason": "max_deliveries",
+        "dlq_error": "RuntimeError: boom on 7", "dlq_stream": key, "dlq_id": entry,
+        "dlq_group": "g", "dlq_deliveries": "3", "dlq_fields": "2"}
+    assert abs((datetime.fromisoformat(at) - datetime.now(datetime.fromisoformat(at).tzinfo))
+               .total_seconds()) < 30
+    assert await pel(operator, key) == 0  # acked in the same step
+    assert container.subscriptions["orders"].stats.dead_lettered == 1
+
+
+async def test_invalid_payload_is_dead_lettered_at_first_delivery(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    entry = await operator.xadd(key, {"order_id": "o1", "qty": "lots"})
+    await start(container, make_spec(key, retry=FAST_RETRY), RecordingHandler(Recorder()))
+    dlq = f"{{{key}}}:dlq"
+    await wait_until(lambda: equals(operator.xlen(dlq), 1))
+    (dead,) = await operator.xrange(dlq)
+    assert dead.fields["dlq_reason"] == "invalid_payload"
+    assert dead.fields["dlq_deliveries"] == "1"
+    assert dead.fields["dlq_id"] == entry
+    assert dead.fields["dlq_error"].startswith("PayloadError: invalid Order: qty:")
+    assert await pel(operator, key) == 0
+
+
+async def test_custom_dead_letter_stream(operator: RedisOperator, container: ListenerContainer,
+                                         key: str) -> None:
+    await operator.xadd(key, {"n": "1", "fail": "yes"})
+    spec = make_spec(key, retry=FAST_RETRY, dead_letter_stream=f"{{{key}}}:poison")
+    await start(container, spec, FailingHandler(Recorder()))
+    await wait_until(lambda: equals(operator.xlen(f"{{{key}}}:poison"), 1))
+
+
+async def test_without_dead_letter_stream_entry_stays_pending(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    await operator.xadd(key, {"n": "1", "fail": "yes"})
+    sub = container.register(make_spec(key, retry=FAST_RETRY, dead_letter_stream=None),
+                             FailingHandler(Recorder()))
+    await container.start(timeout=5)
+    await wait_until(lambda: true(sub.stats.failed >= 3))
+    assert await pel(operator, key) == 1
+    assert not await operator.exists(f"{{{key}}}:dlq")
+
+
+async def test_dead_letters_equal_entries_acked_by_dead_lettering_under_concurrency(
+    operator: RedisOperator, keeper_client: redis.Redis, key: str
+) -> None:
+    good = await produce(operator, key, 150)
+    bad = [await operator.xadd(key, {"n": str(i), "fail": "yes"}) for i in range(150)]
+    recorder = Recorder()
+    retry = RetrySettings(max_deliveries=2, backoff=timedelta(milliseconds=5))
+    workers = [ListenerContainer(operator, keeper_client) for _ in range(2)]
+    for i, worker in enumerate(workers):
+        worker.register(make_spec(key, consumer=f"w{i}", concurrency=16, batch_size=25,
+                                  retry=retry), FailingHandler(recorder))
+        await worker.start(timeout=5)
+    dlq = f"{{{key}}}:dlq"
+    try:
+        await wait_until(lambda: equals(operator.xlen(dlq), 150), timeout=30)
+        await wait_until(lambda: equals(pel(operator, key), 0))
+    finally:
+        for worker in workers:
+            await worker.stop()
+    dead_ids = [e.fields["dlq_id"] for e in await operator.xrange(dlq)]
+    assert sorted(dead_ids) == sorted(bad)  # each failing entry once, no duplicates
+    assert sum(w.subscriptions["orders"].stats.dead_lettered for w in workers) == 150
+    assert set(recorder.seen) == set(good)
+
+
+async def test_idempotency_skips_a_repeated_business_key(
+    operator: RedisOperator, container: ListenerContainer, key: str, client: Redis
+) -> None:
+    first = await operator.xadd(key, {"order_id": "o-1", "qty": "1"})
+    await operator.xadd(key, {"order_id": "o-1", "qty": "1"})  # a duplicate publish
+    other = await operator.xadd(key, {"order_id": "o-2", "qty": "1"})
+    recorder = Recorder()
+    spec = make_spec(key, concurrency=1, batch_size=1,
+                     idempotency=IdempotencySettings(key="order_id", ttl=timedelta(hours=1)))
+    sub = container.register(spec, RecordingHandler(recorder))
+    await container.start(timeout=5)
+    await wait_until(lambda: true(sub.stats.deduplicated == 1))
+    await wait_until(lambda: equals(pel(operator, key), 0))
+    assert set(recorder.seen) == {first, other}
+    ttl = await client.pttl("streamboot:done:g:{o-1}")
+    assert 3_500_000 < ttl <= 3_600_000
+
+
+async def test_marker_is_set_only_after_success(
+    operator: RedisOperator, container: ListenerContainer, key: str, client: Redis
+) -> None:
+    await operator.xadd(key, {"order_id": "o-9", "n": "1", "fail": "yes"})
+    spec = make_spec(key, retry=FAST_RETRY,
+                     idempotency=IdempotencySettings(key="order_id"))
+    sub = container.register(spec, FailingHandler(Recorder()))
+    await container.start(timeout=5)
+    await wait_until(lambda: true(sub.stats.dead_lettered == 1))
+    assert not await client.exists("streamboot:done:g:{o-9}")
+
+
+async def test_idempotent_script_applies_effect_and_marker_together(client: Redis) -> None:
+    apply = IdempotentScript(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    message: Message[dict[str, str]] = Message("1-0", "s", "g", "c", {}, {}, 1,
+                                               ("m:{o-1}", timedelta(minutes=1)))
+    assert await apply(message, keys=["total:{o-1}"], args=[5]) == 5
+    assert await apply(message, keys=["total:{o-1}"], args=[5]) is None  # already applied
+    assert await client.get("total:{o-1}") == "5"
+    assert await client.exists("m:{o-1}")
+
+
+async def test_idempotent_script_requires_a_marker(client: Redis) -> None:
+    apply = IdempotentScript(client, "return 1")
+    with pytest.raises(ValueError, match="no idempotency marker"):
+        await apply(Message("1-0", "s", "g", "c", {}, {}, 1))
+
+
+async def test_retry_waits_are_not_in_the_poll_loop(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """While one entry waits 30s for its retry, new entries keep flowing."""
+    await operator.xadd(key, {"n": "0", "fail": "yes"})
+    recorder = Recorder()
+    slow_retry = RetrySettings(max_deliveries=5, backoff=timedelta(seconds=30))
+    await start(container, make_spec(key, retry=slow_retry), FailingHandler(recorder))
+    later = await produce(operator, key, 20)
+    await wait_until(lambda: true(set(recorder.seen) == set(later)))
+    await wait_until(lambda: equals(pel(operator, key), 1))  # acks ride with the next read
+
+
+async def test_raw_handler_untouched_by_idempotency_without_key(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    entry = await operator.xadd(key, {"x": "1"})  # no order_id field: handled normally
+    recorder = Recorder()
+    await start(container, make_spec(key, idempotency=IdempotencySettings(key="order_id")),
+              RawHandler(recorder))
+    await wait_until(lambda: true(entry in recorder.seen))
+
+
+async def test_duplicates_in_one_batch_and_in_consecutive_batches_are_handled_once(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """Ten business keys published five times each, interleaved, read 5 at a time with
+    read-ahead: each key is handled exactly once, every other entry is skipped."""
+    await operator.xadd_many(key, [{"order_id": f"k{k}", "round": str(round_)}
+                                   for round_ in range(5) for k in range(10)])
+    handled: list[str] = []
+
+    class Once(StreamHandler[dict[str, str]]):
+        async def handle(self, message: Message[dict[str, str]]) -> None:
+            handled.append(message.payload["order_id"])
+
+    spec = make_spec(key, batch_size=5, concurrency=4,
+                     idempotency=IdempotencySettings(key="order_id"))
+    sub = container.register(spec, Once())
+    await container.start(timeout=5)
+    await wait_until(lambda: true(sub.stats.deduplicated == 40))
+    await wait_until(lambda: equals(pel(operator, key), 0))
+    assert sorted(handled) == sorted(f"k{k}" for k in range(10))
+
+
+class _TimedFailures(StreamHandler[dict[str, str]]):
+    """Fails every delivery, noting when each began."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        self.at.append(time.monotonic())
+        raise RuntimeError("gateway down")
+
+
+async def test_a_retry_runs_after_its_backoff_not_after_the_blocked_read(
+        operator: RedisOperator, container: ListenerContainer, key: str) -> None:
+    """On a drained stream the loop sits in XREADGROUP BLOCK poll_timeout (2 s here); a
+    retry due after 200 ms ends that read instead of waiting it out (the log line says
+    "retrying in 0.20s", and so it is)."""
+    handler = _TimedFailures()
+    spec = make_spec(key, poll_timeout=timedelta(seconds=2),
+                     retry=RetrySettings(max_deliveries=3, backoff=timedelta(milliseconds=200),
+                                         backoff_max=timedelta(milliseconds=200)))
+    await produce(operator, key, 1)
+    await start(container, spec, handler)
+    await wait_until(lambda: true(len(handler.at) == 3), timeout=5)
+    gaps = [b - a for a, b in zip(handler.at, handler.at[1:], strict=False)]
+    assert all(0.15 < gap < 1.0 for gap in gaps), gaps

@@ -1,0 +1,134 @@
+"""Metrics and health, scraped over HTTP from a running application; alert crossings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import timedelta
+
+from loguru import logger
+from redis.asyncio import Redis
+
+from streamboot import Application, Message, RedisOperator, StreamHandler
+from streamboot.config import settings_from_mapping
+from streamboot.config.models import AlertSettings
+from streamboot.devserver import RedisServer
+from streamboot.listener.container import ListenerContainer
+from streamboot.observability.alerts import AlertState
+from streamboot.observability.http import health
+from streamboot.observability.stream_views import GroupView
+from tests.conftest import http_get as get
+from tests.conftest import wait_until
+from tests.streams import make_spec, start
+
+
+async def test_metrics_and_health_over_http() -> None:
+    with RedisServer() as server:
+        settings = settings_from_mapping({
+            "redis": {"url": server.url, "socket_timeout": "1s"},
+            "container": {"poll_timeout": "100ms"},
+            "metrics": {"enabled": True, "port": 0, "refresh": "100ms"},
+            "listeners": {"m": {"stream": "m", "group": "g",
+                                "handler": "tests.handlers:LoggingHandler"}},
+        })
+        application = Application(settings)
+        await application.start()
+        try:
+            assert application.metrics_server is not None
+            base = f"http://127.0.0.1:{application.metrics_server.port}"
+            client = Redis.from_url(server.url)
+            for i in range(10):
+                await client.xadd("m", {"n": str(i)})
+            await client.aclose()
+            sub = application.listeners.subscriptions["m"]  # type: ignore[union-attr]
+            await wait_until(lambda: _true(sub.stats.acked == 10))
+            await asyncio.sleep(0.3)  # one monitor refresh
+            status, text = await asyncio.to_thread(get, f"{base}/metrics")
+            assert status == 200
+            assert 'streamboot_entries_handled_total{listener="m",stream="m"} 10.0' in text
+            assert 'streamboot_handler_duration_seconds_count{listener="m",stream="m"} 10.0' in text
+            assert 'streamboot_batch_size_bucket{le="+Inf",listener="m",stream="m"}' in text
+            assert 'streamboot_group_lag{group="g",stream="m"} 0.0' in text
+            assert 'streamboot_stream_length{stream="m"} 10.0' in text
+            for lost in ("lost", "acked_elsewhere", "deleted_while_pending", "unconfirmed",
+                         "already_acked"):  # every way out of the hand is counted, at 0
+                assert f'streamboot_entries_{lost}_total{{listener="m",stream="m"}} 0.0' in text
+            assert 'streamboot_renewal_failures_total{listener="m",stream="m"} 0.0' in text
+            assert 'streamboot_renewal_age_seconds{listener="m",stream="m"}' in text
+            status, body = await asyncio.to_thread(get, f"{base}/healthz")
+            assert (status, json.loads(body)["healthy"]) == (200, True)
+            server.stop()  # Redis goes away: health turns red
+            status, body = await asyncio.to_thread(get, f"{base}/healthz")
+            report = json.loads(body)
+            assert status == 503
+            assert any("redis unreachable" in p for p in report["problems"])
+        finally:
+            await application.stop()
+
+
+def test_an_alert_is_logged_once_per_crossing() -> None:
+    state = AlertState()
+    settings = AlertSettings(max_pending_per_consumer=10, max_lag=100,
+                             max_oldest_pending_idle=None)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    try:
+        calm = GroupView("g", 5, 3, None, "0-0", [])
+        busy = GroupView("g", 500, 30, 1000, "0-0", [])
+        for view in (calm, busy, busy, busy, calm):
+            state.update("orders", "orders", view, settings)
+    finally:
+        logger.remove(sink)
+    warnings = [ln for ln in lines if ln.startswith("WARNING")]
+    assert len(warnings) == 2  # pending and lag, once each, not three times
+    assert any("alert lag" in ln for ln in warnings)
+    assert any("alert pending" in ln for ln in warnings)
+    assert sum("cleared" in ln for ln in lines) == 2
+    assert state.active[("orders", "orders", "lag")] is False
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+class Deaf(StreamHandler[dict[str, str]]):
+    """Slow work, or (for ``deaf`` entries) a handler that ignores its cancellation."""
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        if not message.payload.get("deaf"):
+            await asyncio.sleep(0.6)  # legitimately slow: 3 x poll_timeout
+            return
+        deadline = asyncio.get_running_loop().time() + 1.5
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+
+
+async def test_health_tells_slow_work_from_a_handler_past_its_timeout(
+        operator: RedisOperator, container: ListenerContainer, key: str) -> None:
+    """Handlers running longer than 2 x poll_timeout are work, not a stall: healthy (once
+    they reported the worker not live, so an orchestrator would restart it mid-work). A
+    handler past handler_timeout — here one that swallows its cancellation — is what
+    health reports."""
+    for _ in range(8):
+        await operator.xadd(key, {"n": "1"})
+    spec = make_spec(key, batch_size=4, concurrency=4, poll_timeout=timedelta(milliseconds=200),
+                     handler_timeout=timedelta(milliseconds=800))
+    await start(container, spec, Deaf())
+    samples = []
+    for _ in range(20):  # 1 s: two full batches of slow handlers, read-ahead on
+        samples.append(await health(operator, container.subscriptions))
+        await asyncio.sleep(0.05)
+    assert all(s["healthy"] for s in samples), [s["problems"] for s in samples]
+    deaf = await operator.xadd(key, {"deaf": "1"})
+    await wait_until(lambda: _true(container.subscriptions["orders"].stats.timed_out == 0
+                                   and bool(container.subscriptions["orders"].overdue())),
+                     timeout=5)
+    report = await health(operator, container.subscriptions)
+    assert not report["healthy"]
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    (problem,) = problems
+    assert f"handler on entry {deaf} running for" in problem
+    assert "(handler_timeout 0.8s)" in problem

@@ -1,0 +1,115 @@
+"""The pure rules of partitioning and worker shares: keys, routing, what is refused."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import pytest
+
+from streamboot.config.loader import settings_from_mapping
+from streamboot.errors import ConfigError
+from streamboot.partitions.assignment import assigned_listeners, idle_workers
+from streamboot.partitions.keys import RoundRobin, partition_key, partition_of
+from streamboot.process.worker_slot import WorkerSlot, current_slot
+from streamboot.wire.hash_slots import same_slot
+
+
+def app(**listener: Any) -> dict[str, Any]:
+    return {"listeners": {"orders": {"stream": "orders", "group": "g", "handler": "h",
+                                     **listener}}}
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data)
+    return [f"{p.path}: {p.message}" for p in info.value.problems]
+
+
+def test_each_partition_is_its_own_hash_tag_and_its_dlq_shares_it() -> None:
+    settings = settings_from_mapping(app(partitions=4))
+    names = [(a.name, a.settings.stream, a.settings.dead_letter_stream)
+             for a in assigned_listeners(settings)]
+    assert names == [(f"orders[p{i}]", f"{{orders:p{i}}}", f"{{orders:p{i}}}:dlq")
+                     for i in range(4)]
+    assert all(same_slot(stream, dlq) for _, stream, dlq in names if dlq)
+
+
+def test_routing_is_crc32_mod_n_so_other_producers_can_compute_it() -> None:
+    for value in ("c-1", "customer-42", "ü"):
+        assert partition_of(value, 6) == zlib.crc32(value.encode()) % 6
+    assert partition_key("orders", 2) == "{orders:p2}"
+
+
+def test_round_robin_visits_every_partition_in_turn_from_a_random_start() -> None:
+    picks = [RoundRobin(5)() for _ in range(200)]
+    assert set(picks) == set(range(5))  # first picks spread, not all partition 0
+    rr = RoundRobin(3)
+    first = rr()
+    assert [rr() for _ in range(5)] == [(first + i) % 3 for i in range(1, 6)]
+
+
+@pytest.mark.parametrize(("listener", "expected"), [
+    ({"partitions": 3, "stream": "{shop}:orders"}, "braces"),
+    ({"partitions": 3, "rotation": {"key_format": "{o}:%Y%m%d%H"}}, "braces"),
+    ({"partitions": 3, "dead_letter": {"stream": "x:dlq"}}, "each partition has its own"),
+    ({"partition_by": "customer"}, "partitions is 1"),
+    ({"partitions": 2, "partition_by": "a", "ordering_key": "b"}, "differ"),
+    ({"partitions": 0}, "greater than or equal to 1"),
+])
+def test_what_cannot_work_is_refused_with_the_reason(listener: dict[str, Any],
+                                                      expected: str) -> None:
+    (problem,) = problems(app(**listener))
+    assert problem.startswith("listeners.orders"), problem
+    assert expected in problem, problem
+
+
+def test_ordering_key_routes_when_partition_by_is_not_given() -> None:
+    settings = settings_from_mapping(app(partitions=2, ordering_key="customer"))
+    assert settings.listeners["orders"].routed_by == "customer"
+
+
+def test_workers_share_the_partitions_and_read_every_plain_stream() -> None:
+    data = app(partitions=4)
+    data["listeners"]["audit"] = {"stream": "audit", "group": "g", "handler": "h"}
+    settings = settings_from_mapping(data)
+    shares = [[a.name for a in assigned_listeners(settings, WorkerSlot(i, 2, f"h-1-w{i}"))]
+              for i in range(2)]
+    assert shares == [["orders[p0]", "orders[p2]", "audit"], ["orders[p1]", "orders[p3]", "audit"]]
+    consumers = {a.consumer for a in assigned_listeners(settings, WorkerSlot(1, 2, "h-1-w1"))}
+    assert consumers == {"h-1-w1"}  # the default name: stable across the worker's restarts
+
+
+def test_a_configured_consumer_name_gets_the_worker_index() -> None:
+    settings = settings_from_mapping(app(consumer="api"))
+    (only,) = assigned_listeners(settings, WorkerSlot(3, 4, "h-1-w3"))
+    assert only.consumer == "api-w3"
+
+
+def test_workers_beyond_the_partitions_would_read_nothing() -> None:
+    settings = settings_from_mapping(app(partitions=2))
+    assert idle_workers(settings, 4) == [2, 3]
+    assert idle_workers(settings, 2) == []
+
+
+def test_the_worker_variable_is_read_and_checked() -> None:
+    assert current_slot({}) is None
+    assert current_slot({"STREAMBOOT_WORKER": "1/3", "STREAMBOOT_WORKER_NAME": "h-9-w1"}) == \
+        WorkerSlot(1, 3, "h-9-w1")
+    with pytest.raises(ValueError, match="expected <index>/<count>"):
+        current_slot({"STREAMBOOT_WORKER": "3/3"})
+
+
+def test_a_worker_is_restarted_with_growing_backoff_unless_a_restart_cannot_help() -> None:
+    from streamboot.process.restarts import AfterExit, after_exit
+
+    first = after_exit(-9, ran_for=2.0, deaths=0)
+    again = after_exit(1, ran_for=2.0, deaths=first.deaths)
+    assert (first.restart, first.delay, first.deaths) == (True, 0.5, 1)
+    assert (again.delay, again.deaths) == (1.0, 2)
+    assert after_exit(1, ran_for=2.0, deaths=20).delay == 30.0  # capped
+    steady = after_exit(-9, ran_for=31.0, deaths=5)
+    assert (steady.delay, steady.deaths) == (0.5, 0)  # a steady run starts over
+    for code in (2, 3):
+        assert after_exit(code, ran_for=100.0, deaths=0) == AfterExit(restart=False,
+                                                                       exit_code=code)
