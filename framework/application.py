@@ -19,7 +19,8 @@ from .di import StreambootContainer, build_container, provide, resolve_handler
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
 from .handler import StreamHandler
 from .jobs.clock import Clock, SystemClock
-from .jobs.registry import DeclaredListener, declare
+from .jobs.contract import DeclaredListener
+from .jobs.registry import declare
 from .jobs.schedule import Every, note_skipped, schedule
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener

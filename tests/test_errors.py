@@ -11,7 +11,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from streamboot.client import build_client
 from streamboot.config import ConfigError, settings_from_mapping
 from streamboot.config.models import RedisSettings
-from streamboot.errors import (
+from streamboot.wire.operator import RedisOperator
+from streamboot.wire.redis_errors import (
     describe_permanent,
     describe_unavailable,
     is_permanent,
@@ -19,7 +20,6 @@ from streamboot.errors import (
     pool_exhausted,
     server_too_old,
 )
-from streamboot.wire.operator import RedisOperator
 
 
 async def test_an_exhausted_pool_is_reported_as_such(redis_url: str) -> None:

@@ -76,3 +76,49 @@ def test_the_sample_app_uses_only_the_surface() -> None:
                     "streamboot."):
                 deep.append(f"{path.name}: {node.module}")
     assert deep == []
+
+
+def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
+    """The framework modules ``name`` imports, type-only imports included."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[:len(package) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            for candidate in (target, *(f"{target}.{a.name}".lstrip(".") for a in node.names)):
+                if candidate in modules and candidate != name:
+                    found.add(candidate)
+    return found
+
+
+def test_no_import_cycle_between_modules_type_only_imports_included() -> None:
+    paths = {}
+    for path in _modules(SOURCE):
+        parts = list(path.relative_to(SOURCE).with_suffix("").parts)
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: _imports(path, name, set(paths)) for name, path in paths.items()}
+    cycles = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        for dep in graph[name]:
+            if dep in trail:
+                cycles.append(" -> ".join([*trail[trail.index(dep):], dep]))
+            elif dep not in done:
+                visit(dep, [*trail, dep])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in graph:
+        if name not in done:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_the_root_holds_only_what_users_import() -> None:
+    """At most 16 modules at the root (docs/architecture.md, "The tree"): each exported
+    from ``streamboot`` or named in the docs for users; the rest live in components."""
+    root = sorted(p.stem for p in SOURCE.glob("*.py"))
+    assert len(root) <= 16, root
+    assert root == ["__init__", "__main__", "application", "client", "codecs", "devserver",
+                    "di", "errors", "handler", "lock", "message", "publisher", "testing"]

@@ -17,17 +17,11 @@ from pydantic import BaseModel
 from ..config.loader import load_settings, read_yaml
 from ..config.models import AppSettings, ListenerSettings
 from ..di import build_container, import_handler_class, provide, resolve_handler
-from ..errors import (
-    ConfigError,
-    ConfigProblem,
-    HandlerResolutionError,
-    describe_permanent,
-    describe_unavailable,
-    is_permanent,
-)
+from ..errors import ConfigError, ConfigProblem, HandlerResolutionError
 from ..handler import handler_problems
 from ..partitions.keys import partition_keys
 from ..wire.operator import RedisOperator
+from ..wire.redis_errors import describe_permanent, describe_unavailable, is_permanent
 
 
 async def check_application(path: str | Path) -> tuple[AppSettings | None, list[ConfigProblem]]:

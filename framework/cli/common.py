@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
 
 from ..client import build_client
@@ -33,11 +32,6 @@ from ..errors import (
     StreambootError,
     UsageError,
     WrongTypeError,
-    describe_permanent,
-    describe_unavailable,
-    is_permanent,
-    server_error_text,
-    with_tls_hint,
 )
 from ..jobs.clock import SystemClock
 from ..jobs.rotation import RotationPolicy
@@ -46,6 +40,15 @@ from ..wire.decoding import to_wire
 from ..wire.hash_slots import colocated
 from ..wire.ids import is_id
 from ..wire.operator import RedisOperator
+from ..wire.redis_errors import (
+    describe_permanent,
+    describe_unavailable,
+    from_redis,
+    is_permanent,
+    refused,
+    server_error_text,
+    with_tls_hint,
+)
 
 OK, NOT_FOUND, USAGE, REDIS = 0, 1, 2, 3
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -116,14 +119,16 @@ async def _run(redis: RedisSettings, settings: AppSettings | None,
         await job(operator, settings)
     except WrongTypeError as exc:
         raise _RedisFailure(str(exc)) from None
-    except ResponseError as exc:
-        text = server_error_text(exc)
-        if "Invalid stream ID" in text or "Invalid start ID" in text or "invalid ID" in text:
-            raise UsageError(f"not a stream entry id ({text})") from None
-        if is_permanent(exc):
-            raise _RedisFailure(describe_permanent(exc, operator.address)) from None
-        raise _RedisFailure(f"redis refused: {text}") from None
-    except RedisError as exc:
+    except Exception as exc:
+        if refused(exc):
+            text = server_error_text(exc)
+            if "Invalid stream ID" in text or "Invalid start ID" in text or "invalid ID" in text:
+                raise UsageError(f"not a stream entry id ({text})") from None
+            if is_permanent(exc):
+                raise _RedisFailure(describe_permanent(exc, operator.address)) from None
+            raise _RedisFailure(f"redis refused: {text}") from None
+        if not from_redis(exc):
+            raise
         text = (describe_permanent(exc, operator.address) if is_permanent(exc)
                 else with_tls_hint(describe_unavailable(exc, operator.address),
                                    redis.tls_without_client_cert))

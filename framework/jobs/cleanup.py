@@ -17,7 +17,7 @@ from ..wire.operator import RedisOperator
 from .schedule import Every
 
 if TYPE_CHECKING:
-    from .registry import DeclaredListener
+    from .contract import DeclaredListener
 
 _MAX_DELETES = 100
 

@@ -32,7 +32,7 @@ from .schedule import Every
 
 if TYPE_CHECKING:
     from ..listener.container import ListenerContainer
-    from .registry import DeclaredListener
+    from .contract import DeclaredListener
 
 _WARN_ROWS = 10
 

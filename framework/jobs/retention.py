@@ -25,7 +25,7 @@ from .schedule import Every
 if TYPE_CHECKING:  # the job's collaborators; the rule is pure
     from ..wire.operator import RedisOperator
     from .clock import Clock
-    from .registry import DeclaredListener
+    from .contract import DeclaredListener
 
 
 

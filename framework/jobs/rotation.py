@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the job's collaborators; the rule needs none of them (publi
     from ..listener.spec import ListenerSpec
     from ..wire.operator import RedisOperator
     from .clock import Clock
-    from .registry import DeclaredListener
+    from .contract import DeclaredListener
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 from loguru import logger
 
-from ..errors import describe_permanent, describe_unavailable, is_permanent, is_transient
+from ..wire.redis_errors import describe_permanent, describe_unavailable, is_permanent, is_transient
 
 
 class _CancelledAtStop(logging.Filter):

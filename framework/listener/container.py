@@ -81,8 +81,10 @@ class ListenerContainer:
         share one blocking read (parking.py)."""
         key = (spec.group, spec.consumer, spec.batch_size, spec.poll_timeout)
         if key not in self._lots:
-            self._lots[key] = self._operator.parking_lot(spec.group, spec.consumer,
-                                                         spec.batch_size, spec.poll_timeout)
+            # One XREADGROUP cannot span Cluster slots: there each reads on its own.
+            self._lots[key] = (ParkingLot(self._operator, spec.group, spec.consumer,
+                                          spec.batch_size, spec.poll_timeout)
+                               if self._operator.standalone else None)
         return self._lots[key]
 
     async def unregister(self, name: str) -> None:

@@ -9,11 +9,11 @@ from time import perf_counter
 
 from loguru import logger
 
-from ..errors import describe_permanent, is_permanent
 from ..observability import tracing
 from ..observability.logs import handler_traceback
 from ..wire.operator import RedisOperator
 from ..wire.records import StreamEntry
+from ..wire.redis_errors import describe_permanent, is_permanent
 from .acks import Acks
 from .dead_letters import (
     REASON_INVALID_PAYLOAD,

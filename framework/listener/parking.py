@@ -33,10 +33,9 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 from loguru import logger
-from redis.asyncio import Redis
 
 from ..wire.commands import parse_read_many_reply, read_many_command
-from ..wire.readers import dedicated_connection
+from ..wire.operator import RedisOperator
 from ..wire.records import StreamEntry
 
 SETTLE = 0.02
@@ -62,9 +61,9 @@ or the shared read failed: read on your own)."""
 class ParkingLot:
     """One blocking read for the parked streams of one group and consumer."""
 
-    def __init__(self, client: Redis, group: str, consumer: str, count: int,
+    def __init__(self, operator: RedisOperator, group: str, consumer: str, count: int,
                  block: timedelta) -> None:
-        self._client = client
+        self._operator = operator
         self._group, self._consumer = group, consumer
         self._count, self._block = count, block
         self._parked: dict[str, tuple[Parked, Polled]] = {}
@@ -153,7 +152,7 @@ class ParkingLot:
 
     async def _read(self, streams: list[str]) -> list[tuple[str, list[StreamEntry]]]:
         if self._conn is None:
-            self._conn, self._client_id = await dedicated_connection(self._client)
+            self._conn, self._client_id = await self._operator.dedicated_connection()
         self._returned.clear()
         try:
             return await self._send_and_receive(streams)
@@ -183,7 +182,7 @@ class ParkingLot:
         if self._client_id is None:
             return
         try:
-            await self._client.execute_command("CLIENT", "UNBLOCK", self._client_id)
+            await self._operator.unblock(self._client_id)
         except Exception as exc:  # the read then ends with its BLOCK
             logger.debug("CLIENT UNBLOCK of the shared read failed: {}", exc)
 

@@ -22,20 +22,13 @@ from typing import Any
 
 from loguru import logger
 
-from ..errors import (
-    NoGroupError,
-    StartupError,
-    WrongTypeError,
-    describe_permanent,
-    describe_unavailable,
-    is_permanent,
-    is_transient,
-)
+from ..errors import NoGroupError, StartupError, WrongTypeError
 from ..handler import StreamHandler
 from ..wire.operator import RedisOperator
-from ..wire.readers import ReadResult
+from ..wire.readers import ReadResult, group_reader
 from ..wire.reconnect import Backoff
 from ..wire.records import Renewal, StreamEntry
+from ..wire.redis_errors import describe_permanent, describe_unavailable, is_permanent, is_transient
 from .acks import Acks
 from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
@@ -104,7 +97,7 @@ class Subscription:
         self._backoff = Backoff()
         self._cursor = OWN_PEL_START
         self._replayed = 0
-        self._reader = operator.group_reader(spec.stream, spec.group, spec.consumer)
+        self._reader = group_reader(operator, spec.stream, spec.group, spec.consumer)
         self._read_sent = False
         """A read (carrying the acks in ``Acks.ride``) is on its way and not received."""
         self._waiting_read = False

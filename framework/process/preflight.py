@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 
 from loguru import logger
-from redis.exceptions import NoPermissionError
 
-from ..errors import (
+from ..errors import StartupError
+from ..wire.operator import RedisOperator
+from ..wire.reconnect import Backoff
+from ..wire.redis_errors import (
     MIN_SERVER,
-    StartupError,
     describe_permanent,
     describe_unavailable,
     is_permanent,
     is_transient,
+    permission_denied,
     server_too_old,
     with_tls_hint,
 )
-from ..wire.operator import RedisOperator
-from ..wire.reconnect import Backoff
 
 
 async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
@@ -59,8 +59,10 @@ async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
 async def _check_version(operator: RedisOperator, address: str) -> None:
     try:
         version = await operator.server_version()
-    except NoPermissionError:
-        return  # INFO is not granted: the commands themselves will say if one is missing
+    except Exception as exc:
+        if permission_denied(exc):
+            return  # INFO is not granted: the commands themselves will say if one is missing
+        raise
     if version and server_too_old(version):
         raise StartupError(f"the server at {address} is Redis {version}: Streamboot needs "
                            f"{MIN_SERVER} or newer (XAUTOCLAIM's deleted ids, group lag)")

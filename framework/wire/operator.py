@@ -19,8 +19,7 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..config.durations import to_ms
-from ..errors import MissingStreamError, translate_response_error
-from ..listener.parking import ParkingLot
+from ..errors import MissingStreamError
 from . import scripts
 from .commands import (
     ack_commands,
@@ -29,8 +28,7 @@ from .commands import (
     parsed_read_reply,
     read_command,
 )
-from .decoding import from_wire, to_wire
-from .readers import ConnectionGroupReader, GroupReader, PipelineGroupReader
+from .decoding import WIRE_ERRORS, from_wire, to_wire
 from .records import (
     AutoClaimResult,
     ConsumerInfo,
@@ -42,6 +40,7 @@ from .records import (
     StreamEntry,
     StreamInfo,
 )
+from .redis_errors import translate_response_error
 
 RedisClient = Redis | RedisCluster
 
@@ -305,19 +304,35 @@ class RedisOperator:
             raise translate_response_error(exc, key, group) from exc
         return int(replies[-1]) if ids else 0
 
-    def group_reader(self, key: str, group: str, consumer: str) -> GroupReader:
-        """The poll loop's split XACK + XREADGROUP round trip (see readers.py)."""
-        if isinstance(self._client, Redis):
-            return ConnectionGroupReader(self._client, key, group, consumer)
-        return PipelineGroupReader(self, key, group, consumer)
+    @property
+    def standalone(self) -> bool:
+        """A single server (not Redis Cluster): a read may have a connection of its own,
+        and one XREADGROUP may span streams."""
+        return isinstance(self._client, Redis)
 
-    def parking_lot(self, group: str, consumer: str, count: int,
-                    block: timedelta) -> ParkingLot | None:
-        """The shared read of idle subscriptions (listener/parking.py); None on Redis Cluster, where
-        one XREADGROUP cannot span slots."""
-        if isinstance(self._client, Redis):
-            return ParkingLot(self._client, group, consumer, count, block)
-        return None
+    async def dedicated_connection(self) -> tuple[Any, int]:
+        """A connection of its own, outside the client's pool (same settings), decoding
+        with ``surrogateescape``; and its CLIENT ID, for :meth:`unblock`. Standalone only:
+        the poll loop's reader and the shared idle read block on one for ``poll_timeout``,
+        which would otherwise hold a pooled connection."""
+        assert isinstance(self._client, Redis), "standalone servers only"
+        pool = self._client.connection_pool
+        kwargs = {**pool.connection_kwargs, "decode_responses": True,
+                  "encoding_errors": WIRE_ERRORS}
+        conn = pool.connection_class(**kwargs)
+        try:
+            await conn.connect()
+            await conn.send_command("CLIENT", "ID")
+            client_id = int(await conn.read_response())
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        return conn, client_id
+
+    async def unblock(self, client_id: int) -> None:
+        """CLIENT UNBLOCK (timeout mode): a read blocked on that connection returns nil at
+        once, as if its BLOCK had expired."""
+        await self._client.execute_command("CLIENT", "UNBLOCK", client_id)
 
     async def xack(self, key: str, group: str, ids: Sequence[str]) -> int:
         """Acknowledge many ids in one XACK."""

@@ -16,16 +16,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ..errors import translate_response_error
 from .commands import ack_commands, parse_read_reply, read_command
-from .decoding import WIRE_ERRORS
 from .records import StreamEntry
+from .redis_errors import translate_response_error
 
 if TYPE_CHECKING:
     from .operator import RedisOperator
+
+
+def group_reader(operator: RedisOperator, stream: str, group: str,
+                 consumer: str) -> GroupReader:
+    """The poll loop's split XACK + XREADGROUP round trip: a connection of its own on a
+    standalone server, a pooled pipeline on Redis Cluster (chosen once, at start)."""
+    if operator.standalone:
+        return ConnectionGroupReader(operator, stream, group, consumer)
+    return PipelineGroupReader(operator, stream, group, consumer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +62,6 @@ class GroupReader(Protocol):
         """End a read blocked on an empty stream now (it returns no entries)."""
 
 
-async def dedicated_connection(client: Redis) -> tuple[Any, int]:
-    """A connection of its own, outside the client's pool (same settings), decoding with
-    ``surrogateescape``; and its CLIENT ID, for CLIENT UNBLOCK."""
-    pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": True,
-              "encoding_errors": WIRE_ERRORS}
-    conn = pool.connection_class(**kwargs)
-    try:
-        await conn.connect()
-        await conn.send_command("CLIENT", "ID")
-        client_id = int(await conn.read_response())
-    except BaseException:
-        await conn.disconnect(nowait=True)
-        raise
-    return conn, client_id
-
-
 class ConnectionGroupReader:
     """Standalone Redis: a dedicated connection, commands written and replies read in turn.
 
@@ -84,8 +74,9 @@ class ConnectionGroupReader:
 
     interruptible = True
 
-    def __init__(self, client: Redis, stream: str, group: str, consumer: str) -> None:
-        self._client = client
+    def __init__(self, operator: RedisOperator, stream: str, group: str,
+                 consumer: str) -> None:
+        self._operator = operator
         self._stream, self._group, self._consumer = stream, group, consumer
         self._conn: Any = None
         self._client_id: int | None = None
@@ -93,7 +84,7 @@ class ConnectionGroupReader:
         self._acking = False
 
     async def _connect(self) -> Any:
-        conn, self._client_id = await dedicated_connection(self._client)
+        conn, self._client_id = await self._operator.dedicated_connection()
         return conn
 
     async def send(self, ack_ids: Sequence[str], markers: Sequence[str],
@@ -140,8 +131,7 @@ class ConnectionGroupReader:
         """CLIENT UNBLOCK (timeout mode): the blocked XREADGROUP returns nil at once, as if
         its BLOCK had expired, so a stop need not wait for poll_timeout."""
         if self._expected and self._client_id is not None:
-            await self._client.execute_command(
-                "CLIENT", "UNBLOCK", self._client_id)
+            await self._operator.unblock(self._client_id)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -8,7 +8,8 @@ from typing import Any
 
 from streamboot.config import settings_from_mapping
 from streamboot.jobs.clock import FakeClock
-from streamboot.jobs.registry import DeclaredListener, declare
+from streamboot.jobs.contract import DeclaredListener
+from streamboot.jobs.registry import declare
 from streamboot.listener.container import ListenerContainer
 from streamboot.listener.spec import resolve_listener
 from streamboot.wire.operator import RedisOperator
