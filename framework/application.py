@@ -25,7 +25,8 @@ from .jobs.schedule import Every, note_skipped, schedule
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
 from .observability.alerts import AlertState
-from .observability.http import MetricsServer, health, serve_or_refuse
+from .observability.health import health
+from .observability.http import MetricsServer, serve_or_refuse
 from .observability.metrics import StreambootCollector, build_registry
 from .observability.stream_views import StreamView, stream_view
 from .partitions.assignment import Assigned, assigned_listeners

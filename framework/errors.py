@@ -93,13 +93,13 @@ class LockNotAcquired(StreambootError):
     """Someone else holds the lock: for a request, a duplicate."""
 
 
-# -- operator commands ------------------------------------------------------------------
+# -- admin commands --------------------------------------------------------------------
 class NotFound(StreambootError):
-    """What an operator command was asked about does not exist (exit 1)."""
+    """What an admin command was asked about does not exist (exit 1)."""
 
 
 class UsageError(StreambootError):
-    """An operator command was given something it cannot use (exit 2)."""
+    """An admin command was given something it cannot use (exit 2)."""
 
 
 # -- the throwaway server ---------------------------------------------------------------

@@ -30,6 +30,15 @@ async def produce(operator: RedisOperator, key: str, n: int, **extra: str) -> li
     return [str(i) for i in ids]
 
 
+async def age(client: Any, key: str, group: str, consumer: str, ids: list[str],
+              idle: timedelta) -> None:
+    """Make pending entries look idle for ``idle`` (XCLAIM … IDLE, same owner, no delivery
+    counted) instead of sleeping past ``min_idle``. Before any XDEL or XTRIM of them:
+    XCLAIM drops a deleted entry from the pending list."""
+    await client.execute_command("XCLAIM", key, group, consumer, 0, *ids, "IDLE",
+                                 int(idle.total_seconds() * 1000), "JUSTID")
+
+
 async def pel(operator: RedisOperator, key: str, group: str = "g") -> int:
     return (await operator.pending_summary(key, group)).count
 

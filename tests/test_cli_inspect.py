@@ -1,4 +1,4 @@
-"""The operator's commands, run as a user runs them, against a real redis-server."""
+"""The admin commands, run as a user runs them, against a real redis-server."""
 
 from __future__ import annotations
 

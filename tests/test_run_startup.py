@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from streamboot.devserver import RedisServer, free_port
-from tests.conftest import stop_process
+from tests.conftest import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
@@ -87,11 +87,16 @@ def test_a_database_the_server_does_not_have_ends_run_at_once(
 def test_an_unreachable_server_is_retried_and_says_where(tmp_path: Path) -> None:
     port = free_port()
     config = app_file(tmp_path, f"redis://127.0.0.1:{port}/0")
-    proc = subprocess.Popen([STREAMBOOT, "run", str(config)], cwd=ROOT, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(2.5)
-    assert proc.poll() is None  # still trying: it heals when Redis comes up
-    stderr = stop_process(proc, signal.SIGTERM)
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([STREAMBOOT, "run", str(config)], cwd=ROOT, text=True,
+                                stdout=subprocess.DEVNULL, stderr=sink)
+        try:  # it tries, and tries again: it heals when Redis comes up
+            wait_for(lambda: log.read_text().count("cannot reach redis") >= 2, timeout=15)
+            assert proc.poll() is None
+        finally:
+            stop_process(proc, signal.SIGTERM)
+    stderr = log.read_text()
     assert proc.returncode == 0, stderr
     line = first_line(stderr)
     assert line.startswith(f"cannot reach redis at 127.0.0.1:{port} "

@@ -1,5 +1,5 @@
 """TLS end to end: a redis-server that speaks only TLS to the test and requires client
-certificates; a listener, the operator commands and the test kit over it, with the CA and
+certificates; a listener, the admin commands and the test kit over it, with the CA and
 the client certificate given in the application file."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The ``streamboot`` command line: ``run`` and ``check`` the application file; the
-operator's commands (``status``, ``pending``, ``publish``, ``replay``, ``dlq …``), which
+admin commands (``status``, ``pending``, ``publish``, ``replay``, ``dlq …``), which
 read the same file for where Redis is (see common.py); ``new`` writes a starter project."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Where Redis is: the application file (``--config``, or ``STREAMBOOT_CONFIG``) gi
 username, password, db and cluster exactly as ``run`` uses them; ``--url`` overrides the URL
 alone; without a file, ``REDIS_URL`` or ``redis://127.0.0.1:6379/0``.
 
-Exit codes of the operator commands (docs/operations.md):
+Exit codes of the admin commands (docs/operations.md):
 :data:`OK` 0, :data:`NOT_FOUND` 1 (an id, a group or a dead letter that does not exist),
 :data:`USAGE` 2 (a bad option, id, duration or file), :data:`REDIS` 3 (Redis unreachable,
 authentication, a permission, a key of the wrong type).

@@ -40,7 +40,7 @@ ConfigArg = Annotated[Path | None, typer.Argument(
 
 
 def _app_file(positional: Path | None, option: Path | None) -> Path:
-    """``run`` and ``check`` take the file as the operator commands do (``--config``,
+    """``run`` and ``check`` take the file as the admin commands do (``--config``,
     ``STREAMBOOT_CONFIG``), and positionally as they always have."""
     config = positional or option
     if config is None:

@@ -68,18 +68,18 @@ recoveries at once took 200 pooled connections (the pool grew to its cap of 100 
 rest waited). Eight at a time keeps the pool small; each run takes milliseconds, so 1,000
 listeners' runs still finish within a second of their time."""
 
-_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+_turns: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
-def _job_slots() -> asyncio.Semaphore:
+def _job_turns() -> asyncio.Semaphore:
     """One semaphore per event loop (tests run several loops in one process)."""
     loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        for old in [old for old in _slots if old.is_closed()]:
-            del _slots[old]
-        slots = _slots[loop] = asyncio.Semaphore(JOBS_AT_ONCE)
-    return slots
+    turns = _turns.get(loop)
+    if turns is None:
+        for old in [old for old in _turns if old.is_closed()]:
+            del _turns[old]
+        turns = _turns[loop] = asyncio.Semaphore(JOBS_AT_ONCE)
+    return turns
 
 
 def guarded(name: str, job: Callable[[], Awaitable[Any]],
@@ -91,7 +91,7 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]],
         with logger.contextualize(job=name):
             started = time.monotonic()
             try:
-                async with _job_slots():
+                async with _job_turns():
                     await job()
             except asyncio.CancelledError:
                 # The scheduler's shutdown cancels a run in progress (a recovery run may be

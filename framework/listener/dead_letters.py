@@ -1,4 +1,4 @@
-"""Dead letters, in one place: what a dead-lettered entry's fields are, and how an operator
+"""Dead letters, in one place: what a dead-lettered entry's fields are, and how an admin
 lists, shows, replays and purges them (the listener's decision to dead-letter is in
 listener/failures.py; the atomic XADD + XACK in wire/scripts.py).
 

@@ -8,7 +8,8 @@ effect and the marker one atomic step, so a crash between them cannot apply it t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..config.durations import to_ms
@@ -17,6 +18,7 @@ from ..errors import NoMarkerError
 from ..message import Message
 from ..wire.decoding import is_text
 from ..wire.operator import RedisClient
+from ..wire.records import StreamEntry
 from ..wire.scripts import IDEMPOTENT_PREFIX
 
 
@@ -57,6 +59,41 @@ class Idempotency:
         if value is None or not is_text(value):
             return None
         return marker_key(self.settings.prefix, self.group, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Sorted:
+    """A batch sorted by what its idempotency markers say (stream order kept in each)."""
+
+    todo: list[StreamEntry]
+    """To handle: no key, or a key not handled yet (the first of its key in the batch)."""
+    done: list[str]
+    """Ids whose key this group handled already: acked, not handled."""
+    later: list[StreamEntry]
+    """A second entry of a key in the batch: it waits until the first has an outcome."""
+
+
+def sort_batch(entries: Sequence[StreamEntry], markers: Sequence[str | None],
+               found: Iterable[bool], unconfirmed: set[str]) -> Sorted:
+    """``markers``: each entry's marker (None: no key); ``found``: EXISTS of each marker
+    that is not None, in order; ``unconfirmed``: markers set by successes whose SET is
+    still on its way (they count as set)."""
+    exists = iter(found)
+    todo: list[StreamEntry] = []
+    done: list[str] = []
+    later: list[StreamEntry] = []
+    first: set[str] = set()
+    for entry, marker in zip(entries, markers, strict=True):
+        if marker is None:
+            todo.append(entry)
+        elif next(exists) or marker in unconfirmed:
+            done.append(entry.id)
+        elif marker in first:
+            later.append(entry)
+        else:
+            first.add(marker)
+            todo.append(entry)
+    return Sorted(todo, done, later)
 
 
 class IdempotentScript:

@@ -197,3 +197,44 @@ class ParkingLot:
         conn, self._conn, self._client_id = self._conn, None, None
         if conn is not None:
             await conn.disconnect(nowait=True)
+
+
+class ParkingSpot:
+    """One subscription's place in its lot: whether it is parked now, and what the shared
+    read brought it — so the poll loop keeps no parking state of its own."""
+
+    def __init__(self, lot: ParkingLot, stream: str,
+                 parked: Callable[[bool], None] | None = None) -> None:
+        """``parked(True/False)`` hears when the subscription parks and leaves (the
+        ownership keeper: a parked subscription with nothing in hand has nothing to
+        renew)."""
+        self._lot, self._stream = lot, stream
+        self._tell = parked
+        self.parked = False
+
+    async def wait(self, polled: Polled) -> Delivered | None:
+        """Park until the shared read brings entries (or a stop, or its failure: None)."""
+        self._set(True)
+        try:
+            return await self._lot.park(self._stream, polled)
+        finally:
+            self._set(False)
+            self._lot.leave(self._stream)
+
+    def leave(self) -> None:
+        """Wake now, without entries: a stop, or a retry that fell due."""
+        self._lot.leave(self._stream)
+
+    def take(self) -> Delivered | None:
+        """Entries the shared read delivered after the subscription left."""
+        return self._lot.take(self._stream)
+
+    async def settle(self) -> Delivered | None:
+        """At stop: the shared read in flight comes back, and what it brought is taken."""
+        await self._lot.settle()
+        return self._lot.take(self._stream)
+
+    def _set(self, parked: bool) -> None:
+        self.parked = parked
+        if self._tell is not None:
+            self._tell(parked)

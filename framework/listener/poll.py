@@ -1,13 +1,14 @@
 """One subscription's loop: read a batch, dispatch it, acknowledge it — forever, safely.
 
 The acknowledgement of a finished batch (and its idempotency markers) travels in the same
-pipeline as the next XREADGROUP, so a steady stream costs one round trip per batch.
+pipeline as the next XREADGROUP, so a steady stream costs one round trip per batch; a full
+batch sends that read ahead before it is handled (reading.py). Where the loop reads from —
+its own pending list first, then new entries — is offsets.py's pure rule; where it waits
+when its stream is idle is its parking spot (parking.py). Entries reclaimed by the recovery
+job or due for a retry are injected and handled by the same path, before the next read.
 
-Read offsets: the loop starts by re-reading this consumer's own PEL (id ``0``, then after
-the last id seen) so entries it held when it last stopped are handled before new ones;
-then it reads ``>``. After a connection error it re-reads its PEL again, since a batch
-whose ack was lost is still pending under its name. Entries reclaimed by the recovery job
-or due for a retry are injected and handled by the same path, before the next read.
+The loop, top to bottom (``_step``): what was injected first; what the shared idle read
+delivered; room for a batch held back by busy keys (``ordering_key``); else one read.
 """
 
 from __future__ import annotations
@@ -25,22 +26,21 @@ from loguru import logger
 from ..errors import NoGroupError, StartupError, WrongTypeError
 from ..handler import StreamHandler
 from ..wire.operator import RedisOperator
-from ..wire.readers import ReadResult, group_reader
-from ..wire.reconnect import Backoff
+from ..wire.readers import group_reader
+from ..wire.reconnect import ReconnectBackoff
 from ..wire.records import Renewal, StreamEntry
 from ..wire.redis_errors import describe_permanent, describe_unavailable, is_permanent, is_transient
 from .acks import Acks
 from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
-from .idempotency import Idempotency
+from .idempotency import Idempotency, sort_batch
 from .losses import LossReport
+from .offsets import ReadOffset
 from .ownership import TRUST, OwnershipKeeper, RenewalThread
-from .parking import ParkingLot
+from .parking import ParkingLot, ParkingSpot
+from .reading import ReadInFlight
 from .spec import ListenerSpec
 from .stats import ListenerStats
-
-NEW = ">"
-OWN_PEL_START = "0"
 
 
 class Subscription:
@@ -55,8 +55,6 @@ class Subscription:
         ``lot``: where this subscription parks while its stream is idle (parking.py)."""
         self.spec = spec
         self._setups = setups
-        self._lot = lot
-        self.parked = False
         self.stats = ListenerStats()
         self.failure: BaseException | None = None
         """Set when a terminal error (such as WRONGTYPE) ended this subscription."""
@@ -81,30 +79,24 @@ class Subscription:
                             2 * spec.batch_size + 100, self._acks, self.losses, self._renew)
             if renewals is not None else None
         )
+        self._spot = (ParkingSpot(lot, spec.stream, self._parked) if lot is not None
+                      else None)
         self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject,
                                        self.losses, self._retry_given_up)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
                                       self._idempotency, self._acks, self.keeper)
-        self._sent_at = 0.0
-        """When (``perf_counter``) the read in flight, or the last one, was sent: the
-        receipt of what it delivers (Acks)."""
+        self._read = ReadInFlight(group_reader(operator, spec.stream, spec.group,
+                                               spec.consumer), self._acks, self._log)
+        self._offset = ReadOffset()
         self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._answered = asyncio.Event()
         """Set once the first read came back (or the subscription ended): only then is
         it known that the user may read the key, and that the key is a stream."""
-        self._backoff = Backoff()
-        self._cursor = OWN_PEL_START
-        self._replayed = 0
-        self._reader = group_reader(operator, spec.stream, spec.group, spec.consumer)
-        self._read_sent = False
-        """A read (carrying the acks in ``Acks.ride``) is on its way and not received."""
-        self._waiting_read = False
-        self._interrupting = False
-        self._said_no_interrupt = False
-        self._chores: set[asyncio.Task[None]] = set()
+        self._backoff = ReconnectBackoff()
 
+    # -- what others ask of it -----------------------------------------------------------
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -115,12 +107,17 @@ class Subscription:
         return self._started.is_set() and self.failure is None and not self._stop.is_set()
 
     @property
+    def parked(self) -> bool:
+        """Waiting on the shared read of its idle group (parking.py)."""
+        return self._spot is not None and self._spot.parked
+
+    @property
     def stop_bound(self) -> float:
         """Seconds a stop waits for this subscription before cancelling its handlers:
         ``shutdown_timeout``, plus ``poll_timeout`` where a blocked read cannot be ended
         early (Redis Cluster)."""
         spec = self.spec
-        extra = 0.0 if self._reader.interruptible else spec.poll_timeout.total_seconds()
+        extra = 0.0 if self._read.interruptible else spec.poll_timeout.total_seconds()
         return spec.shutdown_timeout.total_seconds() + extra
 
     @property
@@ -132,30 +129,10 @@ class Subscription:
         """Handlers running past handler_timeout (entry id, seconds)."""
         return self._dispatcher.overdue()
 
-    def request_stop(self) -> None:
-        """Stop reading; the batch in hand is finished and acknowledged. A read blocked on
-        an empty stream is ended at once instead of waiting out its poll_timeout."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self._lot is not None:
-            self._lot.leave(self.spec.stream)
-        task = asyncio.get_running_loop().create_task(self._interrupt_read())
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
-
-    async def _interrupt_read(self) -> None:
-        try:
-            await self._reader.interrupt()
-        except Exception as exc:  # then the read simply ends when its BLOCK expires
-            if is_permanent(exc) and not self._said_no_interrupt:
-                # Said once: a user without CLIENT UNBLOCK gets retries late, not silently.
-                self._said_no_interrupt = True
-                self._log.warning("cannot interrupt the blocked read ({}): a retry waits up to "
-                                  "poll_timeout; grant +client|unblock (docs/operations.md, "
-                                  "Least privilege)", describe_permanent(exc))
-            else:
-                self._log.debug("could not interrupt the blocked read: {}", exc)
+    def holds(self, entry_id: str) -> bool:
+        """Whether this subscription has the entry in hand (handling, waiting for a retry,
+        waiting for its ack)."""
+        return self._acks.holds(entry_id)
 
     async def wait_answered(self, timeout: float) -> bool:
         """True once the first read came back, or the subscription ended (then
@@ -167,10 +144,15 @@ class Subscription:
             return False
         return True
 
-    def holds(self, entry_id: str) -> bool:
-        """Whether this subscription has the entry in hand (handling, waiting for a retry,
-        waiting for its ack)."""
-        return self._acks.holds(entry_id)
+    def request_stop(self) -> None:
+        """Stop reading; the batch in hand is finished and acknowledged. A read blocked on
+        an empty stream is ended at once instead of waiting out its poll_timeout."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._spot is not None:
+            self._spot.leave()
+        self._read.interrupt()
 
     async def recover(self, entry: StreamEntry, deliveries: int, sent_at: float) -> bool:
         """Handle one entry reclaimed from a consumer that died, and acknowledge it before
@@ -190,27 +172,7 @@ class Subscription:
                           "read")
         return False
 
-    def _retry_given_up(self, entry_id: str) -> None:
-        self._dispatcher.settle(entry_id)
-
-    def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
-        """A retry fell due (or a duplicate waits for its twin): handled before the next
-        read. A read blocked on a drained stream is ended now, so the retry runs after its
-        backoff, not after ``poll_timeout`` (on Cluster, where a blocked read cannot be
-        ended, it waits for the read's BLOCK)."""
-        self._injected.append((entry, deliveries))
-        self._dispatcher.nudge()  # a loop waiting for its keys to move: this one must run
-        if self.parked and self._lot is not None:
-            self._lot.leave(self.spec.stream)
-        if self._waiting_read and self._reader.interruptible and not self._interrupting \
-                and not self._stop.is_set():
-            # One CLIENT UNBLOCK per blocked read, however many retries fall due meanwhile
-            # (a burst of retries must not take a pooled connection each).
-            self._interrupting = True
-            task = asyncio.get_running_loop().create_task(self._interrupt_read())
-            self._chores.add(task)
-            task.add_done_callback(self._chores.discard)
-
+    # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
         spec = self.spec
         with logger.contextualize(listener=spec.name, stream=spec.stream, group=spec.group,
@@ -255,10 +217,8 @@ class Subscription:
             finally:
                 self._answered.set()
                 self._dispatcher.close()  # cancels what still runs: those stay pending
-                if self._chores:
-                    await asyncio.gather(*self._chores, return_exceptions=True)
                 await self._acks.close()
-                await self._reader.close()
+                await self._read.close()
                 self._failures.close()
                 self.losses.flush()
                 if self.keeper is not None and self._renewals is not None:
@@ -267,44 +227,44 @@ class Subscription:
     async def _step(self) -> None:
         if self._injected:
             await self._run_injected()
-            return
-        if self._lot is not None:
-            delivered = self._lot.take(self.spec.stream)  # by the shared read, after a stop
-            if delivered is not None:
-                await self._handle_new(*delivered)
-                return
-        if not self._read_sent and self._dispatcher.backlogged:
+        elif self._spot is not None and (delivered := self._spot.take()) is not None:
+            await self._handle_new(*delivered)  # by the shared read, after a stop
+        elif not self._read.in_flight and self._dispatcher.backlogged:
             # ordering_key: a batch waits behind busy keys; read on once they move.
             await self._dispatcher.wait_for_room(self.spec.poll_timeout.total_seconds())
-            return
-        if not self._read_sent:
+        else:
+            await self._read_once()
+
+    async def _read_once(self) -> None:
+        if not self._read.in_flight:
             await self._send()
-        self._read_sent = False
         try:
-            received = await self._receive()
+            received = await self._read.receive()
         except NoGroupError as exc:
-            if not self.spec.owns_stream:
-                self._log.info("{}: the period's stream is gone; subscription ends", exc)
-                self._stop.set()
-                return
-            self._log.warning("{}; recreating it (MKSTREAM)", exc)
-            self._acks.dropped()  # a recreated group has no PEL; the lost acks are moot
-            await self._ensure_group()
-            self._cursor = NEW
+            await self._group_gone(exc)
             return
         except Exception as exc:
-            # Whatever failed, the acks that rode with this read go with the next one.
-            self._acks.missed()
+            self._acks.missed()  # whatever failed, the acks that rode with it go next time
             if not is_transient(exc):
                 raise
             await self._redis_down(exc)
             return
-        entries, sent_at = received.entries, self._sent_at
+        entries, sent_at = received.entries, self._read.sent_at
         if received.ack_error is not None:
             await self._ack_refused(received.ack_error, entries)
             return
         self._acks.arrived(received.acked)
         self._backoff.reset()
+        self._read_back()
+        if self._offset.replaying:
+            await self._replay_own_pending(entries, sent_at)
+        elif entries:
+            await self._handle_new(entries, sent_at)
+        elif self._may_park():
+            await self._park()
+
+    def _read_back(self) -> None:
+        """A read came back: the listener is live (and says so, the first time)."""
         if not self._answered.is_set():
             self._answered.set()
             self._log.info("listening (batch {}, concurrency {}, block {}s)",
@@ -312,14 +272,16 @@ class Subscription:
                            self.spec.poll_timeout.total_seconds())
         self.stats.reads += 1
         self.stats.last_poll = time.monotonic()
-        if self._cursor != NEW:
-            await self._replay_own_pending(entries, sent_at)
+
+    async def _group_gone(self, exc: NoGroupError) -> None:
+        if not self.spec.owns_stream:
+            self._log.info("{}: the period's stream is gone; subscription ends", exc)
+            self._stop.set()
             return
-        if not entries:
-            if self._may_park():
-                await self._park()
-            return
-        await self._handle_new(entries, sent_at)
+        self._log.warning("{}; recreating it (MKSTREAM)", exc)
+        self._acks.dropped()  # a recreated group has no PEL; the lost acks are moot
+        await self._ensure_group()
+        self._offset.recreated()
 
     async def _handle_new(self, entries: list[StreamEntry], sent_at: float) -> None:
         """New entries (``>``), read by this subscription or by the shared read, whose
@@ -334,44 +296,19 @@ class Subscription:
             await self._send_ahead()
         await self._process(entries, None)
 
-    def _may_park(self) -> bool:
-        """Idle: the stream drained (a read blocked for ``poll_timeout`` came back empty),
-        nothing in hand or owed, no retry waiting — the shared read can watch it."""
-        return (self._lot is not None and not self._stop.is_set() and not self._read_sent
-                and not self._injected and not self._acks.in_hand and not self._acks.owed
-                and not self._failures.waiting and not self._dispatcher.busy)
+    async def _send(self) -> None:
+        spec = self.spec
+        await self._read.send(self._offset.cursor, self._offset.count(spec.batch_size),
+                              spec.poll_timeout, self._marker_ttl)
 
-    async def _park(self) -> None:
-        """Close this subscription's connection and wait on the shared read; the entries
-        it brings are handled as a read of our own would be (then reading goes on here)."""
-        assert self._lot is not None
-        await self._reader.close()
-        self.parked = True
-        if self.keeper is not None:
-            self.keeper.parked = True
+    async def _send_ahead(self) -> None:
         try:
-            delivered = await self._lot.park(self.spec.stream, self._polled)
-        finally:
-            self.parked = False
-            if self.keeper is not None:
-                self.keeper.parked = False
-            self._lot.leave(self.spec.stream)
-        if delivered:  # None: the shared read failed — our own next read tells if it was us
-            await self._handle_new(*delivered)
-
-    def _polled(self) -> None:
-        self.stats.last_poll = time.monotonic()
-
-    async def _finish_parked(self) -> None:
-        """At stop: what the shared read delivered for this stream is handled too."""
-        if self._lot is None:
-            return
-        await self._lot.settle()
-        delivered = self._lot.take(self.spec.stream)
-        if delivered is not None:
-            entries, sent_at = delivered
-            self._acks.hold((e.id for e in entries), sent_at)
-            await self._process(entries, None)
+            await self._send()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The batch in hand is still handled; the next step meets the error again.
+            self._log.debug("read-ahead not sent: {}", exc)
 
     async def _ack_refused(self, error: Exception, entries: list[StreamEntry]) -> None:
         """The server refused the XACK (an ACL change, say) but delivered the read: handle
@@ -383,74 +320,81 @@ class Subscription:
         self._log.error("acknowledgement refused ({}); entries stay pending and the ack is "
                         "retried in {:.2f}s", reason, delay)
         if entries:
-            if self._cursor != NEW:
-                await self._replay_own_pending(entries, self._sent_at)
+            if self._offset.replaying:
+                await self._replay_own_pending(entries, self._read.sent_at)
             else:
-                self._acks.hold((e.id for e in entries), self._sent_at)
+                self._acks.hold((e.id for e in entries), self._read.sent_at)
                 await self._process(entries, None)
         await self._backoff.wait(delay, self._stop)
 
-    async def _send(self) -> None:
-        spec = self.spec
-        ack, markers = self._acks.ride()
-        # The own PEL is re-read one entry at a time: each is handled and its ack rides
-        # ahead of the next read, so an entry that kills the process is the only one whose
-        # delivery count grows with its crashes (its batch mates are not re-delivered).
-        count = spec.batch_size if self._cursor == NEW else 1
-        self._sent_at = time.perf_counter()
-        try:
-            await self._reader.send(ack, markers, self._marker_ttl, count=count,
-                                    block=spec.poll_timeout, entry_id=self._cursor)
-        except BaseException:
-            self._acks.missed()
-            raise
-        self._read_sent = True
-
-    async def _send_ahead(self) -> None:
-        try:
-            await self._send()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            # The batch in hand is still handled; the next step meets the error again.
-            self._log.debug("read-ahead not sent: {}", exc)
-
-    async def _receive(self) -> ReadResult:
-        """Receive the read. Successes owed meanwhile — finished before, or by workers
-        during the read — are acked on their own if the read is slow to come back
-        (blocked on a drained stream): see ``Acks.reading``."""
-        self._acks.reading(True)
-        self._waiting_read = True
-        try:
-            return await self._reader.receive()
-        finally:
-            self._waiting_read = self._interrupting = False
-            self._acks.reading(False)
-
-    def _send_ack(self, ids: list[str], markers: list[str]) -> Any:
-        """An XACK (and markers) on its own round trip: side acks, recovery, the stop."""
-        return self._operator.ack(self.spec.stream, self.spec.group, ids, markers,
-                                  self._marker_ttl)
-
     async def _finish_read_ahead(self) -> None:
         """At stop: a read already sent may deliver entries to us; handle them too."""
-        if not self._read_sent:
+        if not self._read.in_flight:
             return
-        self._read_sent = False
         try:
-            received = await self._reader.receive()
+            received = await self._read.receive()
         except Exception as exc:
             self._acks.missed()
             self._log.warning("read-ahead failed at stop ({}); its entries stay pending", exc)
             return
-        entries = received.entries
         if received.ack_error is not None:
             self._acks.missed()
         else:
             self._acks.arrived(received.acked)
-        if entries:
-            self._acks.hold((e.id for e in entries), self._sent_at)
+        if received.entries:
+            self._acks.hold((e.id for e in received.entries), self._read.sent_at)
+            await self._process(received.entries, None)
+
+    # -- idle: the shared read -----------------------------------------------------------
+    def _may_park(self) -> bool:
+        """Idle: the stream drained (a read blocked for ``poll_timeout`` came back empty),
+        nothing in hand or owed, no retry waiting — the shared read can watch it."""
+        return (self._spot is not None and not self._stop.is_set()
+                and not self._read.in_flight and not self._injected
+                and not self._acks.in_hand and not self._acks.owed
+                and not self._failures.waiting and not self._dispatcher.busy)
+
+    async def _park(self) -> None:
+        """Close this subscription's connection and wait on the shared read; the entries
+        it brings are handled as a read of our own would be (then reading goes on here)."""
+        assert self._spot is not None
+        await self._read.close()
+        delivered = await self._spot.wait(self._polled)
+        if delivered:  # None: the shared read failed — our own next read tells if it was us
+            await self._handle_new(*delivered)
+
+    def _parked(self, parked: bool) -> None:
+        if self.keeper is not None:
+            self.keeper.parked = parked
+
+    def _polled(self) -> None:
+        self.stats.last_poll = time.monotonic()
+
+    async def _finish_parked(self) -> None:
+        """At stop: what the shared read delivered for this stream is handled too."""
+        if self._spot is None:
+            return
+        delivered = await self._spot.settle()
+        if delivered is not None:
+            entries, sent_at = delivered
+            self._acks.hold((e.id for e in entries), sent_at)
             await self._process(entries, None)
+
+    # -- what is not read: retries, the own pending list ---------------------------------
+    def _retry_given_up(self, entry_id: str) -> None:
+        self._dispatcher.settle(entry_id)
+
+    def _reinject(self, entry: StreamEntry, deliveries: int) -> None:
+        """A retry fell due (or a duplicate waits for its twin): handled before the next
+        read. A read blocked on a drained stream is ended now, so the retry runs after its
+        backoff, not after ``poll_timeout`` (on Cluster, where a blocked read cannot be
+        ended, it waits for the read's BLOCK)."""
+        self._injected.append((entry, deliveries))
+        self._dispatcher.nudge()  # a loop waiting for its keys to move: this one must run
+        if self.parked and self._spot is not None:
+            self._spot.leave()
+        if not self._stop.is_set():
+            self._read.end_blocked_read()
 
     async def _run_injected(self) -> None:
         batch: list[StreamEntry] = []
@@ -461,6 +405,35 @@ class Subscription:
             counts[entry.id] = deliveries
         await self._process(batch, counts)
 
+    async def _replay_own_pending(self, entries: list[StreamEntry], sent_at: float) -> None:
+        """A read of the own pending list (offsets.py): entries still in hand are not
+        handled twice just because the PEL lists them; deleted ones are settled; the rest
+        are handled one at a time, each finished before the next read carries its ack."""
+        fresh = [e for e in entries if not self.holds(e.id)]
+        gone = [e.id for e in fresh if e.deleted]
+        live = [e for e in fresh if not e.deleted]
+        replayed = self._offset.replay(entries, len(live))
+        if replayed:
+            self._log.info("handled {} entries from own pending list, one at a time",
+                           replayed)
+        if gone:
+            # Trimmed or deleted while pending: nothing left to handle; the ack clears them.
+            self.losses.deleted(gone)
+            self._acks.settled(gone)
+        if not live:
+            return
+        self._log.debug("re-reading {} from own pending list (delivery count grows)",
+                        ", ".join(e.id for e in live))
+        try:
+            counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
+                                                          [e.id for e in live])
+        except Exception:
+            self._abandon(live)
+            raise
+        self._acks.hold((e.id for e in live), sent_at)
+        await self._process(live, counts, until="finished")
+
+    # -- handing entries over ------------------------------------------------------------
     async def _process(self, entries: list[StreamEntry],
                        deliveries: Mapping[str, int] | None, until: Until = "started") -> None:
         if self._idempotency is not None:
@@ -473,80 +446,38 @@ class Subscription:
             await self._dispatcher.dispatch(entries, deliveries, until)
             self.stats.last_poll = time.monotonic()  # alive: a long batch is progress too
 
-    def _renew(self, ids: list[str], after: str, ahead: int) -> Awaitable[Renewal]:
-        """The keeper's confirmation before a start it cannot vouch for (ownership.py)."""
-        spec = self.spec
-        return self._operator.renew_owned(spec.stream, spec.group, spec.consumer, ids,
-                                          after=after, ahead=ahead)
+    async def _skip_done(self, entries: list[StreamEntry]) -> list[StreamEntry]:
+        """Entries whose business key this group already handled are acked, not handled
+        (idempotency.py's ``sort_batch``); a second entry of a key waits for the first."""
+        assert self._idempotency is not None
+        markers = [self._idempotency.marker_for(e.fields) for e in entries]
+        found = await self._operator.exists_many([m for m in markers if m is not None])
+        batch = sort_batch(entries, markers, found, self._acks.unconfirmed_markers())
+        self._injected.extend((entry, FRESH) for entry in batch.later)
+        if batch.done:
+            self.stats.deduplicated += len(batch.done)
+            self._acks.settled(batch.done)
+            self._log.debug("{} entries already handled (idempotency key); acking them",
+                            len(batch.done))
+        return batch.todo
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:
         """A batch read but not dispatched (Redis failed in between): stop holding it, so
         the re-read of the own PEL that follows the error picks it up again."""
         self._acks.release(e.id for e in entries)
-        self._cursor = OWN_PEL_START
+        self._offset.restart()
 
-    async def _skip_done(self, entries: list[StreamEntry]) -> list[StreamEntry]:
-        """Entries whose business key this group already handled are acked, not handled.
+    # -- Redis ---------------------------------------------------------------------------
+    def _send_ack(self, ids: list[str], markers: list[str]) -> Any:
+        """An XACK (and markers) on its own round trip: side acks, recovery, the stop."""
+        return self._operator.ack(self.spec.stream, self.spec.group, ids, markers,
+                                  self._marker_ttl)
 
-        "Already handled" is a marker in Redis, or one set by a success whose SET is still
-        on its way there (waiting for, or riding in, the next ack pipeline). A second entry
-        with the same key in one batch waits until the first has an outcome.
-        """
-        assert self._idempotency is not None
-        unconfirmed = self._acks.unconfirmed_markers()
-        markers = [self._idempotency.marker_for(e.fields) for e in entries]
-        found = iter(await self._operator.exists_many([m for m in markers if m is not None]))
-        todo: list[StreamEntry] = []
-        skip: list[str] = []
-        first: set[str] = set()
-        for entry, marker in zip(entries, markers, strict=True):  # stream order is kept
-            if marker is None:
-                todo.append(entry)
-            elif next(found) or marker in unconfirmed:
-                skip.append(entry.id)
-            elif marker in first:
-                self._injected.append((entry, FRESH))  # after its twin's outcome
-            else:
-                first.add(marker)
-                todo.append(entry)
-        if skip:
-            self.stats.deduplicated += len(skip)
-            self._acks.settled(skip)
-            self._log.debug("{} entries already handled (idempotency key); acking them",
-                            len(skip))
-        return todo
-
-    async def _replay_own_pending(self, entries: list[StreamEntry], sent_at: float) -> None:
-        if not entries:
-            self._cursor = NEW
-            if self._replayed:
-                self._log.info("handled {} entries from own pending list, one at a time",
-                               self._replayed)
-                self._replayed = 0
-            return
-        self._cursor = entries[-1].id
-        # Entries already in hand (being handled, or handled and awaiting their ack) are
-        # not handled twice just because the PEL still lists them.
-        fresh = [e for e in entries if not self.holds(e.id)]
-        gone = [e.id for e in fresh if e.deleted]
-        live = [e for e in fresh if not e.deleted]
-        if gone:
-            # Trimmed or deleted while pending: nothing left to handle; the ack clears them.
-            self.losses.deleted(gone)
-            self._acks.settled(gone)
-        if live:
-            self._replayed += len(live)
-            self._log.debug("re-reading {} from own pending list (delivery count grows)",
-                            ", ".join(e.id for e in live))
-            try:
-                counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
-                                                              [e.id for e in live])
-            except Exception:
-                self._abandon(live)
-                raise
-            self._acks.hold((e.id for e in live), sent_at)
-            # Finished before the next read, whose pipeline carries its ack first.
-            await self._process(live, counts, until="finished")
+    def _renew(self, ids: list[str], after: str, ahead: int) -> Awaitable[Renewal]:
+        """The keeper's confirmation before a start it cannot vouch for (ownership.py)."""
+        spec = self.spec
+        return self._operator.renew_owned(spec.stream, spec.group, spec.consumer, ids,
+                                          after=after, ahead=ahead)
 
     @property
     def _marker_ttl(self) -> Any:
@@ -571,7 +502,7 @@ class Subscription:
         """Back off and try again: one line for what heals (or may: a permission taken
         away while running can be given back), a traceback only for the unexpected."""
         self.stats.redis_errors += 1
-        self._cursor = OWN_PEL_START
+        self._offset.restart()
         delay = self._backoff.next_delay()
         address = self._operator.address
         if is_transient(exc):
@@ -583,3 +514,4 @@ class Subscription:
             self._log.opt(exception=exc).error("poll loop error: {}; retrying in {:.2f}s",
                                                exc, delay)
         await self._backoff.wait(delay, self._stop)
+

@@ -1,4 +1,4 @@
-"""Read-only views of streams, groups, consumers and pending entries, for the operator's
+"""Read-only views of streams, groups, consumers and pending entries, for the admin's
 commands (``streamboot status``, ``pending``) and the metrics gauges."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from loguru import logger
 
 from ..errors import StartupError
 from ..wire.operator import RedisOperator
-from ..wire.reconnect import Backoff
+from ..wire.reconnect import ReconnectBackoff
 from ..wire.redis_errors import (
     MIN_SERVER,
     describe_permanent,
@@ -29,14 +29,14 @@ from ..wire.redis_errors import (
 
 
 async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
-                      backoff: Backoff | None = None, tls_without_client_cert: bool = False
+                      backoff: ReconnectBackoff | None = None, tls_without_client_cert: bool = False
                       ) -> bool:
     """PING until it answers; False when ``stop`` was set while waiting.
 
     ``tls_without_client_cert``: the URL is rediss:// and no client certificate is set. A
     server that requires one may simply reset the connection (TLS 1.3 sends its refusal
     after the handshake), which looks like any other reset: the retry line says so."""
-    backoff = backoff or Backoff(initial=0.5, cap=10.0)
+    backoff = backoff or ReconnectBackoff(initial=0.5, cap=10.0)
     address = operator.address
     while not stop.is_set():
         try:

@@ -39,7 +39,7 @@ from prometheus_client.core import CollectorRegistry
 from ..config.models import AppSettings
 from ..listener.container import CANCEL_GRACE
 from ..observability.http import MetricsServer, serve_or_refuse
-from ..wire.reconnect import Backoff
+from ..wire.reconnect import ReconnectBackoff
 from .restarts import after_exit
 from .shutdown import EXIT_FORCED, EXIT_OK, STOP_MARGIN
 from .worker_metrics import WorkersCollector, fetch, relabelled
@@ -199,7 +199,7 @@ class Supervisor:
             logger.warning("worker {} {} after {:.1f}s; restarting it in {:.1f}s (restart {})",
                            worker.index, describe_exit(code), ran, decision.delay,
                            worker.restarts)
-            await Backoff.wait(decision.delay, self.stopping)
+            await ReconnectBackoff.wait(decision.delay, self.stopping)
 
     # -- one /metrics and /healthz ---------------------------------------------------
     async def _serve_metrics(self) -> None:

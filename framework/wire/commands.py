@@ -2,7 +2,7 @@
 one place that knows what Redis is sent and what comes back.
 
 The poll loop's reader writes these tuples onto its own connection and reads the raw
-replies; the operator sends the same tuples through redis-py pipelines. So an XACK with
+replies; the RedisOperator sends the same tuples through redis-py pipelines. So an XACK with
 its idempotency markers (SET NX before XACK: never an ack without its marker) is built
 once, an XREADGROUP once, and each reply shape is parsed by one function here.
 """

@@ -8,7 +8,7 @@ import contextlib
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 
-class Backoff:
+class ReconnectBackoff:
     """Successive delays 0.1s, 0.2s, 0.4s… (plus jitter) up to ``cap``; ``reset`` on success.
 
     Built on tenacity's wait strategy so the arithmetic is a well-tested library's; the

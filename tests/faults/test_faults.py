@@ -129,7 +129,11 @@ async def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         try:
             await asyncio.to_thread(publish, 1500)
             await asyncio.to_thread(server.stop)  # SIGTERM flushes the AOF
-            await asyncio.sleep(1.0)  # down long enough for the loop to notice and back off
+            sub = application.listeners.subscriptions["orders"]  # type: ignore[union-attr]
+            deadline = time.monotonic() + 10
+            while not sub.stats.redis_errors:  # down until the loop noticed and backed off
+                assert time.monotonic() < deadline, "the loop never noticed Redis was down"
+                await asyncio.sleep(0.05)
             await asyncio.to_thread(server.start)  # same port, same AOF
             await asyncio.to_thread(publish, 3000)
             deadline = time.monotonic() + 30

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import redis
 from loguru import logger
+from redis.asyncio import Redis
 
 from streamboot import Application, RedisOperator
 from streamboot.config import settings_from_mapping
@@ -15,26 +16,29 @@ from streamboot.jobs.recovery import PendingRecovery
 from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, RawHandler, Recorder, SlowHandler
-from tests.streams import equals, make_spec, pel, produce, true
+from tests.streams import age, equals, make_spec, pel, produce, true
 
 QUICK_SCAN = PendingScanSettings(interval=timedelta(milliseconds=100),
                                  min_idle=timedelta(milliseconds=600), count=50,
                                  warn_after=timedelta(minutes=5))
 
 
-async def orphan(operator: RedisOperator, key: str, n: int) -> list[str]:
-    """Entries read by a consumer that then died: pending, never acked."""
+async def orphan(operator: RedisOperator, key: str, n: int,
+                 client: Redis | None = None, idle: timedelta = timedelta(0)) -> list[str]:
+    """Entries read by a consumer that then died: pending, never acked; with ``client``,
+    made to look idle for ``idle`` already (no sleeping past min_idle)."""
     ids = await produce(operator, key, n)
     await operator.create_group(key, "g", "0")
     await operator.xreadgroup(key, "g", "dead", count=n)
+    if client is not None:
+        await age(client, key, "g", "dead", ids, idle)
     return ids
 
 
 async def test_entries_of_a_dead_consumer_are_reclaimed_and_handled(
-    operator: RedisOperator, keeper_client: redis.Redis, key: str
+    operator: RedisOperator, keeper_client: redis.Redis, client: Redis, key: str
 ) -> None:
-    ids = await orphan(operator, key, 30)
-    await asyncio.sleep(0.65)  # let them age past min_idle
+    ids = await orphan(operator, key, 30, client, timedelta(seconds=1))  # past min_idle
     listeners = ListenerContainer(operator, keeper_client)
     recorder = Recorder()
     sub = listeners.register(make_spec(key, consumer="alive", pending_scan=QUICK_SCAN,
@@ -53,10 +57,9 @@ async def test_entries_of_a_dead_consumer_are_reclaimed_and_handled(
 
 
 async def test_recovery_is_bounded_and_continues_its_cursor(
-    operator: RedisOperator, keeper_client: redis.Redis, key: str
+    operator: RedisOperator, keeper_client: redis.Redis, client: Redis, key: str
 ) -> None:
-    await orphan(operator, key, 25)
-    await asyncio.sleep(0.65)
+    await orphan(operator, key, 25, client, timedelta(seconds=1))
     listeners = ListenerContainer(operator, keeper_client)
     scan = QUICK_SCAN.model_copy(update={"count": 10})
     sub = listeners.register(make_spec(key, consumer="alive", pending_scan=scan),
@@ -79,11 +82,10 @@ async def test_fresh_pending_entries_are_not_reclaimed(
 
 
 async def test_entries_trimmed_while_pending_are_counted_and_cleared(
-    operator: RedisOperator, keeper_client: redis.Redis, key: str
+    operator: RedisOperator, keeper_client: redis.Redis, client: Redis, key: str
 ) -> None:
-    await orphan(operator, key, 8)
+    await orphan(operator, key, 8, client, timedelta(seconds=1))
     await operator.xtrim(key, maxlen=0, approximate=False)
-    await asyncio.sleep(0.65)
     listeners = ListenerContainer(operator, keeper_client)
     sub = listeners.register(make_spec(key, consumer="alive", pending_scan=QUICK_SCAN),
                              RawHandler(Recorder()))
@@ -147,10 +149,9 @@ async def test_entries_left_pending_are_retried_by_recovery_then_dead_lettered(
 
 
 async def test_long_pending_entries_are_logged(
-    operator: RedisOperator, keeper_client: redis.Redis, key: str
+    operator: RedisOperator, keeper_client: redis.Redis, client: Redis, key: str
 ) -> None:
-    await orphan(operator, key, 2)
-    await asyncio.sleep(0.35)
+    await orphan(operator, key, 2, client, timedelta(milliseconds=400))
     scan = QUICK_SCAN.model_copy(update={"min_idle": timedelta(hours=1),
                                          "warn_after": timedelta(milliseconds=300)})
     listeners = ListenerContainer(operator, keeper_client)
@@ -167,10 +168,9 @@ async def test_long_pending_entries_are_logged(
 
 
 async def test_application_schedules_recovery_at_start(
-    operator: RedisOperator, redis_url: str, key: str
+    operator: RedisOperator, redis_url: str, client: Redis, key: str
 ) -> None:
-    ids = await orphan(operator, key, 5)
-    await asyncio.sleep(0.65)
+    ids = await orphan(operator, key, 5, client, timedelta(seconds=1))
     settings = settings_from_mapping({
         "redis": {"url": redis_url, "socket_connect_timeout": "150ms"},
         "container": {"poll_timeout": "50ms"},

@@ -198,7 +198,7 @@ async def test_group_recreated_after_stream_deleted(
     recorder = Recorder()
     await start(container, make_spec(key), RawHandler(recorder))
     await wait_until(lambda: true(len(recorder.seen) == 1))
-    await client.delete(key)  # expired, flushed, or deleted by an operator
+    await client.delete(key)  # expired, flushed, or deleted by an admin
     await wait_until(lambda: awaited(operator.group_exists(key, "g")))
     again = await produce(operator, key, 2)
     await wait_until(lambda: true(set(again) <= set(recorder.seen)))

@@ -24,11 +24,11 @@ from streamboot.listener.container import ListenerContainer
 from streamboot.listener.losses import LossReport
 from streamboot.listener.ownership import trusted, verdict_of
 from streamboot.listener.stats import ListenerStats
-from streamboot.observability.http import health
+from streamboot.observability.health import health
 from streamboot.wire.records import Renewal
 from tests.conftest import wait_until
 from tests.listener.test_live_work import Tally
-from tests.streams import equals, make_spec, pel, produce, true
+from tests.streams import age, equals, make_spec, pel, produce, true
 
 SCAN = PendingScanSettings(interval=timedelta(hours=1), min_idle=timedelta(milliseconds=600))
 """Renewals every 200 ms; no recovery job runs in these tests (they drive none)."""
@@ -223,8 +223,8 @@ async def test_a_restart_counts_each_entry_deleted_while_pending_once(
     ids = await produce(operator, key, 81)
     await operator.create_group(key, "g", "0")
     await operator.xreadgroup(key, "g", "c1", count=81)  # then the process died
-    await client.xdel(key, *ids)
-    await asyncio.sleep(0.35)  # idle past min_idle: the recovery job sees them at start
+    await age(client, key, "g", "c1", ids, timedelta(seconds=1))  # past min_idle: the
+    await client.xdel(key, *ids)  # recovery job meets them at start, and so does the re-read
     settings = settings_from_mapping({
         "redis": {"url": redis_url, "socket_connect_timeout": "75ms"},
         "container": {"poll_timeout": "50ms"},

@@ -16,7 +16,7 @@ from streamboot.config.models import AlertSettings
 from streamboot.devserver import RedisServer
 from streamboot.listener.container import ListenerContainer
 from streamboot.observability.alerts import AlertState
-from streamboot.observability.http import health
+from streamboot.observability.health import health
 from streamboot.observability.stream_views import GroupView
 from tests.conftest import http_get as get
 from tests.conftest import wait_until
@@ -43,7 +43,11 @@ async def test_metrics_and_health_over_http() -> None:
             await client.aclose()
             sub = application.listeners.subscriptions["m"]  # type: ignore[union-attr]
             await wait_until(lambda: _true(sub.stats.acked == 10))
-            await asyncio.sleep(0.3)  # one monitor refresh
+            async def refreshed() -> bool:  # the monitor job has seen the 10 entries
+                return 'streamboot_stream_length{stream="m"} 10.0' in (
+                    await asyncio.to_thread(get, f"{base}/metrics"))[1]
+
+            await wait_until(refreshed, timeout=5)
             status, text = await asyncio.to_thread(get, f"{base}/metrics")
             assert status == 200
             assert 'streamboot_entries_handled_total{listener="m",stream="m"} 10.0' in text

@@ -1,4 +1,4 @@
-"""The operator's commands on a partitioned listener: per partition and in total."""
+"""The admin commands on a partitioned listener: per partition and in total."""
 
 from __future__ import annotations
 

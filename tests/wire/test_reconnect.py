@@ -1,10 +1,10 @@
 import asyncio
 
-from streamboot.wire.reconnect import Backoff
+from streamboot.wire.reconnect import ReconnectBackoff
 
 
 def test_delays_grow_are_capped_and_reset() -> None:
-    backoff = Backoff(initial=0.1, cap=1.0)
+    backoff = ReconnectBackoff(initial=0.1, cap=1.0)
     delays = [backoff.next_delay() for _ in range(8)]
     assert 0.1 <= delays[0] <= 0.2
     assert delays[3] >= 0.8
@@ -16,4 +16,4 @@ def test_delays_grow_are_capped_and_reset() -> None:
 async def test_sleep_ends_early_when_stopping() -> None:
     stop = asyncio.Event()
     stop.set()
-    await asyncio.wait_for(Backoff.wait(30, stop), timeout=1)
+    await asyncio.wait_for(ReconnectBackoff.wait(30, stop), timeout=1)

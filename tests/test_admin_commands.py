@@ -1,4 +1,4 @@
-"""The operator commands are one family: the same application file as `run`, one line and
+"""The admin commands are one family: the same application file as `run`, one line and
 a documented exit code for every routine error, --json everywhere, ids in full, bytes that
 are not UTF-8 shown escaped.
 
