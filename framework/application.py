@@ -21,7 +21,7 @@ from .handler import StreamHandler
 from .jobs.clock import Clock, SystemClock
 from .jobs.contract import DeclaredListener
 from .jobs.registry import declare
-from .jobs.schedule import Every, note_skipped, schedule
+from .jobs.schedule import Every, note_skipped, schedule, stop_scheduler
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
 from .observability.alerts import AlertState
@@ -198,7 +198,7 @@ class Application:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+            await stop_scheduler(self._scheduler, CANCEL_GRACE)
         if self.listeners is not None:
             await self.listeners.stop()
         await _maybe_await(self.container.shutdown_resources())

@@ -4,6 +4,7 @@ database for every test, and helpers that wait on conditions instead of sleeping
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import os
 import signal
@@ -42,6 +43,15 @@ if missing := _stale_links():
 from streamboot.devserver import RedisServer  # noqa: E402
 from streamboot.listener.container import ListenerContainer  # noqa: E402
 from streamboot.wire.operator import RedisOperator  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _leaks_fail_their_own_test() -> Iterator[None]:
+    """A connection or socket left open is reported (ResourceWarning, an error here) when
+    it is collected — otherwise at whatever later test the collector happens to run in.
+    Collecting at every teardown puts the failure on the test that leaked it."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -68,18 +68,43 @@ recoveries at once took 200 pooled connections (the pool grew to its cap of 100 
 rest waited). Eight at a time keeps the pool small; each run takes milliseconds, so 1,000
 listeners' runs still finish within a second of their time."""
 
-_turns: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+@dataclass(slots=True)
+class _LoopJobs:
+    """One event loop's job runs (tests run several loops in one process)."""
+
+    turns: asyncio.Semaphore
+    running: set[asyncio.Task[Any]]
 
 
-def _job_turns() -> asyncio.Semaphore:
-    """One semaphore per event loop (tests run several loops in one process)."""
+_loops: dict[asyncio.AbstractEventLoop, _LoopJobs] = {}
+
+
+def _loop_jobs() -> _LoopJobs:
     loop = asyncio.get_running_loop()
-    turns = _turns.get(loop)
-    if turns is None:
-        for old in [old for old in _turns if old.is_closed()]:
-            del _turns[old]
-        turns = _turns[loop] = asyncio.Semaphore(JOBS_AT_ONCE)
-    return turns
+    jobs = _loops.get(loop)
+    if jobs is None:
+        for old in [old for old in _loops if old.is_closed()]:
+            del _loops[old]
+        jobs = _loops[loop] = _LoopJobs(asyncio.Semaphore(JOBS_AT_ONCE), set())
+    return jobs
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler, grace: float) -> None:
+    """Stop the scheduler and wait, at most ``grace`` seconds, for the runs it cancelled.
+
+    Why not ``shutdown(wait=False)`` alone: it only asks the runs in progress to stop. A
+    cancelled run goes on for a few turns of the loop (redis-py, cancelled while it
+    connects, awaits the pool's lock to give its connection back), and meanwhile the
+    application closed the client: the connection made after the close stayed open (a
+    ResourceWarning in a CI run). Waiting here means no job code runs once this returns."""
+    jobs = _loop_jobs()
+    scheduler.shutdown(wait=False)  # cancels the runs in progress
+    running = set(jobs.running)
+    if running:
+        _, late = await asyncio.wait(running, timeout=grace)
+        if late:
+            logger.warning("{} job run{} still running {:g}s after the stop", len(late),
+                           "" if len(late) == 1 else "s", grace)
 
 
 def guarded(name: str, job: Callable[[], Awaitable[Any]],
@@ -90,8 +115,12 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]],
     async def run() -> None:
         with logger.contextualize(job=name):
             started = time.monotonic()
+            jobs = _loop_jobs()
+            task = asyncio.current_task()
+            if task is not None:
+                jobs.running.add(task)
             try:
-                async with _job_turns():
+                async with jobs.turns:
                     await job()
             except asyncio.CancelledError:
                 # The scheduler's shutdown cancels a run in progress (a recovery run may be
@@ -106,6 +135,8 @@ def guarded(name: str, job: Callable[[], Awaitable[Any]],
                 else:
                     logger.opt(exception=exc).error("job failed; it runs again next time")
             finally:
+                if task is not None:
+                    jobs.running.discard(task)
                 skipped = _skipped.pop(name, 0)
                 took = time.monotonic() - started
                 if skipped and interval is not None and took > interval.total_seconds():

@@ -217,8 +217,10 @@ class Subscription:
             finally:
                 self._answered.set()
                 self._dispatcher.close()  # cancels what still runs: those stay pending
-                await self._acks.close()
-                await self._read.close()
+                try:
+                    await self._acks.close()
+                finally:  # even when a forced stop cancels the acks: the socket is closed
+                    await self._read.close()
                 self._failures.close()
                 self.losses.flush()
                 if self.keeper is not None and self._renewals is not None:

@@ -98,6 +98,8 @@ class ReadInFlight:
                 self._log.debug("could not interrupt the blocked read: {}", exc)
 
     async def close(self) -> None:
-        if self._chores:
-            await asyncio.gather(*self._chores, return_exceptions=True)
-        await self._reader.close()
+        try:
+            if self._chores:
+                await asyncio.gather(*self._chores, return_exceptions=True)
+        finally:
+            await self._reader.close()

@@ -1,2 +1,6 @@
 """Partitioned listeners: the partitions' keys, which process reads which, and the guard
-against changing their number."""
+against changing their number.
+
+Not API: import what users write from ``streamboot``; these modules may change between
+minor versions.
+"""
