@@ -37,6 +37,7 @@ from .errors import (
     WrongTypeError,
 )
 from .handler import StreamHandler
+from .jobs.clock import Clock, FakeClock, SystemClock
 from .listener.idempotency import IdempotentScript
 from .lock import SingleInstanceLock
 from .message import Message
@@ -47,10 +48,12 @@ __all__ = [
     "AppSettings",
     "Application",
     "Backpressure",
+    "Clock",
     "Codec",
     "ConfigError",
     "ConfigProblem",
     "DuplicateListenerError",
+    "FakeClock",
     "FlatCodec",
     "HandlerResolutionError",
     "HandlerTimeout",
@@ -77,6 +80,7 @@ __all__ = [
     "StreamHandler",
     "StreambootContainer",
     "StreambootError",
+    "SystemClock",
     "UnpublishableError",
     "UsageError",
     "WrongTypeError",

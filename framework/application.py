@@ -19,7 +19,7 @@ from .di import StreambootContainer, build_container, provide, resolve_handler
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
 from .handler import StreamHandler
 from .jobs.clock import Clock, SystemClock
-from .jobs.contract import DeclaredListener
+from .jobs.contract import DeclaredListener, Listeners
 from .jobs.registry import declare
 from .jobs.schedule import Every, note_skipped, schedule, stop_scheduler
 from .listener.container import CANCEL_GRACE, ListenerContainer
@@ -30,6 +30,8 @@ from .observability.http import MetricsServer, serve_or_refuse
 from .observability.metrics import StreambootCollector, build_registry
 from .observability.stream_views import StreamView, stream_view
 from .partitions.assignment import Assigned, assigned_listeners
+from .partitions.keys import partition_key
+from .partitions.membership import LeasedListener, LeaseScope, Membership
 from .partitions.repartition import check_partitions
 from .process.preflight import reach_redis
 from .process.shutdown import (
@@ -41,7 +43,7 @@ from .process.shutdown import (
     take_signals,
 )
 from .process.supervisor import PARENT_VARIABLE, PORT_FILE_VARIABLE
-from .process.worker_slot import current_slot
+from .process.worker_identity import current_worker
 from .wire.operator import RedisOperator
 
 START_WAIT = 5.0
@@ -67,10 +69,12 @@ class Application:
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self.membership: Membership | None = None
+        """This process's partition leases, when it reads a partitioned listener."""
         self.failure: StartupError | None = None
         self._announced = False
         """Why the run ended by itself (every listener failed), for the command line."""
-        self.worker = current_slot()
+        self.worker = current_worker()
         """Set when a supervisor started this process (``streamboot run --workers``)."""
         self.stopping = asyncio.Event()
         """Set by a signal (or ``request_stop``): a start still waiting for Redis gives up."""
@@ -103,11 +107,20 @@ class Application:
         self.listeners = await provide(self.container.listener_container)
         if self.settings.metrics.enabled:  # first: a port in use is refused before any read
             await self._serve_metrics()
+        leased: dict[str, LeasedListener] = {}
         for assigned, spec, handler in declared:
+            scope: Listeners = self.listeners
+            if assigned.partition is not None:  # read only while its lease is held here
+                scope = self._scope_of(leased, assigned, spec)
             listener = DeclaredListener(assigned.name, assigned.settings, spec, handler,
-                                        self.operator, self.listeners, self.clock)
+                                        self.operator, scope, self.clock)
             await declare(listener)
             self.declared[assigned.name] = listener
+        if leased:  # first round now: the partitions free for this member start below
+            self.membership = Membership(self.operator, self.settings.membership,
+                                         list(leased.values()),
+                                         static=self.settings.membership.member_id is not None)
+            await self.membership.start()
         await self.listeners.start(timeout=wait_live)
         if self.listeners.every_one_failed:
             # Every listener was refused on its first command (a permission, a key that is
@@ -135,6 +148,22 @@ class Application:
                     self.settings.application.name, listeners, "" if listeners == 1 else "s",
                     streams, "" if streams == 1 else "s",
                     f" ({', '.join(failed)} stopped: see above)" if failed else "")
+
+    def _scope_of(self, leased: dict[str, LeasedListener], assigned: Assigned,
+                  spec: ListenerSpec) -> LeaseScope:
+        assert self.listeners is not None
+        assert assigned.partition is not None
+        listener = leased.get(assigned.listener)
+        if listener is None:
+            in_file = self.settings.listeners[assigned.listener]
+            listener = leased[assigned.listener] = LeasedListener(
+                assigned.listener, in_file.stream, in_file.group, spec.consumer, [])
+            logger.info("listener {}: {} partitions shared by lease; member {}",
+                        assigned.listener, in_file.partitions, spec.consumer)
+        scope = LeaseScope(self.listeners, assigned.partition,
+                           partition_key(listener.stream, assigned.partition))
+        listener.scopes.append(scope)
+        return scope
 
     async def _resolve_handlers(self) -> list[tuple[Assigned, ListenerSpec,
                                                     StreamHandler[Any]]]:
@@ -184,9 +213,10 @@ class Application:
         assert self.operator is not None
         listeners, operator = self.listeners, self.operator
         registry = build_registry(StreambootCollector(lambda: listeners.subscriptions,
-                                                      lambda: self.stream_views, self.alerts))
+                                                      lambda: self.stream_views, self.alerts,
+                                                      lambda: self.membership))
         self.metrics_server = MetricsServer(
-            registry, lambda: health(operator, listeners.subscriptions))
+            registry, lambda: health(operator, listeners.subscriptions, self.membership))
         cfg = self.settings.metrics
         await serve_or_refuse(self.metrics_server, cfg.host, cfg.port)
         logger.info("metrics and /healthz on http://{}:{}/", cfg.host, self.metrics_server.port)
@@ -199,6 +229,8 @@ class Application:
             await self.metrics_server.stop()
         if self._scheduler is not None and self._scheduler.running:
             await stop_scheduler(self._scheduler, CANCEL_GRACE)
+        if self.membership is not None:  # partitions settle, then their leases go
+            await self.membership.leave()
         if self.listeners is not None:
             await self.listeners.stop()
         await _maybe_await(self.container.shutdown_resources())

@@ -26,3 +26,9 @@ class Message(Generic[P]):
     delivery_count: int | None = None
     marker: tuple[str, timedelta] | None = None
     """The idempotency marker key and TTL, when the listener declares ``idempotency``."""
+    epoch: int | None = None
+    """The epoch of the partition's lease this member held when the handler started
+    (partitioned listeners; None otherwise). It only grows: a store that remembers the
+    highest epoch it saw per partition can refuse a write carrying a lower one — the write
+    of a member that was frozen or cut off while another took the partition over
+    (docs/scaling.md, "Fencing a handler's own store")."""

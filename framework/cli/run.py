@@ -23,7 +23,6 @@ from ..config.models import AppSettings
 from ..errors import ConfigError, ConfigProblem, StartupError
 from ..listener.container import CANCEL_GRACE
 from ..observability.logs import configure_logging
-from ..partitions.assignment import idle_workers
 from ..process.shutdown import (
     EXIT_CANNOT_START,
     EXIT_CONFIG,
@@ -60,16 +59,22 @@ def _import_from_cwd() -> None:
 WorkersOption = Annotated[int, typer.Option(
     "--workers", "-w", min=1, max=256, help="Worker processes under one supervisor "
     "(docs/scaling.md); 1: this process runs the listeners itself.")]
+MemberIdOption = Annotated[str | None, typer.Option(
+    "--member-id", help="A stable member id for partitioned listeners (a StatefulSet's pod "
+    "name): restarted within lease_ttl, it takes its partitions back. Sets "
+    "STREAMBOOT_MEMBERSHIP__MEMBER_ID.")]
 
 
 def run(config_arg: ConfigArg = None, config_option: ConfigOption = None,
-        workers: WorkersOption = 1) -> None:
+        workers: WorkersOption = 1, member_id: MemberIdOption = None) -> None:
     """Run the listeners and jobs until SIGINT/SIGTERM.
 
     Exit codes: 0 stopped, 1 forced (handlers cut off), 2 bad file or handler, 3 cannot
     start (authentication, a permission, key types, server version)."""
     config = _app_file(config_arg, config_option)
     _import_from_cwd()
+    if member_id is not None:  # the workers inherit it, each adding -w<i>
+        os.environ["STREAMBOOT_MEMBERSHIP__MEMBER_ID"] = member_id
     try:
         settings = load_settings(config)
         if not any(listener.enabled for listener in settings.listeners.values()):
@@ -107,13 +112,6 @@ def _supervise(config: Path, workers: int, settings: AppSettings) -> int:
     handlers = asyncio.run(handler_problems_of(settings, str(config)))
     if handlers:  # said once here, not once by each worker
         raise ConfigError(handlers)
-    idle = idle_workers(settings, workers)
-    if idle:
-        most = max(ls.partitions for ls in settings.listeners.values() if ls.enabled)
-        raise ConfigError([ConfigProblem(
-            str(config), "listeners", f"--workers {workers}, but no listener has more than "
-            f"{most} partitions: {len(idle)} of the {workers} workers would read nothing "
-            f"(each partition has one reader); use --workers {most} or more partitions")])
     for name, listener in settings.listeners.items():
         if listener.enabled and listener.ordering_key and listener.partitions == 1:
             logger.warning("listeners.{}: ordering_key holds within each worker only: all {} "

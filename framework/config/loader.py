@@ -1,4 +1,6 @@
-"""Read ``application.yaml``: parse, interpolate ``${VAR}``, merge the environment, validate."""
+"""Read ``application.yaml``: parse, interpolate ``${VAR}``, validate. ``STREAMBOOT_*``
+variables override keys in the validation itself (config/models.py ``AppSettings``, from
+the process environment); the ``env`` given here feeds ``${VAR}`` only."""
 
 from __future__ import annotations
 

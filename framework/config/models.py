@@ -42,6 +42,13 @@ RENEWAL_CONNECT_SHARE = 4
 """``redis.socket_connect_timeout`` may be at most ``min_idle`` / this: a renewal that
 times out (a tenth), reconnects (this quarter) and tries again (a tenth) lands within
 0.8 × ``min_idle`` of the previous one, which began a third of ``min_idle`` earlier."""
+LEASE_TRUST = 0.8
+"""A member acts on a partition only while its last lease renewal was sent less than
+this share of ``lease_ttl`` ago (listener/tenure.py): the rest is the margin for clocks
+that run at slightly different rates and for the renewal's way to the server."""
+LEASE_READ_MARGIN = timedelta(milliseconds=250)
+"""Added to a read's BLOCK when asking whether a lease covers it: the reply's way back,
+and a busy loop's delay in taking it."""
 _START_ID = re.compile(r"^(0|\$|\d+(-\d+)?)$")
 
 
@@ -508,6 +515,34 @@ class ListenerSettings(StrictModel):
         return value
 
 
+class MembershipSettings(StrictModel):
+    """How the processes reading a partitioned listener share its partitions: each is a
+    member with a heartbeat, each partition has a lease (docs/scaling.md)."""
+
+    lease_ttl: Duration = timedelta(seconds=10)
+    """a partition's lease lasts this long unless its owner renews it: a member killed,
+    frozen or cut off from Redis hands its partitions over within `lease_ttl` plus one
+    `heartbeat` (a member stopped with SIGTERM releases them at once)"""
+    heartbeat: Duration = timedelta(seconds=1)
+    """how often a member says it lives, renews its leases and rebalances; at most a
+    third of `lease_ttl`, so that two late renewals in a row do not lose a lease"""
+    member_id: str | None = Field(default=None, min_length=1, max_length=200)
+    """a stable member id (a StatefulSet's pod name, say): a member restarted within
+    `lease_ttl` takes its partitions back, one epoch up, without them moving meanwhile.
+    Also `streamboot run --member-id`; none = the process's consumer name (`<host>-<pid>`)"""
+
+    _waits = field_validator("lease_ttl", "heartbeat")(at_least_1ms)
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_the_lease(self) -> MembershipSettings:
+        if self.heartbeat * 3 > self.lease_ttl:
+            raise ValueError(
+                f"membership.heartbeat ({format_duration(self.heartbeat)}) must be at most a "
+                f"third of membership.lease_ttl ({format_duration(self.lease_ttl)}): a lease "
+                "would lapse after one late renewal")
+        return self
+
+
 class SchedulerSettings(StrictModel):
     """APScheduler settings shared by the framework's jobs."""
 
@@ -577,6 +612,7 @@ class AppSettings(BaseSettings):
     container: ContainerSettings = ContainerSettings()
     listeners: dict[str, ListenerSettings] = Field(default_factory=dict)
     scheduler: SchedulerSettings = SchedulerSettings()
+    membership: MembershipSettings = MembershipSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
 
@@ -659,6 +695,25 @@ class AppSettings(BaseSettings):
         idles = [listener.pending_scan.min_idle for listener in self.listeners.values()
                  if listener.enabled] or [PendingScanSettings().min_idle]
         return min(self.redis.socket_timeout, min(idles) / RENEWAL_REPLY_SHARE)
+
+    @model_validator(mode="after")
+    def _leases_cover_a_read(self) -> AppSettings:
+        """A member of a partitioned listener reads only while its lease covers the whole
+        read (listener/tenure.py): a BLOCK longer than what a lease trusts leaves after
+        each heartbeat would never be sent."""
+        membership = self.membership
+        trusted = membership.lease_ttl * LEASE_TRUST - membership.heartbeat
+        for name, listener in self.listeners.items():
+            block = listener.poll_timeout or self.container.poll_timeout
+            if listener.partitions > 1 and block + LEASE_READ_MARGIN > trusted:
+                raise ValueError(
+                    f"listeners.{name}: poll_timeout ({format_duration(block)}) must end well "
+                    f"inside a lease: at most {LEASE_TRUST:g} × membership.lease_ttl "
+                    f"({format_duration(membership.lease_ttl)}) minus membership.heartbeat "
+                    f"({format_duration(membership.heartbeat)}) minus "
+                    f"{format_duration(LEASE_READ_MARGIN)}; shorten poll_timeout or lengthen "
+                    "lease_ttl")
+        return self
 
     @model_validator(mode="after")
     def _cleanup_spares_live_consumers(self) -> AppSettings:

@@ -32,6 +32,7 @@ from .models import (
     ContainerSettings,
     ListenerSettings,
     LoggingSettings,
+    MembershipSettings,
     MetricsSettings,
     RedisSettings,
     SchedulerSettings,
@@ -43,6 +44,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "container": ContainerSettings,
     "listeners.<name>": ListenerSettings,
     "scheduler": SchedulerSettings,
+    "membership": MembershipSettings,
     "metrics": MetricsSettings,
     "logging": LoggingSettings,
 }

@@ -4,17 +4,30 @@ other back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config.models import ListenerSettings
 from ..handler import StreamHandler
-from ..listener.container import ListenerContainer
+from ..listener.poll import Subscription
 from ..listener.spec import ListenerSpec
 from ..wire.operator import RedisOperator
 from .clock import Clock
 from .schedule import Every
+
+
+class Listeners(Protocol):
+    """Where a feature registers the subscriptions it reads and finds them: the
+    listener container, or a partition's lease scope (partitions/membership.py), which
+    registers them in the container only while this member holds the partition."""
+
+    @property
+    def subscriptions(self) -> Mapping[str, Subscription]: ...
+
+    def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> object: ...
+
+    async def unregister(self, name: str) -> None: ...
 
 
 class Job(Protocol):
@@ -32,7 +45,7 @@ class DeclaredListener:
     spec: ListenerSpec
     handler: StreamHandler[Any]
     operator: RedisOperator
-    listeners: ListenerContainer
+    listeners: Listeners
     clock: Clock
     streams_from: Callable[[], list[str]] | None = None
     """Set by the feature that took the subscription over (rotation): the keys it reads."""

@@ -31,8 +31,7 @@ from ..wire.operator import RedisOperator
 from .schedule import Every
 
 if TYPE_CHECKING:
-    from ..listener.container import ListenerContainer
-    from .contract import DeclaredListener
+    from .contract import DeclaredListener, Listeners
 
 _WARN_ROWS = 10
 
@@ -103,7 +102,7 @@ class ListenerRecovery:
     subscriptions (a rotated listener has one per period that still has work), each with
     its own XAUTOCLAIM cursor."""
 
-    def __init__(self, listener: str, interval: timedelta, listeners: ListenerContainer,
+    def __init__(self, listener: str, interval: timedelta, listeners: Listeners,
                  operator: RedisOperator) -> None:
         self.listener = listener
         self._interval = interval

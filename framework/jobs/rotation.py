@@ -33,11 +33,10 @@ from .schedule import Every
 
 if TYPE_CHECKING:  # the job's collaborators; the rule needs none of them (publisher.py)
     from ..handler import StreamHandler
-    from ..listener.container import ListenerContainer
     from ..listener.spec import ListenerSpec
     from ..wire.operator import RedisOperator
     from .clock import Clock
-    from .contract import DeclaredListener
+    from .contract import DeclaredListener, Listeners
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +97,7 @@ async def declare(listener: DeclaredListener) -> RotationJob | None:
 
 class RotationJob:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], policy: RotationPolicy,
-                 operator: RedisOperator, listeners: ListenerContainer, clock: Clock) -> None:
+                 operator: RedisOperator, listeners: Listeners, clock: Clock) -> None:
         self.spec = spec
         self._handler = handler
         self.policy = policy

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from .losses import LossReport
+    from .tenure import Tenure
 
 SendAck = Callable[[list[str], list[str]], Awaitable[int]]
 """XACK ``ids`` and SET NX the ``markers`` in one round trip; returns how many were acked."""
@@ -60,11 +61,13 @@ past that (the read is blocked on a drained stream) they are acked on their own.
 class Acks:
     def __init__(self, send: SendAck, stats: ListenerStats, log: Logger = logger,
                  patience: float = PATIENCE, trust: float = math.inf,
-                 losses: LossReport | None = None) -> None:
+                 losses: LossReport | None = None, tenure: Tenure | None = None) -> None:
         """``trust``: seconds a delivery vouches for ownership (a share of ``min_idle``;
         infinite without an ownership keeper, when nothing is ever checked). ``losses``
-        hears of XACKs that found entries acknowledged already (handled twice)."""
+        hears of XACKs that found entries acknowledged already (handled twice).
+        ``tenure``: the partition's lease, when the listener's partitions are leased."""
         self._send = send
+        self._tenure = tenure
         self._stats = stats
         self._losses = losses
         self._patience = patience
@@ -166,8 +169,24 @@ class Acks:
     def owed(self) -> bool:
         return bool(self._ids or self._markers)
 
+    def fence(self, ids: list[str], why: str) -> None:
+        """Entries of a partition whose lease was lost leave the hand, never acked here:
+        they stay pending for the partition's new owner (said, counted)."""
+        self.release(ids)
+        if self._losses is not None:
+            self._losses.fenced(ids, why)
+
     def take(self) -> tuple[list[str], list[str]]:
-        """Everything owed, handed to the caller, who sends it or gives it back."""
+        """Everything owed, handed to the caller, who sends it or gives it back. Nothing
+        while the partition's lease is not trusted (listener/tenure.py): an XACK from a
+        member that may have lost the partition could ack an entry its new owner has not
+        finished. Once the lease is lost, what was owed is given up (said, counted)."""
+        tenure = self._tenure
+        if tenure is not None and not tenure.trusted():
+            if tenure.lost and self._ids:
+                self.fence(self._ids, ", after handling them")
+                self._ids, self._markers = [], []
+            return [], []
         ids, markers = self._ids, self._markers
         self._ids, self._markers = [], []
         return ids, markers

@@ -28,6 +28,7 @@ from .ownership import RenewalThread, SyncClient
 from .parking import ParkingLot
 from .poll import Subscription
 from .spec import ListenerSpec
+from .tenure import Tenure
 
 SETUPS_AT_ONCE = 8
 """Subscriptions creating their group at once. Each start's XGROUP CREATE goes through the
@@ -53,6 +54,9 @@ class ListenerContainer:
         self._lots: dict[tuple[str, str, int, timedelta], ParkingLot | None] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._started = False
+        """Between start and stop: a subscription registered then starts at once (one
+        registered during or after the stop never starts)."""
         self.forced = False
         """Set when a stop had to cancel handlers still running at shutdown_timeout."""
         self.all_failed = asyncio.Event()
@@ -66,13 +70,16 @@ class ListenerContainer:
     def running(self) -> bool:
         return any(not t.done() for t in self._tasks.values())
 
-    def register(self, spec: ListenerSpec, handler: StreamHandler[Any]) -> Subscription:
+    def register(self, spec: ListenerSpec, handler: StreamHandler[Any],
+                 tenure: Tenure | None = None) -> Subscription:
+        """``tenure``: the lease of the partition ``spec`` reads, when leased (tenure.py)."""
         if spec.name in self._subscriptions:
             raise DuplicateListenerError(f"listener {spec.name!r} is already registered")
         subscription = Subscription(spec, self._operator, handler, self._renewals,
-                                    self._setups, self._lot_for(spec))
+                                    self._setups,
+                                    self._lot_for(spec) if tenure is None else None, tenure)
         self._subscriptions[spec.name] = subscription
-        if self._tasks:  # registered after start: start it now
+        if self._started:  # registered after start: start it now
             self._spawn(subscription)
         return subscription
 
@@ -100,6 +107,7 @@ class ListenerContainer:
     async def start(self, timeout: float | None = 30.0) -> None:
         """Start every subscription; with a timeout, wait until each has read once (or
         ended: see ``all_failed``)."""
+        self._started = True
         for subscription in self._subscriptions.values():
             if subscription.spec.name not in self._tasks:
                 self._spawn(subscription)
@@ -129,6 +137,7 @@ class ListenerContainer:
 
     async def stop(self) -> None:
         """Stop polling, let in-flight handlers finish within ``shutdown_timeout``, ack them."""
+        self._started = False
         for subscription in self._subscriptions.values():
             subscription.request_stop()
         await asyncio.gather(*(self._drain(name, task, self._subscriptions[name])

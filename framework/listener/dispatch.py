@@ -47,6 +47,7 @@ from .ownership import OwnershipKeeper
 from .retry import exhausted
 from .spec import ListenerSpec
 from .stats import ListenerStats
+from .tenure import Tenure
 from .threads import HandlerThreads
 from .timeouts import Running, Watchdog
 
@@ -66,8 +67,9 @@ _Job = tuple[StreamEntry, int, "asyncio.Future[None] | None"]
 class Dispatcher:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats,
                  failures: FailurePolicy, idempotency: Idempotency | None, acks: Acks,
-                 keeper: OwnershipKeeper | None = None) -> None:
+                 keeper: OwnershipKeeper | None = None, tenure: Tenure | None = None) -> None:
         self._spec = spec
+        self._tenure = tenure
         self._stats = stats
         self._failures = failures
         self._idempotency = idempotency
@@ -302,6 +304,10 @@ class Dispatcher:
         costs about half a microsecond per entry."""
         entry_id = entry.id
         started = perf_counter()
+        if self._tenure is not None and not self._tenure.trusted():
+            if not await self._tenure_held(self._tenure, entry_id):
+                return
+            started = perf_counter()
         keeper = self._keeper
         if keeper is not None and not self._trusted(keeper, entry_id, started):
             # Never run a handler on an entry another consumer may own by now: ask Redis.
@@ -368,6 +374,17 @@ class Dispatcher:
         receipt = self._acks.in_hand.get(entry_id)
         return receipt is not None and (now < receipt[1] or keeper.trusts(receipt, now))
 
+    async def _tenure_held(self, tenure: Tenure, entry_id: str) -> bool:
+        """The partition's lease is not trusted right now (a renewal is late): wait for
+        it, never longer than the lease can last (``lost`` turns true by then). A lost
+        lease leaves the entry unstarted, pending for the partition's new owner."""
+        while not tenure.trusted():
+            if tenure.lost:
+                self._acks.fence([entry_id], "")
+                return False
+            await tenure.renewed(0.25)
+        return True
+
     def _exhausted(self, deliveries: int) -> bool:
         """Delivered more often than ``max_deliveries`` without an outcome (its consumers
         died on it): dead-lettered unhandled."""
@@ -400,7 +417,8 @@ class Dispatcher:
         marker = idempotency.marker_for(entry.fields) if idempotency is not None else None
         return Message(entry.id, spec.stream, spec.group, spec.consumer, entry.fields,
                        payload, deliveries,
-                       None if marker is None else (marker, self._marker_ttl)), marker
+                       None if marker is None else (marker, self._marker_ttl),
+                       None if self._tenure is None else self._tenure.epoch), marker
 
     async def _still_owned(self, keeper: OwnershipKeeper, entry_id: str) -> bool:
         """Ask Redis, once or twice (an entry held again during the first answer is not

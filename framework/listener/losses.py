@@ -14,6 +14,9 @@ recovery job, an acknowledgement:
   nothing left to handle: ``stats.deleted_while_pending``;
 - **unconfirmed**: Redis could not be asked whether they are still ours, so they are left
   pending for the recovery job rather than risk a second handling: ``stats.unconfirmed``;
+- **fenced**: of a partition whose lease this member lost (partitions/membership.py):
+  left unstarted, or handled but not acked, for the partition's new owner:
+  ``stats.fenced``;
 - **already acknowledged**: handled here, and the XACK found some acknowledged already —
   another consumer took them over while their handlers ran here (at-least-once handled
   them twice), or they were deleted meanwhile: ``stats.already_acked``.
@@ -54,6 +57,8 @@ _LINES = {
     "unconfirmed": "could not confirm with Redis that {n} held here {is_} still this "
                    "consumer's{why}; they are left pending for the recovery job, not "
                    "started here: {ids}",
+    "fenced": "{n} of this partition {was} left to its new owner: this member lost the "
+              "partition's lease{why}; {they} not started or acknowledged here: {ids}",
     "already": "{n} handled here had been acknowledged already when this consumer's XACK "
                "arrived: another consumer took them over while their handlers ran here (a "
                "pause, a lost connection), so they were handled twice, as at-least-once "
@@ -100,6 +105,10 @@ class LossReport:
         self._stats.unconfirmed += len(ids)
         self._say("unconfirmed", ids, f" ({reason})")
 
+    def fenced(self, ids: list[str], why: str) -> None:
+        self._stats.fenced += len(ids)
+        self._say("fenced", ids, why)
+
     def already_acked(self, count: int) -> None:
         """An XACK acknowledged ``count`` fewer entries than it was sent for."""
         self._stats.already_acked += count
@@ -124,5 +133,6 @@ class LossReport:
         for reason, (ids, count, why) in held.items():
             self._log.warning(_LINES[reason].format(
                 n=entries(count), was="was" if count == 1 else "were",
-                is_="is" if count == 1 else "are", why=why,
+                is_="is" if count == 1 else "are", they="it is" if count == 1 else "they are",
+                why=why,
                 ids=_ids(ids) if reason != "already" else ""))

@@ -23,6 +23,7 @@ from typing import Any
 
 from loguru import logger
 
+from ..config.models import LEASE_READ_MARGIN
 from ..errors import NoGroupError, StartupError, WrongTypeError
 from ..handler import StreamHandler
 from ..wire.operator import RedisOperator
@@ -41,6 +42,7 @@ from .parking import ParkingLot, ParkingSpot
 from .reading import ReadInFlight
 from .spec import ListenerSpec
 from .stats import ListenerStats
+from .tenure import Tenure
 
 
 class Subscription:
@@ -49,11 +51,17 @@ class Subscription:
     def __init__(self, spec: ListenerSpec, operator: RedisOperator, handler: StreamHandler[Any],
                  renewals: RenewalThread | None = None,
                  setups: asyncio.Semaphore | None = None,
-                 lot: ParkingLot | None = None) -> None:
+                 lot: ParkingLot | None = None, tenure: Tenure | None = None) -> None:
         """``setups``: shared by a container's subscriptions, so many starting at once
         create their groups a few at a time on the pool (see ``ListenerContainer``).
-        ``lot``: where this subscription parks while its stream is idle (parking.py)."""
+        ``lot``: where this subscription parks while its stream is idle (parking.py).
+        ``tenure``: the lease of the partition it reads, when partitions are leased
+        (tenure.py): it reads, starts and acks only while that lease is trusted. A leased
+        subscription never parks: the shared read would read on for a partition whose
+        lease lapsed."""
         self.spec = spec
+        self.tenure = tenure
+        self._read_window = (spec.poll_timeout + LEASE_READ_MARGIN).total_seconds()
         self._setups = setups
         self.stats = ListenerStats()
         self.failure: BaseException | None = None
@@ -72,19 +80,19 @@ class Subscription:
         # Without renewals nothing is fenced (a test's container): deliveries are trusted.
         self._acks = Acks(self._send_ack, self.stats, self._log,
                           trust=min_idle * TRUST if renewals is not None else math.inf,
-                          losses=self.losses)
+                          losses=self.losses, tenure=tenure)
         # Unreceived reads span at most the read in flight and one more, plus reclaims.
         self.keeper = (
             OwnershipKeeper(spec.stream, spec.group, spec.consumer, min_idle,
                             2 * spec.batch_size + 100, self._acks, self.losses, self._renew)
             if renewals is not None else None
         )
-        self._spot = (ParkingSpot(lot, spec.stream, self._parked) if lot is not None
-                      else None)
+        self._spot = (ParkingSpot(lot, spec.stream, self._parked)
+                      if lot is not None and tenure is None else None)
         self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject,
                                        self.losses, self._retry_given_up)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
-                                      self._idempotency, self._acks, self.keeper)
+                                      self._idempotency, self._acks, self.keeper, tenure)
         self._read = ReadInFlight(group_reader(operator, spec.stream, spec.group,
                                                spec.consumer), self._acks, self._log)
         self._offset = ReadOffset()
@@ -103,8 +111,10 @@ class Subscription:
 
     @property
     def live(self) -> bool:
-        """Its group exists and it reads: what the recovery job may work for."""
-        return self._started.is_set() and self.failure is None and not self._stop.is_set()
+        """Its group exists and it reads (and its partition's lease, if leased, is
+        trusted): what the recovery job may work for."""
+        return (self._started.is_set() and self.failure is None and not self._stop.is_set()
+                and (self.tenure is None or self.tenure.trusted()))
 
     @property
     def parked(self) -> bool:
@@ -227,7 +237,10 @@ class Subscription:
                     self._renewals.unregister(self.keeper)
 
     async def _step(self) -> None:
-        if self._injected:
+        tenure = self.tenure
+        if tenure is not None and not tenure.trusted(self._read_window):
+            await self._fenced(tenure)
+        elif self._injected:
             await self._run_injected()
         elif self._spot is not None and (delivered := self._spot.take()) is not None:
             await self._handle_new(*delivered)  # by the shared read, after a stop
@@ -303,7 +316,19 @@ class Subscription:
         await self._read.send(self._offset.cursor, self._offset.count(spec.batch_size),
                               spec.poll_timeout, self._marker_ttl)
 
+    async def _fenced(self, tenure: Tenure) -> None:
+        """The lease does not cover a read now: wait for its renewal; once it is lost,
+        stop (the membership loop then lets this subscription go)."""
+        if tenure.lost:
+            self._log.warning("the partition's lease was lost (epoch {}): stopped reading; "
+                              "its pending entries are the new owner's", tenure.epoch)
+            self.request_stop()
+            return
+        await tenure.renewed(0.25)
+
     async def _send_ahead(self) -> None:
+        if self.tenure is not None and not self.tenure.trusted(self._read_window):
+            return  # the read would end past the lease's trusted window
         try:
             await self._send()
         except Exception as exc:

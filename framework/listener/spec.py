@@ -63,7 +63,8 @@ def resolve_listener(
     declared_as: str | None = None, consumer: str | None = None,
 ) -> ListenerSpec:
     """``declared_as``: the listener's name in the file when ``name`` is one of its
-    partitions; ``consumer``: the name a supervised worker uses instead (process/worker_slot.py)."""
+    partitions; ``consumer``: the name used instead of the file's (a supervised worker's,
+    process/worker_identity.py, or a partition member's id)."""
     return ListenerSpec(
         name=name,
         listener=declared_as or name,

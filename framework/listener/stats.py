@@ -47,6 +47,7 @@ class ListenerStats:
     acked_elsewhere: int = 0
     """Entries held here that another consumer acknowledged before they started here."""
     unconfirmed: int = 0
+    fenced: int = 0
     """Entries left pending for recovery because Redis could not confirm they were ours."""
     already_acked: int = 0
     """Entries handled here whose XACK found them acknowledged already (handled twice)."""

@@ -7,11 +7,12 @@ import asyncio
 import time
 
 from ..listener.poll import Subscription
+from ..partitions.membership import Membership
 from ..wire.operator import RedisOperator
 
 
-async def health(operator: RedisOperator,
-                 subscriptions: dict[str, Subscription]) -> dict[str, object]:
+async def health(operator: RedisOperator, subscriptions: dict[str, Subscription],
+                 membership: Membership | None = None) -> dict[str, object]:
     """Healthy: Redis answers PING within 1s, and every listener makes progress.
 
     Progress is judged by what the listener is doing. Handling entries, however long they
@@ -20,7 +21,9 @@ async def health(operator: RedisOperator,
     that is what a restart would cure. Otherwise the loop must have read within
     2 × ``poll_timeout`` (+1s): one stuck in backoff or ended by an error has not. And the
     entries it holds must have been renewed lately (listener/ownership.py): renewals
-    that keep failing mean they may be taken over.
+    that keep failing mean they may be taken over. A member of a partitioned listener
+    that cannot renew its leases is not healthy; one that owns no partition (a standby,
+    more members than partitions) is, and says so.
     """
     problems: list[str] = []
     try:
@@ -52,4 +55,12 @@ async def health(operator: RedisOperator,
                 + (f"; last error: {keeper.last_error}" if keeper.last_error else "")
                 + "): another consumer may take them over; none is started here until "
                 "Redis confirms it")
-    return {"healthy": not problems, "problems": problems}
+    answer: dict[str, object] = {"healthy": not problems, "problems": problems}
+    if membership is not None:
+        if membership.renewal_failing:
+            problems.append("partition leases could not be renewed at the last heartbeat: "
+                            "this member stops handling its partitions when they lapse")
+            answer["healthy"] = False
+        owned = membership.owned
+        answer["partitions"] = {"owned": owned, "standby": owned == 0}
+    return answer

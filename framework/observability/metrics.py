@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from ..listener.poll import Subscription
 from ..listener.stats import Histogram
+from ..partitions.membership import Membership
 from .alerts import AlertState
 from .stream_views import StreamView
 
@@ -39,6 +40,8 @@ _COUNTERS = {
                        "started here; not started here after that.",
     "unconfirmed": "Entries left pending for recovery: Redis could not confirm they were "
                    "still this consumer's.",
+    "fenced": "Entries of a partition whose lease this member lost, left unstarted (or "
+              "unacked) for the partition's new owner.",
     "already_acked": "Entries handled here whose XACK found them acknowledged already "
                      "(another consumer took them over while they ran here: handled twice).",
     "deleted_while_pending": "Entries deleted or trimmed from the stream while pending here "
@@ -49,8 +52,10 @@ _COUNTERS = {
 
 class StreambootCollector(Collector):
     def __init__(self, subscriptions: Callable[[], dict[str, Subscription]],
-                 streams: Callable[[], dict[str, StreamView]], alerts: AlertState) -> None:
+                 streams: Callable[[], dict[str, StreamView]], alerts: AlertState,
+                 membership: Callable[[], Membership | None] = lambda: None) -> None:
         self._subscriptions = subscriptions
+        self._membership = membership
         self._streams = streams
         self._alerts = alerts
 
@@ -69,6 +74,7 @@ class StreambootCollector(Collector):
         yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", subs,
                          lambda s: s.stats.batch_sizes)
         yield from self._stream_gauges()
+        yield from _leases(self._membership())
         alert = GaugeMetricFamily("streamboot_alert", "1 while a threshold is crossed.",
                                   labels=["listener", "stream", "alert"])
         for (listener, stream, name), on in self._alerts.active.items():
@@ -87,6 +93,28 @@ class StreambootCollector(Collector):
                 lag.add_metric([key, group.name], float(group.lag or 0))
                 pending.add_metric([key, group.name], group.pending)
         yield from (length, lag, pending)
+
+
+def _leases(membership: Membership | None) -> Iterator[Any]:
+    """This member's partitions (partitions/membership.py)."""
+    if membership is None:
+        return
+    owned = GaugeMetricFamily("streamboot_partitions_owned", "Partitions whose lease this "
+                              "member holds (0: a standby).", labels=["listener"])
+    rebalances = CounterMetricFamily("streamboot_partition_rebalances", "Heartbeats at "
+                                     "which this member took or gave up a partition.",
+                                     labels=["listener"])
+    takeover = GaugeMetricFamily("streamboot_partition_takeover_seconds", "Seconds the "
+                                 "last partition taken here took, from the lease request "
+                                 "to its subscription (pending entries claimed).",
+                                 labels=["listener"])
+    for listener in membership.listeners:
+        owned.add_metric([listener.name],
+                         sum(1 for s in listener.scopes if s.lease is not None))
+        rebalances.add_metric([listener.name], listener.rebalances)
+        if listener.handovers:
+            takeover.add_metric([listener.name], listener.handovers[-1])
+    yield from (owned, rebalances, takeover)
 
 
 def _renewals(subs: dict[str, Subscription]) -> Iterator[Any]:

@@ -1,5 +1,6 @@
-"""What this process reads: every enabled listener — each partition of a partitioned one
-as a listener of its own — and, under ``--workers``, only this worker's share.
+"""What this process may read: every enabled listener — each partition of a partitioned
+one as a listener of its own. Which partitions it reads at a given moment is the leases'
+business (membership.py): every member is a candidate for every partition.
 
 Pure: the application, ``check`` and the supervisor ask the same question and get the same
 answer.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config.models import AppSettings, ListenerSettings
-from ..process.worker_slot import WorkerSlot
+from ..process.worker_identity import WorkerIdentity
 from .keys import partition_name, partition_settings
 
 
@@ -23,34 +24,30 @@ class Assigned:
     settings: ListenerSettings
     """Its settings; a partition's name its own keys (see keys.py)."""
     consumer: str | None = None
-    """A worker's consumer name, when a supervisor started this process."""
+    """The consumer name when it is not the file's: a worker's, or the member id."""
+    partition: int | None = None
+    """The partition's index, for a partition."""
 
 
-def assigned_listeners(settings: AppSettings, slot: WorkerSlot | None = None) -> list[Assigned]:
-    """Every enabled listener (or partition) this process reads, in file order."""
+def assigned_listeners(settings: AppSettings,
+                       worker: WorkerIdentity | None = None) -> list[Assigned]:
+    """Every enabled listener (or partition) this process may read, in file order."""
     assigned: list[Assigned] = []
+    member_id = settings.membership.member_id
     for name, listener in settings.listeners.items():
         if not listener.enabled:
             continue
         consumer = None
-        if slot is not None:
+        if worker is not None:
             given = listener.consumer if "consumer" in listener.model_fields_set else None
-            consumer = slot.consumer(given)
+            consumer = worker.consumer(given)
         if listener.partitions == 1:
             assigned.append(Assigned(name, name, listener, consumer))
             continue
+        if member_id is not None:  # the member id is the consumer: one PEL per member
+            consumer = f"{member_id}-w{worker.index}" if worker is not None else member_id
         for index in range(listener.partitions):
-            if slot is None or slot.owns(index):
-                assigned.append(Assigned(partition_name(name, index), name,
-                                         partition_settings(listener, index), consumer))
+            assigned.append(Assigned(partition_name(name, index), name,
+                                     partition_settings(listener, index), consumer, index))
     return assigned
 
-
-def idle_workers(settings: AppSettings, workers: int) -> list[int]:
-    """Workers of ``workers`` that would read nothing: every enabled listener is
-    partitioned, into fewer partitions than there are workers."""
-    listeners = [ls for ls in settings.listeners.values() if ls.enabled]
-    if not listeners or any(ls.partitions == 1 for ls in listeners):
-        return []
-    most = max(ls.partitions for ls in listeners)
-    return list(range(most, workers))

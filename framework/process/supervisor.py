@@ -1,8 +1,8 @@
 """``streamboot run FILE --workers N``: N worker processes under one supervisor.
 
 Python handles entries on one core per process; a supervisor is how one command uses
-more. Each worker is a plain ``streamboot run`` of the same file, told its slot
-(worker_slot.py: a stable consumer name, its share of each partitioned listener). The
+more. Each worker is a plain ``streamboot run`` of the same file, told its index
+(worker_identity.py: a stable consumer name, its share of each partitioned listener). The
 supervisor:
 
 - **forwards signals**: workers run in process groups of their own, so a terminal's
@@ -42,8 +42,8 @@ from ..observability.http import MetricsServer, serve_or_refuse
 from ..wire.reconnect import ReconnectBackoff
 from .restarts import after_exit
 from .shutdown import EXIT_FORCED, EXIT_OK, STOP_MARGIN
+from .worker_identity import NAME_VARIABLE, WORKER_VARIABLE
 from .worker_metrics import WorkersCollector, fetch, relabelled
-from .worker_slot import NAME_VARIABLE, WORKER_VARIABLE
 
 PARENT_VARIABLE = "STREAMBOOT_WORKER_PARENT"
 PORT_FILE_VARIABLE = "STREAMBOOT_WORKER_PORT_FILE"

@@ -10,6 +10,7 @@ Commands: https://redis.io/docs/latest/commands/?group=stream
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from .commands import (
     read_command,
 )
 from .decoding import WIRE_ERRORS, from_wire, to_wire
+from .leases import LeaseCommands
 from .records import (
     AutoClaimResult,
     ConsumerInfo,
@@ -417,6 +419,28 @@ class RedisOperator:
                                 to_ms(min_idle), start_id=start_id, count=count)
         deleted = [str(i) for i in reply[2]] if len(reply) > 2 else []
         return AutoClaimResult(str(reply[0]), parsed_entries(reply[1]), deleted)
+
+    async def claim_all_pending(self, key: str, group: str, consumer: str) -> int:
+        """Every pending entry of the group, whoever holds it, claimed to ``consumer``
+        (XAUTOCLAIM … 0 JUSTID, 1,000 per step): a partition's new owner takes over
+        what its previous owner left, before it reads anything new. Returns how many.
+        A script, since redis-py's JUSTID reply drops the cursor."""
+        cursor, claimed = "0-0", 0
+        while True:
+            reply = await self._run(key, group, self._claim_all, keys=[key],
+                                    args=[group, consumer, cursor, 1000])
+            cursor, claimed = str(reply[0]), claimed + int(reply[1])
+            if cursor == "0-0":
+                return claimed
+
+    @functools.cached_property
+    def _claim_all(self) -> Any:
+        return self._client.register_script(scripts.CLAIM_ALL_PENDING)
+
+    @functools.cached_property
+    def leases(self) -> LeaseCommands:
+        """The partition lease and membership scripts (leases.py)."""
+        return LeaseCommands(self._client)
 
     async def reclaim_one(self, key: str, group: str, consumer: str, min_idle: timedelta,
                           start_id: str = "0-0", steps: int = 100) -> ReclaimStep:

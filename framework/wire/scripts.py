@@ -158,3 +158,12 @@ RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+# KEYS[1] stream; ARGV: group, consumer, cursor, count. One step of claiming every pending
+# entry (min idle 0) to the consumer, ids only: {next cursor, how many}.
+CLAIM_ALL_PENDING = """
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'COUNT', ARGV[4],
+                     'JUSTID')
+return {r[1], #r[2]}
+"""

@@ -70,3 +70,43 @@ class LedgerEventHandler(StreamHandler[Event]):
                                f"{event.seq} {message.consumer}")
 
     delay = 0.001
+
+
+class TimelineHandler(StreamHandler[Event]):
+    """For several processes at once: each call is recorded in Redis
+    (``timeline:{customer}``, one item ``seq start end epoch consumer stream``, wall-clock
+    times of this machine), so the test can tell order, overlaps and duplicates of each
+    key across every member. Each call takes 5–20 ms, so that calls of one key in two
+    members would overlap if the fence let them.
+
+    The record is written as docs/scaling.md tells a store to fence itself: refused when
+    its ``message.epoch`` is below the highest epoch already written for the partition
+    (then it goes to ``refused:{customer}`` instead and the call fails: not acked)."""
+
+    FENCED_WRITE = """
+    local seen = tonumber(redis.call('GET', KEYS[1]) or '0')
+    local epoch = tonumber(ARGV[1])
+    if epoch < seen then
+      redis.call('RPUSH', KEYS[3], ARGV[2])
+      return 0
+    end
+    redis.call('SET', KEYS[1], epoch)
+    redis.call('RPUSH', KEYS[2], ARGV[2])
+    return 1
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.write = redis.register_script(self.FENCED_WRITE)
+
+    async def handle(self, message: Message[Event]) -> None:
+        event = message.payload
+        started = time.time()
+        await asyncio.sleep(0.005 + (event.seq * 7919 % 16) / 1000)
+        record = (f"{event.seq} {started:.6f} {time.time():.6f} {message.epoch} "
+                  f"{message.consumer} {message.stream}")
+        written = await self.write(
+            keys=[f"fence:{message.stream}", f"timeline:{{{event.customer}}}",
+                  f"refused:{{{event.customer}}}"], args=[message.epoch or 0, record])
+        if not written:
+            raise RuntimeError(f"stale owner: epoch {message.epoch} of {message.stream}")

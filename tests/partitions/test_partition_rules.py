@@ -9,9 +9,9 @@ import pytest
 
 from streamboot.config.loader import settings_from_mapping
 from streamboot.errors import ConfigError
-from streamboot.partitions.assignment import assigned_listeners, idle_workers
+from streamboot.partitions.assignment import assigned_listeners
 from streamboot.partitions.keys import RoundRobin, partition_key, partition_of
-from streamboot.process.worker_slot import WorkerSlot, current_slot
+from streamboot.process.worker_identity import WorkerIdentity, current_worker
 from streamboot.wire.hash_slots import same_slot
 
 
@@ -69,35 +69,58 @@ def test_ordering_key_routes_when_partition_by_is_not_given() -> None:
     assert settings.listeners["orders"].routed_by == "customer"
 
 
-def test_workers_share_the_partitions_and_read_every_plain_stream() -> None:
+def test_every_worker_is_a_candidate_for_every_partition_and_reads_every_plain_stream(
+) -> None:
     data = app(partitions=4)
     data["listeners"]["audit"] = {"stream": "audit", "group": "g", "handler": "h"}
     settings = settings_from_mapping(data)
-    shares = [[a.name for a in assigned_listeners(settings, WorkerSlot(i, 2, f"h-1-w{i}"))]
-              for i in range(2)]
-    assert shares == [["orders[p0]", "orders[p2]", "audit"], ["orders[p1]", "orders[p3]", "audit"]]
-    consumers = {a.consumer for a in assigned_listeners(settings, WorkerSlot(1, 2, "h-1-w1"))}
+    candidates = [[a.name for a in assigned_listeners(settings, WorkerIdentity(i, 2, f"h-1-w{i}"))]
+                  for i in range(2)]
+    everything = ["orders[p0]", "orders[p1]", "orders[p2]", "orders[p3]", "audit"]
+    assert candidates == [everything, everything]  # the leases decide who reads what
+    consumers = {a.consumer for a in assigned_listeners(settings, WorkerIdentity(1, 2, "h-1-w1"))}
     assert consumers == {"h-1-w1"}  # the default name: stable across the worker's restarts
+
+
+def test_a_member_id_names_the_partitions_consumer_and_each_worker_adds_its_index() -> None:
+    data = app(partitions=2)
+    data["membership"] = {"member_id": "orders-0"}
+    data["listeners"]["audit"] = {"stream": "audit", "group": "g", "handler": "h"}
+    settings = settings_from_mapping(data)
+    alone = {a.name: a.consumer for a in assigned_listeners(settings)}
+    assert alone["orders[p0]"] == alone["orders[p1]"] == "orders-0"
+    assert alone["audit"] is None  # unpartitioned: the file's consumer name
+    worker = {a.consumer for a in assigned_listeners(settings, WorkerIdentity(1, 2, "h-1-w1"))
+              if a.partition is not None}
+    assert worker == {"orders-0-w1"}
+
+
+def test_a_heartbeat_too_slow_for_its_lease_or_a_read_longer_than_a_lease_is_refused(
+) -> None:
+    (slow,) = problems({**app(partitions=2),
+                        "membership": {"lease_ttl": "3s", "heartbeat": "2s"}})
+    assert "membership" in slow
+    assert "at most a third of membership.lease_ttl (3s)" in slow
+    (long_read,) = problems({**app(partitions=2), "container": {"poll_timeout": "5s"},
+                             "membership": {"lease_ttl": "6s", "heartbeat": "1s"}})
+    assert "listeners.orders: poll_timeout (5s) must end well inside a lease" in long_read
+    # The same poll_timeout on an unpartitioned listener needs no lease.
+    settings_from_mapping({**app(), "container": {"poll_timeout": "5s"},
+                           "membership": {"lease_ttl": "6s", "heartbeat": "1s"}})
 
 
 def test_a_configured_consumer_name_gets_the_worker_index() -> None:
     settings = settings_from_mapping(app(consumer="api"))
-    (only,) = assigned_listeners(settings, WorkerSlot(3, 4, "h-1-w3"))
+    (only,) = assigned_listeners(settings, WorkerIdentity(3, 4, "h-1-w3"))
     assert only.consumer == "api-w3"
 
 
-def test_workers_beyond_the_partitions_would_read_nothing() -> None:
-    settings = settings_from_mapping(app(partitions=2))
-    assert idle_workers(settings, 4) == [2, 3]
-    assert idle_workers(settings, 2) == []
-
-
 def test_the_worker_variable_is_read_and_checked() -> None:
-    assert current_slot({}) is None
-    assert current_slot({"STREAMBOOT_WORKER": "1/3", "STREAMBOOT_WORKER_NAME": "h-9-w1"}) == \
-        WorkerSlot(1, 3, "h-9-w1")
+    assert current_worker({}) is None
+    assert current_worker({"STREAMBOOT_WORKER": "1/3", "STREAMBOOT_WORKER_NAME": "h-9-w1"}) == \
+        WorkerIdentity(1, 3, "h-9-w1")
     with pytest.raises(ValueError, match="expected <index>/<count>"):
-        current_slot({"STREAMBOOT_WORKER": "3/3"})
+        current_worker({"STREAMBOOT_WORKER": "3/3"})
 
 
 def test_a_worker_is_restarted_with_growing_backoff_unless_a_restart_cannot_help() -> None:

@@ -37,6 +37,7 @@ def write_config(tmp_path: Path, port: int, partitions: int = 4) -> Path:
 redis: {{socket_connect_timeout: 500ms}}
 container: {{poll_timeout: 200ms, shutdown_timeout: 5s}}
 metrics: {{enabled: true, port: {port}}}
+membership: {{lease_ttl: 2s, heartbeat: 400ms}}
 listeners:
   orders:
     stream: orders
@@ -69,11 +70,12 @@ def until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> 
         time.sleep(0.05)
 
 
-def publish(r: redis.Redis, start_seq: int, n: int, customers: int = 12) -> None:
+def publish(r: redis.Redis, start_seq: int, n: int, customers: int = 12,
+            partitions: int = 4) -> None:
     pipe = r.pipeline(transaction=False)
     for seq in range(start_seq, start_seq + n):
         customer = f"c{seq % customers}"
-        pipe.xadd(partition_key("orders", partition_of(customer, 4)),
+        pipe.xadd(partition_key("orders", partition_of(customer, partitions)),
                   {"customer": customer, "seq": str(seq)})
     pipe.execute()
 
@@ -105,6 +107,7 @@ def test_two_workers_share_the_partitions_ride_out_a_kill_and_stop_cleanly(
               "both workers started")
         pids = [int(p) for p in re.search(r"supervising 2 workers \(pids ([\d, ]+)\)",
                                           read())[1].split(", ")]  # type: ignore[index]
+        until(lambda: owned(port) == {"0": 2, "1": 2}, "two partitions leased to each")
         publish(r, 0, 400)
         until(lambda: len(handled(r)) == 400, "the first 400 handled")
         consumers = {c for cs in handled(r).values() for c in cs}
@@ -181,11 +184,31 @@ def test_a_worker_that_cannot_start_stops_the_group_with_its_code_no_crash_loop(
     assert "restarting it in" not in out
 
 
-def test_more_workers_than_partitions_is_refused(tmp_path: Path, redis_url: str) -> None:
-    proc = start(write_config(tmp_path, free_port(), partitions=2), redis_url, workers=3)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 2, out
-    assert "1 of the 3 workers would read nothing" in out
+def owned(port: int) -> dict[str, int]:
+    """Partitions leased to each worker, from the supervisor's /metrics."""
+    try:
+        status, text = get(f"http://127.0.0.1:{port}/metrics")
+    except OSError:  # not serving yet
+        return {}
+    if status != 200:
+        return {}
+    return {m[1]: int(float(m[2])) for m in re.finditer(
+        r'streamboot_partitions_owned\{listener="orders",worker="(\d+)"\} ([\d.]+)', text)}
+
+
+def test_more_workers_than_partitions_makes_a_healthy_standby(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    port = free_port()
+    proc = start(write_config(tmp_path, port, partitions=2), redis_url, workers=3)
+    try:
+        until(lambda: sorted(owned(port).values()) == [0, 1, 1], "one standby, one each")
+        publish(r, 0, 120, partitions=2)
+        until(lambda: len(handled(r)) == 120, "all 120 handled")
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # a standby is healthy
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out[-3000:]
 
 
 def test_a_handler_that_cannot_be_imported_is_said_once_not_once_per_worker(

@@ -6,10 +6,10 @@ The supervisor (supervisor.py) starts each worker with ``STREAMBOOT_WORKER=<i>/<
 - **A stable consumer name.** A restarted worker keeps its index, so with the default
   consumer name it comes back as the same consumer and reads its own pending entries at
   once, instead of leaving them for another consumer's recovery ``min_idle`` later.
-- **A share of each partitioned listener.** Worker ``i`` reads partitions ``p`` with
-  ``p mod N == i``: one reader per partition across the group, so the per-key order that
-  routing by ``partition_by`` gives is kept across processes too. Unpartitioned listeners
-  are read by every worker (competing consumers of one group).
+- **A member of each partitioned listener.** Each worker is a member like any other
+  process (partitions/membership.py): the partitions' leases share them out among every
+  worker of every supervisor, one reader per partition. Unpartitioned listeners are read
+  by every worker (competing consumers of one group).
 """
 
 from __future__ import annotations
@@ -25,14 +25,11 @@ _SLOT = re.compile(r"^(\d+)/(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerSlot:
+class WorkerIdentity:
     index: int
     count: int
     name: str
     """This worker's default consumer name (stable across its restarts)."""
-
-    def owns(self, partition: int) -> bool:
-        return partition % self.count == self.index
 
     def consumer(self, configured: str | None) -> str:
         """The consumer name: a configured one gets ``-w<i>`` (workers must not share a
@@ -40,8 +37,8 @@ class WorkerSlot:
         return f"{configured}-w{self.index}" if configured is not None else self.name
 
 
-def current_slot(env: Mapping[str, str] | None = None) -> WorkerSlot | None:
-    """This process's slot when a supervisor started it; None otherwise."""
+def current_worker(env: Mapping[str, str] | None = None) -> WorkerIdentity | None:
+    """Which worker this process is when a supervisor started it; None otherwise."""
     env = os.environ if env is None else env
     value = env.get(WORKER_VARIABLE)
     if value is None:
@@ -51,4 +48,4 @@ def current_slot(env: Mapping[str, str] | None = None) -> WorkerSlot | None:
         raise ValueError(f"{WORKER_VARIABLE}={value!r}: expected <index>/<count>, set by "
                          "`streamboot run --workers`")
     index, total = int(match[1]), int(match[2])
-    return WorkerSlot(index, total, env.get(NAME_VARIABLE) or f"worker-{index}")
+    return WorkerIdentity(index, total, env.get(NAME_VARIABLE) or f"worker-{index}")

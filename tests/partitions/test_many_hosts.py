@@ -1,0 +1,340 @@
+"""Several supervisors with one application file stand for several hosts: the partitions'
+leases (partitions/membership.py) give each partition one reader at a time, hand it over
+in order, and fence a member that lost it. Each handler call is recorded with its start
+and end (tests.partitions.handlers:TimelineHandler), so per-key order, overlaps, losses
+and duplicates are counted across every process. Real processes: marked fault."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import pytest
+import redis
+
+from streamboot.partitions.keys import partition_key, partition_of
+from tests.conftest import http_get as get
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.fault
+PARTITIONS = 4
+CUSTOMERS = 40
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "app.yaml"
+    path.write_text(f"""\
+redis: {{socket_connect_timeout: 500ms}}
+container: {{poll_timeout: 200ms, shutdown_timeout: 5s}}
+metrics: {{enabled: true}}
+membership: {{lease_ttl: 2s, heartbeat: 400ms}}
+listeners:
+  orders:
+    stream: orders
+    group: g
+    handler: tests.partitions.handlers:TimelineHandler
+    partitions: {PARTITIONS}
+    partition_by: customer
+    ordering_key: customer
+    batch_size: 20
+    concurrency: 8
+    pending_scan: {{interval: 1s, min_idle: 3s}}
+""")
+    return path
+
+
+@dataclass
+class Supervisor:
+    proc: subprocess.Popen[str]
+    port: int
+    log: Path
+    sink: TextIO
+
+    def owned(self) -> dict[str, int]:
+        try:
+            status, text = get(f"http://127.0.0.1:{self.port}/metrics")
+        except OSError:
+            return {}
+        if status != 200:
+            return {}
+        return {m[1] or "": int(float(m[2])) for m in re.finditer(
+            r'streamboot_partitions_owned\{listener="orders"(?:,worker="(\d+)")?\} ([\d.]+)',
+            text)}
+
+    def owns(self) -> int:
+        return sum(self.owned().values())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case it is frozen
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=40)
+        finally:
+            self.sink.close()
+
+
+def start(config: Path, url: str, log: Path, workers: int = 2) -> Supervisor:
+    """``streamboot run FILE --workers N``; with ``workers=1``, one member process."""
+    port = free_port()
+    env = {**os.environ, "STREAMBOOT_REDIS__URL": url, "PYTHONUNBUFFERED": "1",
+           "STREAMBOOT_METRICS__PORT": str(port)}
+    sink = log.open("w")
+    command = [sys.executable, "-m", "streamboot", "run", str(config)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env,
+                            stdout=sink, stderr=subprocess.STDOUT, text=True)
+    return Supervisor(proc, port, log, sink)
+
+
+def until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.05)
+
+
+def publish(r: redis.Redis, start_seq: int, n: int) -> None:
+    """Entries ``start_seq`` … of 40 customers, routed as the Publisher routes them."""
+    pipe = r.pipeline(transaction=False)
+    for seq in range(start_seq, start_seq + n):
+        customer = f"c{seq % CUSTOMERS}"
+        pipe.xadd(partition_key("orders", partition_of(customer, PARTITIONS)),
+                  {"customer": customer, "seq": str(seq)})
+    pipe.execute()
+
+
+@dataclass
+class Verdict:
+    handled: int
+    lost: list[int]
+    duplicates: int
+    violations: int
+    """Entries of a key first started after a later entry of that key was first started
+    (a redelivery after a crash is a duplicate, not a violation)."""
+    overlaps: int
+    """Calls of a key that started before the key's previous call ended."""
+    members: set[str]
+    refused: int
+    """Writes of a stale owner that the handler's fenced store refused."""
+
+
+def verdict(r: redis.Redis, total: int) -> Verdict:
+    seen: dict[int, int] = {}
+    violations = overlaps = refused = 0
+    members: set[str] = set()
+    for c in range(CUSTOMERS):
+        calls = []
+        for item in r.lrange(f"timeline:{{c{c}}}", 0, -1):
+            number, begun, ended, _epoch, consumer, _stream = str(item).split()
+            calls.append((float(begun), float(ended), int(number)))
+            members.add(consumer)
+        refused += int(r.llen(f"refused:{{c{c}}}"))
+        calls.sort()
+        newest, last_end = -1, 0.0
+        for start, end, seq in calls:
+            first = seq not in seen
+            seen[seq] = seen.get(seq, 0) + 1
+            violations += first and seq < newest
+            overlaps += start < last_end
+            newest, last_end = max(newest, seq), max(last_end, end)
+    return Verdict(len(seen), sorted(set(range(total)) - set(seen)),
+                   sum(n - 1 for n in seen.values()), violations, overlaps, members, refused)
+
+
+def pending(r: redis.Redis) -> int:
+    return sum(r.xpending(partition_key("orders", i), "g")["pending"]
+               for i in range(PARTITIONS))
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("supervisors", [2, 3])
+def test_supervisors_started_together_over_a_backlog_keep_every_keys_order(
+        tmp_path: Path, redis_url: str, r: redis.Redis, supervisors: int) -> None:
+    config = write_config(tmp_path)
+    publish(r, 0, 1_500)  # a backlog waiting before anyone starts
+    groups = [start(config, redis_url, tmp_path / f"s{i}.log") for i in range(supervisors)]
+    try:
+        for burst in range(5):  # bursts while they start, balance and hand over
+            time.sleep(0.3)
+            publish(r, 1_500 + burst * 100, 100)
+        total = 2_000
+        until(lambda: verdict(r, total).handled == total, f"all {total} handled", 60)
+        until(lambda: pending(r) == 0, "nothing pending", 10)
+        result = verdict(r, total)
+        logs = "".join(g.log.read_text()[-2000:] for g in groups)
+        assert result.lost == [], logs
+        assert (result.violations, result.overlaps, result.duplicates) == (0, 0, 0), logs
+        owned = [n for g in groups for n in g.owned().values()]
+        assert sorted(owned)[-PARTITIONS:] == [1] * PARTITIONS  # one each, the rest standby
+        assert sum(owned) == PARTITIONS
+        assert len(result.members) >= PARTITIONS  # every partition's owner handled some
+    finally:
+        codes = [g.stop() for g in groups]
+    assert codes == [0] * supervisors, "".join(g.log.read_text()[-3000:] for g in groups)
+
+
+class Producer:
+    """Publishes entries 0, 1, 2 … at about ``rate`` per second in a thread, until told
+    to stop or ``limit`` entries (bounded in count and time)."""
+
+    def __init__(self, r: redis.Redis, rate: float = 200.0, limit: int = 6_000) -> None:
+        self._r, self._pause, self._limit = r, 1.0 / rate, limit
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.sent < self._limit:
+            publish(self._r, self.sent, 4)
+            self.sent += 4
+            time.sleep(4 * self._pause)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.sent
+
+
+def records_of(r: redis.Redis, consumer: str) -> list[tuple[float, str, int]]:
+    """(start, stream, epoch) of every call ``consumer`` recorded, refused ones included."""
+    found = []
+    for c in range(CUSTOMERS):
+        for name in (f"timeline:{{c{c}}}", f"refused:{{c{c}}}"):
+            for item in r.lrange(name, 0, -1):
+                _seq, begun, _ended, epoch, who, stream = str(item).split()
+                if who == consumer:
+                    found.append((float(begun), stream, int(epoch)))
+    return found
+
+
+def consumer_of(member: Supervisor) -> str:
+    text = member.log.read_text()
+    match = re.search(r"shared by lease; member (\S+)", text)
+    assert match is not None, text[-2000:]
+    return match[1]
+
+
+def two_members(config: Path, url: str, tmp_path: Path) -> tuple[Supervisor, Supervisor]:
+    a = start(config, url, tmp_path / "a.log", workers=1)
+    until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
+    b = start(config, url, tmp_path / "b.log", workers=1)
+    until(lambda: (a.owns(), b.owns()) == (2, 2), "two partitions each", 15)
+    return a, b
+
+
+def settle(r: redis.Redis, producer: Producer, *members: Supervisor) -> Verdict:
+    total = producer.stop()
+    until(lambda: verdict(r, total).handled == total, f"all {total} handled", 60)
+    until(lambda: pending(r) == 0, "nothing pending", 15)
+    return verdict(r, total)
+
+
+def test_a_member_joining_then_the_first_leaving_hands_over_in_order(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    config = write_config(tmp_path)
+    a = start(config, redis_url, tmp_path / "a.log", workers=1)
+    b: Supervisor | None = None
+    try:
+        until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
+        producer = Producer(r)
+        time.sleep(1.0)
+        b = start(config, redis_url, tmp_path / "b.log", workers=1)
+        until(lambda: (a.owns(), b.owns()) == (2, 2), "two partitions each", 15)
+        time.sleep(1.0)
+        assert a.stop() == 0  # SIGTERM: settles, releases, leaves
+        released = time.monotonic()
+        until(lambda: b.owns() == PARTITIONS, "the second member owns every partition", 10)
+        took = time.monotonic() - released
+        result = settle(r, producer, b)
+        logs = a.log.read_text()[-2000:] + b.log.read_text()[-2000:]
+        assert result.lost == [], logs
+        assert (result.violations, result.overlaps, result.duplicates, result.refused) == \
+            (0, 0, 0, 0), logs
+        # docs/scaling.md: owned by others within one heartbeat (400ms) of the release.
+        assert took < 0.4 + 0.6, took  # + the metrics scrape's own delay
+    finally:
+        codes = [m.stop() for m in (a, b) if m is not None]
+    assert set(codes) == {0}
+
+
+def test_a_member_killed_hands_its_partitions_over_within_the_lease(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    config = write_config(tmp_path)
+    a, b = two_members(config, redis_url, tmp_path)
+    try:
+        producer = Producer(r)
+        time.sleep(1.0)
+        a.proc.kill()  # kill -9: no release, no ack of what it was handling
+        killed = time.monotonic()
+        a.proc.wait(5)
+        until(lambda: b.owns() == PARTITIONS, "the survivor owns every partition", 10)
+        took = time.monotonic() - killed
+        result = settle(r, producer, b)
+        logs = b.log.read_text()[-3000:]
+        assert result.lost == [], logs
+        assert (result.violations, result.overlaps, result.refused) == (0, 0, 0), logs
+        # lease_ttl (2s) + heartbeat (400ms), + the claim and the scrape.
+        assert 1.0 < took < 2.0 + 0.4 + 0.6, took
+    finally:
+        a.sink.close()
+        code = b.stop()
+    assert code == 0
+
+
+def test_a_member_frozen_past_its_lease_starts_nothing_of_what_it_lost(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    config = write_config(tmp_path)
+    a, b = two_members(config, redis_url, tmp_path)
+    try:
+        producer = Producer(r)
+        time.sleep(1.0)
+        frozen_consumer = consumer_of(a)
+        a.proc.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        frozen_wall = time.time()
+        until(lambda: b.owns() == PARTITIONS, "the other member owns every partition", 10)
+        took = time.monotonic() - frozen
+        time.sleep(1.0)
+        resumed_wall = time.time()
+        a.proc.send_signal(signal.SIGCONT)
+        until(lambda: "lease lost" in a.log.read_text(), "the frozen member says so", 10)
+        result = settle(r, producer, a, b)
+        logs = a.log.read_text()[-3000:]
+        assert result.lost == [], logs
+        assert (result.violations, result.overlaps) == (0, 0), logs
+        assert 1.0 < took < 2.0 + 0.4 + 0.6, took
+        # The fence: after it resumed, nothing was started under a lease it held before.
+        before = {(s, e) for begun, s, e in records_of(r, frozen_consumer)
+                  if begun < frozen_wall}
+        after = [(s, e) for begun, s, e in records_of(r, frozen_consumer)
+                 if begun > resumed_wall]
+        assert not [x for x in after if x in before], (sorted(before), after)
+    finally:
+        codes = [m.stop() for m in (a, b)]
+    assert set(codes) == {0}
