@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import redis
 from typer.testing import CliRunner
@@ -92,3 +93,24 @@ def test_dlq_replay_writes_back_the_exact_bytes(redis_url: str, r: redis.Redis) 
     raw.close()
     assert flat == original
     assert r.xlen("{bin}:dlq") == 0
+
+
+def test_status_shows_each_partitions_lease_owner_epoch_and_age(
+        redis_url: str, r: redis.Redis) -> None:
+    """Who reads which partition (partitions/membership.py), as an admin sees it."""
+    r.xgroup_create("{orders:p0}", "g", "0", mkstream=True)
+    r.xgroup_create("{orders:p1}", "g", "0", mkstream=True)
+    seconds, micros = r.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    r.hset("{orders:p0}:lease", mapping={"owner": "pod-a", "epoch": 3,
+                                         "until": now_ms + 5_000, "since": now_ms - 2_000})
+    r.hset("{orders:p1}:lease", mapping={"owner": "", "epoch": 7, "until": 0,
+                                         "since": now_ms})
+    text = cli(redis_url, "status", "--stream", "{orders:p0}", "--stream", "{orders:p1}")
+    assert re.search(r"lease: pod-a, epoch 3, held 2\.\ds, expires in (4\.\d|5\.0)s", text), text
+    assert "lease: free (epoch 7)" in text
+    views = json.loads(cli(redis_url, "status", "--stream", "{orders:p0}", "--json"))
+    assert views[0]["lease"]["owner"] == "pod-a"
+    assert views[0]["lease"]["epoch"] == 3
+    plain = json.loads(cli(redis_url, "status", "--stream", "{orders:p0}:dlq", "--json"))
+    assert plain[0]["lease"] is None  # only a partition's key has a lease

@@ -119,7 +119,7 @@ def status(
             raise UsageError("give an application file (--config) or --stream")
 
         async def views() -> list[StreamView]:
-            found = [await stream_view(operator, key) for key in keys]
+            found = [await stream_view(operator, key, leases=True) for key in keys]
             return [v for v in found if v.exists or v.key not in periods]
 
         totals = settings if not stream else None
@@ -152,7 +152,12 @@ def _table(view: StreamView) -> Table | Text:
     span = (f"first {view.first_id}, last {view.last_id}" if view.length
             else f"last id {view.last_id or '0-0'}")
     entries = count(view.length, "entry", "entries")
-    table = Table(title=f"{printable(view.key)}: {entries}, {span}, {memory}",
+    lease = view.lease
+    owner = ("" if lease is None else
+             f"\nlease: free (epoch {lease.epoch})" if lease.owner is None else
+             f"\nlease: {printable(lease.owner)}, epoch {lease.epoch}, held "
+             f"{lease.held_for_s:.1f}s, expires in {lease.expires_in_s:.1f}s")
+    table = Table(title=f"{printable(view.key)}: {entries}, {span}, {memory}{owner}",
                   title_justify="left")
     for column in ("group", "consumer", "lag", "pending", "oldest pending idle",
                    "consumer idle"):

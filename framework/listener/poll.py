@@ -355,8 +355,13 @@ class Subscription:
         await self._backoff.wait(delay, self._stop)
 
     async def _finish_read_ahead(self) -> None:
-        """At stop: a read already sent may deliver entries to us; handle them too."""
+        """At stop: a read already sent may deliver entries to us; handle them too —
+        unless the partition's lease is lost: whatever it brings is the new owner's, and
+        its reply may never come (the connection that lost the lease may be dead)."""
         if not self._read.in_flight:
+            return
+        if self.tenure is not None and self.tenure.lost:
+            self._acks.missed()
             return
         try:
             received = await self._read.receive()

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import WrongTypeError
+from ..partitions.keys import PARTITION_KEY, lease_key
 from ..wire.operator import RedisOperator
 
 
@@ -28,6 +29,18 @@ class GroupView:
 
 
 @dataclass
+class LeaseView:
+    """A partition's lease (partitions/membership.py), as ``status`` shows it."""
+
+    owner: str | None
+    """None when free or expired."""
+    epoch: int
+    expires_in_s: float
+    held_for_s: float
+    """Since it was last granted (to this owner, at this epoch)."""
+
+
+@dataclass
 class StreamView:
     key: str
     exists: bool
@@ -36,12 +49,25 @@ class StreamView:
     last_id: str | None = None
     memory_bytes: int | None = None
     groups: list[GroupView] = field(default_factory=list)
+    lease: LeaseView | None = None
+    """A partition's lease, when asked for and the key is a partition."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-async def stream_view(operator: RedisOperator, key: str) -> StreamView:
+async def stream_view(operator: RedisOperator, key: str, leases: bool = False) -> StreamView:
+    """``leases``: also the lease of a partition's key (``status`` shows who owns it)."""
+    view = await _stream(operator, key)
+    if leases and PARTITION_KEY.match(key):
+        state = await operator.leases.state(lease_key(key))
+        if state.epoch:
+            view.lease = LeaseView(state.live_owner, state.epoch,
+                                   max(0.0, state.left_ms / 1000), state.age_ms / 1000)
+    return view
+
+
+async def _stream(operator: RedisOperator, key: str) -> StreamView:
     kind = await operator.key_type(key)
     if kind == "none":
         return StreamView(key, exists=False)

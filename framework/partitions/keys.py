@@ -16,6 +16,7 @@ Routing is a pure function both sides share: ``crc32(value) mod N`` of the
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from itertools import count
 
@@ -26,6 +27,16 @@ from ..wire.hash_slots import colocated
 def partition_key(key: str, index: int) -> str:
     """The key of partition ``index`` of ``key`` (a stream, or a period's key format)."""
     return f"{{{key}:p{index}}}"
+
+
+def lease_key(partition_stream: str) -> str:
+    """A partition's lease (membership.py), in its stream's slot: the partition key is its
+    own hash tag."""
+    return f"{partition_stream}:lease"
+
+
+PARTITION_KEY = re.compile(r"^\{.+:p\d+\}$")
+"""A partition's stream key (``{orders:p3}``): the only keys that have a lease."""
 
 
 def partition_of(value: str, partitions: int) -> int:

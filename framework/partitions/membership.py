@@ -45,6 +45,7 @@ from ..wire.leases import LeaseState
 from ..wire.operator import RedisOperator
 from ..wire.redis_errors import describe_unavailable, is_permanent, is_transient
 from .balance import balanced_owners
+from .keys import lease_key
 
 T = TypeVar("T")
 
@@ -52,11 +53,6 @@ T = TypeVar("T")
 def members_key(stream: str, group: str) -> str:
     """The member list of one partitioned listener (its group on its logical stream)."""
     return f"streamboot:members:{{{stream}}}:{group}"
-
-
-def lease_key(partition_stream: str) -> str:
-    """A partition's lease, in its stream's slot (the partition key is its own tag)."""
-    return f"{partition_stream}:lease"
 
 
 class Lease:
@@ -192,6 +188,8 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self._chores: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._leaving = False
+        """At stop: rounds only renew what is held (while it settles), never take."""
         self.renewal_failing = False
         """The last round could not renew (Redis unreachable): /healthz says so."""
         self.states: dict[str, LeaseState] = {}
@@ -242,6 +240,8 @@ class Membership:
         me = listener.member
         scopes = listener.scopes
         await self._renew_held(listener)
+        if self._leaving:
+            return  # renewing what settles; no heartbeat: it has left the list
         members = await self._bounded(self._leases.heartbeat(
             members_key(listener.stream, listener.group), me, self._ttl_ms))
         states = await self._bounded(asyncio.gather(
@@ -361,21 +361,22 @@ class Membership:
         and this member leaves the list, so the others take over at their next heartbeat.
         A static member (``member_id``) keeps its leases: restarted within ``lease_ttl``
         it takes them back without them moving meanwhile; otherwise they expire."""
+        self._leaving = True  # the rounds go on renewing while the partitions settle
+        if self._chores:
+            await asyncio.gather(*self._chores, return_exceptions=True)
+        for listener in self.listeners:
+            held = [s for s in listener.scopes if s.lease is not None and not s.leaving]
+            if self._static:
+                await asyncio.gather(*(s.let_go() for s in held))
+                continue
+            with contextlib.suppress(Exception):
+                await self._bounded(self._leases.heartbeat(
+                    members_key(listener.stream, listener.group), listener.member,
+                    self._ttl_ms, leave=True))
+            await asyncio.gather(*(self._hand_over(listener, s, "stopping") for s in held),
+                                 return_exceptions=True)
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._chores:
-            await asyncio.gather(*self._chores, return_exceptions=True)
-        for listener in self.listeners:
-            held = [s for s in listener.scopes if s.lease is not None]
-            if self._static:
-                await asyncio.gather(*(s.let_go() for s in held))
-                continue
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._leases.heartbeat(
-                    members_key(listener.stream, listener.group), listener.member,
-                    self._ttl_ms, leave=True), self._beat)
-            await asyncio.gather(*(self._hand_over(listener, s, "stopping") for s in held),
-                                 return_exceptions=True)
