@@ -533,6 +533,15 @@ class MembershipSettings(StrictModel):
 
     _waits = field_validator("lease_ttl", "heartbeat")(at_least_1ms)
 
+    @field_validator("member_id")
+    @classmethod
+    def _one_word(cls, value: str | None) -> str | None:
+        if value is not None and (value != value.strip() or any(
+                c.isspace() or c in "{}" for c in value)):
+            raise ValueError(f"{value!r} must be one word, without spaces or braces: it "
+                             "names this member's consumer and its place in the member list")
+        return value
+
     @model_validator(mode="after")
     def _heartbeat_fits_the_lease(self) -> MembershipSettings:
         if self.heartbeat * 3 > self.lease_ttl:

@@ -94,12 +94,16 @@ class ListenerContainer:
                                if self._operator.standalone else None)
         return self._lots[key]
 
-    async def unregister(self, name: str) -> None:
-        """Stop one subscription (drain, ack) and forget it; the others run on."""
+    async def unregister(self, name: str, hand_over: bool = False) -> None:
+        """Stop one subscription (drain, ack) and forget it; the others run on.
+        ``hand_over``: only its running handlers finish (``request_handover``)."""
         subscription = self._subscriptions.pop(name, None)
         if subscription is None:
             return
-        subscription.request_stop()
+        if hand_over:
+            subscription.request_handover()
+        else:
+            subscription.request_stop()
         task = self._tasks.pop(name, None)
         if task is not None:
             await self._drain(name, task, subscription)

@@ -438,6 +438,20 @@ class Dispatcher:
             keeper.abandon([entry_id], "held again while ownership was being confirmed")
         return False
 
+    def drop_queued(self) -> list[str]:
+        """Entries not started yet (queued, or waiting behind their key) leave, unhandled
+        and unacked: a hand-over leaves them pending for the partition's next owner.
+        Their ids, for the hand to release."""
+        waiting = self._order.drop() if self._order is not None else []
+        dropped = []
+        for entry, _, done in (*self._queue, *waiting):
+            dropped.append(entry.id)
+            if done is not None and not done.done():
+                done.cancel()
+        self._queue.clear()
+        self._drained.set()  # the poll loop waiting for them to start reads on: to stop
+        return dropped
+
     def close(self) -> None:
         """At stop: workers still running are cancelled (their entries stay pending)."""
         for task in list(self._workers):

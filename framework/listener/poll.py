@@ -98,6 +98,7 @@ class Subscription:
         self._offset = ReadOffset()
         self._injected: deque[tuple[StreamEntry, int]] = deque()
         self._stop = asyncio.Event()
+        self._handing_over = False
         self._started = asyncio.Event()
         self._answered = asyncio.Event()
         """Set once the first read came back (or the subscription ended): only then is
@@ -153,6 +154,32 @@ class Subscription:
         except TimeoutError:
             return False
         return True
+
+    def request_handover(self) -> None:
+        """Stop for a partition's hand-over (partitions/membership.py): only the handlers
+        running now finish; what has not started — queued, waiting behind its key, or on
+        its way in the read-ahead — stays pending for the next owner, which claims it and
+        handles it oldest first. A hand-over then takes about one handler's time, not a
+        whole hand's."""
+        self._handing_over = True
+        self._acks.release(self._dispatcher.drop_queued())
+        self.request_stop()
+
+    async def _leave_unstarted(self) -> None:
+        """The read-ahead's reply is received for the acks that rode on it; its entries
+        are left pending (delivered to this consumer: the next owner claims them)."""
+        if self._read.in_flight and not (self.tenure is not None and self.tenure.lost):
+            try:
+                received = await self._read.receive()
+            except Exception as exc:
+                self._acks.missed()
+                self._log.debug("read-ahead failed at a hand-over ({})", exc)
+                return
+            if received.ack_error is not None:
+                self._acks.missed()
+            else:
+                self._acks.arrived(received.acked)
+        self._acks.release(self._dispatcher.drop_queued())
 
     def request_stop(self) -> None:
         """Stop reading; the batch in hand is finished and acknowledged. A read blocked on
@@ -213,8 +240,11 @@ class Subscription:
                         await self._redis_down(exc)
                 # Stopped: a read already sent is received and handled too, then every entry
                 # in hand finishes (the container cancels this past shutdown_timeout).
-                await self._finish_read_ahead()
-                await self._finish_parked()
+                if self._handing_over:
+                    await self._leave_unstarted()
+                else:
+                    await self._finish_read_ahead()
+                    await self._finish_parked()
                 await self._dispatcher.idle()
             except WrongTypeError as exc:
                 self.failure = exc

@@ -109,8 +109,7 @@ def _leases(membership: Membership | None) -> Iterator[Any]:
                                  "to its subscription (pending entries claimed).",
                                  labels=["listener"])
     for listener in membership.listeners:
-        owned.add_metric([listener.name],
-                         sum(1 for s in listener.scopes if s.lease is not None))
+        owned.add_metric([listener.name], sum(1 for s in listener.scopes if s.held))
         rebalances.add_metric([listener.name], listener.rebalances)
         if listener.handovers:
             takeover.add_metric([listener.name], listener.handovers[-1])

@@ -116,6 +116,10 @@ class LeaseScope:
         self._declared: dict[str, tuple[ListenerSpec, StreamHandler[Any]]] = {}
 
     @property
+    def held(self) -> bool:
+        return self.lease is not None and not self.lease.lost
+
+    @property
     def subscriptions(self) -> Mapping[str, Subscription]:
         registered = self._container.subscriptions
         return {name: registered[name] for name in self._declared if name in registered}
@@ -152,9 +156,10 @@ class LeaseScope:
         return claimed
 
     async def let_go(self) -> None:
-        """Stop reading and let what is in flight settle (the container's drain)."""
-        for name in list(self._declared):
-            await self._container.unregister(name)
+        """Stop reading; the handlers running now finish (and are acked), what has not
+        started stays pending for the next owner (``Subscription.request_handover``)."""
+        await asyncio.gather(*(self._container.unregister(name, hand_over=True)
+                               for name in list(self._declared)))
 
 
 @dataclass
@@ -200,7 +205,8 @@ class Membership:
 
     @property
     def owned(self) -> int:
-        return sum(1 for ls in self.listeners for s in ls.scopes if s.lease is not None)
+        """Partitions held now (a lease lost and still settling no longer counts)."""
+        return sum(1 for ls in self.listeners for s in ls.scopes if s.held)
 
     async def start(self) -> None:
         """One round now (so this member reads what is free at once), then every

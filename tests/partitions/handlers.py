@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -98,11 +99,15 @@ class TimelineHandler(StreamHandler[Event]):
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self.write = redis.register_script(self.FENCED_WRITE)
+        delay = os.environ.get("TIMELINE_DELAY")
+        self.delay = float(delay) if delay else None
+        """Seconds per call when set (a slow handler), else 5–20 ms."""
 
     async def handle(self, message: Message[Event]) -> None:
         event = message.payload
         started = time.time()
-        await asyncio.sleep(0.005 + (event.seq * 7919 % 16) / 1000)
+        await asyncio.sleep(self.delay if self.delay is not None
+                            else 0.005 + (event.seq * 7919 % 16) / 1000)
         record = (f"{event.seq} {started:.6f} {time.time():.6f} {message.epoch} "
                   f"{message.consumer} {message.stream}")
         written = await self.write(

@@ -91,11 +91,12 @@ class Supervisor:
             self.sink.close()
 
 
-def start(config: Path, url: str, log: Path, workers: int = 2) -> Supervisor:
+def start(config: Path, url: str, log: Path, workers: int = 2,
+          **variables: str) -> Supervisor:
     """``streamboot run FILE --workers N``; with ``workers=1``, one member process."""
     port = free_port()
     env = {**os.environ, "STREAMBOOT_REDIS__URL": url, "PYTHONUNBUFFERED": "1",
-           "STREAMBOOT_METRICS__PORT": str(port)}
+           "STREAMBOOT_METRICS__PORT": str(port), **variables}
     sink = log.open("w")
     command = [sys.executable, "-m", "streamboot", "run", str(config)]
     if workers > 1:
@@ -379,4 +380,34 @@ def test_a_member_cut_off_from_redis_is_fenced_then_rejoins(
             assert 1.0 < took < 2.0 + 0.4 + 0.6, took
         finally:
             codes = [m.stop() for m in (a, b) if m is not None]
+    assert set(codes) == {0}
+
+
+def test_a_hand_over_waits_for_the_running_handlers_only(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    """Slow handlers (1 s), a full hand: the giver lets only what runs finish; what it
+    had not started (its queue, the read-ahead) goes pending to the taker, in order."""
+    config = write_config(tmp_path)
+    slow = {"TIMELINE_DELAY": "1.0"}
+    a = start(config, redis_url, tmp_path / "a.log", workers=1, **slow)
+    b: Supervisor | None = None
+    try:
+        until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
+        publish(r, 0, 400)  # 100 a partition: 12 s of work each at concurrency 8
+        time.sleep(1.0)
+        b = start(config, redis_url, tmp_path / "b.log", workers=1, **slow)
+        until(lambda: b is not None and b.owned() != {}, "the joiner serving its metrics")
+        joined = time.monotonic()
+        until(lambda: b is not None and b.owns() == 2, "the joiner owns its share", 15)
+        took = time.monotonic() - joined
+        until(lambda: verdict(r, 400).handled == 400, "all 400 handled", 60)
+        until(lambda: pending(r) == 0, "nothing pending", 15)
+        result = verdict(r, 400)
+        assert result.lost == []
+        assert (result.violations, result.overlaps, result.duplicates) == (0, 0, 0)
+        # A heartbeat, the running handlers (1 s), a heartbeat: not the giver's whole hand
+        # (a batch and its read-ahead, 40 entries, 5 s at concurrency 8).
+        assert took < 3.0, took
+    finally:
+        codes = [m.stop() for m in (a, b) if m is not None]
     assert set(codes) == {0}
