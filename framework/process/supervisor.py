@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -226,6 +227,7 @@ class Supervisor:
 
     async def _health(self) -> dict[str, object]:
         problems: list[str] = []
+        partitions: dict[str, object] = {}
         for worker in self.workers:
             port = worker.port() if worker.running else None
             if not worker.running:
@@ -241,5 +243,12 @@ class Supervisor:
                 continue
             if status != 200:
                 problems.append(f"worker {worker.index}: {body.strip()}")
-        return {"healthy": not problems, "problems": problems,
-                "workers": len(self.workers)}
+            with contextlib.suppress(ValueError, AttributeError):
+                leased = json.loads(body).get("partitions")
+                if isinstance(leased, dict):
+                    partitions[str(worker.index)] = leased
+        answer: dict[str, object] = {"healthy": not problems, "problems": problems,
+                                     "workers": len(self.workers)}
+        if partitions:  # each worker's leased partitions: owned, or a standby
+            answer["partitions"] = partitions
+        return answer

@@ -4,6 +4,7 @@ them. Marked fault (processes, signals, restarts); they run in CI."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import signal
@@ -204,7 +205,11 @@ def test_more_workers_than_partitions_makes_a_healthy_standby(
         until(lambda: sorted(owned(port).values()) == [0, 1, 1], "one standby, one each")
         publish(r, 0, 120, partitions=2)
         until(lambda: len(handled(r)) == 120, "all 120 handled")
-        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # a standby is healthy
+        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200  # a standby is healthy, and says it is one
+        leased = json.loads(body)["partitions"]
+        assert sorted(w["owned"] for w in leased.values()) == [0, 1, 1]
+        assert [w["standby"] for w in leased.values()].count(True) == 1
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
