@@ -168,17 +168,7 @@ class Subscription:
     async def _leave_unstarted(self) -> None:
         """The read-ahead's reply is received for the acks that rode on it; its entries
         are left pending (delivered to this consumer: the next owner claims them)."""
-        if self._read.in_flight and not (self.tenure is not None and self.tenure.lost):
-            try:
-                received = await self._read.receive()
-            except Exception as exc:
-                self._acks.missed()
-                self._log.debug("read-ahead failed at a hand-over ({})", exc)
-                return
-            if received.ack_error is not None:
-                self._acks.missed()
-            else:
-                self._acks.arrived(received.acked)
+        await self._finish_read_ahead(handle=False)
         self._acks.release(self._dispatcher.drop_queued())
 
     def request_stop(self) -> None:
@@ -384,10 +374,11 @@ class Subscription:
                 await self._process(entries, None)
         await self._backoff.wait(delay, self._stop)
 
-    async def _finish_read_ahead(self) -> None:
-        """At stop: a read already sent may deliver entries to us; handle them too —
-        unless the partition's lease is lost: whatever it brings is the new owner's, and
-        its reply may never come (the connection that lost the lease may be dead)."""
+    async def _finish_read_ahead(self, handle: bool = True) -> None:
+        """At stop: a read already sent may deliver entries to us; handle them too (not at
+        a hand-over: ``handle=False`` leaves them pending) — unless the partition's lease
+        is lost: whatever it brings is the new owner's, and its reply may never come (the
+        connection that lost the lease may be dead)."""
         if not self._read.in_flight:
             return
         if self.tenure is not None and self.tenure.lost:
@@ -403,7 +394,7 @@ class Subscription:
             self._acks.missed()
         else:
             self._acks.arrived(received.acked)
-        if received.entries:
+        if received.entries and handle:
             self._acks.hold((e.id for e in received.entries), self._read.sent_at)
             await self._process(received.entries, None)
 

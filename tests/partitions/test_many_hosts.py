@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -24,18 +23,12 @@ import redis
 from streamboot.partitions.keys import partition_key, partition_of
 from tests.conftest import http_get as get
 from tests.faults.proxy import FaultyProxy
+from tests.process.test_supervisor import free_port, until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.fault
 PARTITIONS = 4
 CUSTOMERS = 40
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp_path: Path) -> Path:
@@ -106,13 +99,6 @@ def start(config: Path, url: str, log: Path, workers: int = 2,
     return Supervisor(proc, port, log, sink)
 
 
-def until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        time.sleep(0.05)
-
-
 def publish(r: redis.Redis, start_seq: int, n: int) -> None:
     """Entries ``start_seq`` … of 40 customers, routed as the Publisher routes them."""
     pipe = r.pipeline(transaction=False)
@@ -164,14 +150,6 @@ def verdict(r: redis.Redis, total: int) -> Verdict:
 def pending(r: redis.Redis) -> int:
     return sum(r.xpending(partition_key("orders", i), "g")["pending"]
                for i in range(PARTITIONS))
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 @pytest.mark.parametrize("supervisors", [2, 3])
