@@ -169,12 +169,13 @@ class Acks:
     def owed(self) -> bool:
         return bool(self._ids or self._markers)
 
-    def fence(self, ids: list[str], why: str) -> None:
+    def fence(self, ids: list[str], why: str, handled: bool = False) -> None:
         """Entries of a partition whose lease was lost leave the hand, never acked here:
-        they stay pending for the partition's new owner (said, counted)."""
+        they stay pending for the partition's new owner (said, counted). ``handled``:
+        their handlers succeeded here, only the XACK is withheld."""
         self.release(ids)
         if self._losses is not None:
-            self._losses.fenced(ids, why)
+            self._losses.fenced(ids, why, handled)
 
     def take(self) -> tuple[list[str], list[str]]:
         """Everything owed, handed to the caller, who sends it or gives it back. Nothing
@@ -184,7 +185,7 @@ class Acks:
         tenure = self._tenure
         if tenure is not None and not tenure.trusted():
             if tenure.lost and self._ids:
-                self.fence(self._ids, ", after handling them")
+                self.fence(self._ids, "", handled=True)
                 self._ids, self._markers = [], []
             return [], []
         ids, markers = self._ids, self._markers

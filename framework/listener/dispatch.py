@@ -47,7 +47,7 @@ from .ownership import OwnershipKeeper
 from .retry import exhausted
 from .spec import ListenerSpec
 from .stats import ListenerStats
-from .tenure import Tenure
+from .tenure import Tenure, held
 from .threads import HandlerThreads
 from .timeouts import Running, Watchdog
 
@@ -70,6 +70,8 @@ class Dispatcher:
                  keeper: OwnershipKeeper | None = None, tenure: Tenure | None = None) -> None:
         self._spec = spec
         self._tenure = tenure
+        self._sealed = False
+        """Set by a hand-over (:meth:`drop_queued`): nothing more is started here."""
         self._stats = stats
         self._failures = failures
         self._idempotency = idempotency
@@ -119,6 +121,9 @@ class Dispatcher:
         Returns once every entry has started (``until="started"``, what the poll loop
         needs to read on) or finished (``"finished"``: one entry's outcome, for recovery).
         """
+        if self._sealed:  # handing over: nothing more starts here; left pending
+            self._acks.release([e.id for e in entries])
+            return
         done: list[asyncio.Future[None]] = []
         order = self._order
         if until == "started" and not deliveries and order is None:  # the hot path
@@ -376,14 +381,12 @@ class Dispatcher:
 
     async def _tenure_held(self, tenure: Tenure, entry_id: str) -> bool:
         """The partition's lease is not trusted right now (a renewal is late): wait for
-        it, never longer than the lease can last (``lost`` turns true by then). A lost
-        lease leaves the entry unstarted, pending for the partition's new owner."""
-        while not tenure.trusted():
-            if tenure.lost:
-                self._acks.fence([entry_id], "")
-                return False
-            await tenure.renewed(0.25)
-        return True
+        it (tenure.held). A lost lease leaves the entry unstarted, pending for the
+        partition's new owner."""
+        if await held(tenure):
+            return True
+        self._acks.fence([entry_id], "")
+        return False
 
     def _exhausted(self, deliveries: int) -> bool:
         """Delivered more often than ``max_deliveries`` without an outcome (its consumers
@@ -441,7 +444,9 @@ class Dispatcher:
     def drop_queued(self) -> list[str]:
         """Entries not started yet (queued, or waiting behind their key) leave, unhandled
         and unacked: a hand-over leaves them pending for the partition's next owner.
-        Their ids, for the hand to release."""
+        Their ids, for the hand to release. From now on :meth:`dispatch` starts nothing
+        (a read whose reply was on its way is left pending too): only what runs finishes."""
+        self._sealed = True
         waiting = self._order.drop() if self._order is not None else []
         dropped = []
         for entry, _, done in (*self._queue, *waiting):

@@ -24,6 +24,7 @@ from .ownership import Losses
 from .retry import Next, after_failure
 from .spec import ListenerSpec
 from .stats import ListenerStats
+from .tenure import Tenure, held
 
 Reinject = Callable[[StreamEntry, int], None]
 GaveUp = Callable[[str], None]
@@ -32,10 +33,13 @@ GaveUp = Callable[[str], None]
 class FailurePolicy:
     def __init__(self, spec: ListenerSpec, operator: RedisOperator,
                  acks: Acks, stats: ListenerStats, reinject: Reinject, losses: Losses,
-                 gave_up: GaveUp | None = None):
+                 gave_up: GaveUp | None = None, tenure: Tenure | None = None):
         """``gave_up(entry_id)``: a retry that was scheduled will not run here (the claim
-        failed, or another consumer took the entry): its key may move on (ordering)."""
+        failed, or another consumer took the entry): its key may move on (ordering).
+        ``tenure``: the partition's lease, when leased — a member that lost it neither
+        retries nor dead-letters what it held (the fence, tenure.py)."""
         self._spec = spec
+        self._tenure = tenure
         self._gave_up = gave_up
         self._retrying: set[str] = set()
         self._operator = operator
@@ -53,6 +57,13 @@ class FailurePolicy:
         log = logger.bind(entry_id=entry.id)
         if self._spec.tracing:
             tracing.failed(exc)
+        if self._tenure is not None and self._tenure.lost:
+            log.warning("handler failed on delivery {}: {}: {}; not retried here: this "
+                        "member lost the partition's lease, the entry is pending for its "
+                        "new owner", deliveries, type(exc).__name__, exc)
+            self._stats.fenced += 1
+            self._release(entry.id)
+            return
         if decision.next is Next.DEAD_LETTER:
             # One line (the reason is in it and in dlq_error); the traceback when asked for.
             log.opt(exception=handler_traceback(exc)).error(
@@ -95,6 +106,9 @@ class FailurePolicy:
                           deliveries: int | None) -> None:
         spec = self._spec
         assert spec.dead_letter_stream is not None
+        if self._tenure is not None and not await held(self._tenure):
+            self._acks.fence([entry.id], ", before it could be dead-lettered")
+            return
         pairs = dead_letter_pairs(entry, reason=reason, error=exc, stream=spec.stream,
                                   group=spec.group, deliveries=deliveries)
         try:

@@ -59,6 +59,10 @@ _LINES = {
                    "started here: {ids}",
     "fenced": "{n} of this partition {was} left to its new owner: this member lost the "
               "partition's lease{why}; {they} not started or acknowledged here: {ids}",
+    "fenced_handled": "{n} handled here {was} not acknowledged: this member lost the "
+                      "partition's lease before the XACK; {they} pending for the "
+                      "partition's new owner, which handles {them} again (at-least-once): "
+                      "{ids}",
     "already": "{n} handled here had been acknowledged already when this consumer's XACK "
                "arrived: another consumer took them over while their handlers ran here (a "
                "pause, a lost connection), so they were handled twice, as at-least-once "
@@ -105,9 +109,10 @@ class LossReport:
         self._stats.unconfirmed += len(ids)
         self._say("unconfirmed", ids, f" ({reason})")
 
-    def fenced(self, ids: list[str], why: str) -> None:
+    def fenced(self, ids: list[str], why: str, handled: bool = False) -> None:
+        """``handled``: their handlers succeeded, only the XACK is fenced."""
         self._stats.fenced += len(ids)
-        self._say("fenced", ids, why)
+        self._say("fenced_handled" if handled else "fenced", ids, why)
 
     def already_acked(self, count: int) -> None:
         """An XACK acknowledged ``count`` fewer entries than it was sent for."""
@@ -134,5 +139,5 @@ class LossReport:
             self._log.warning(_LINES[reason].format(
                 n=entries(count), was="was" if count == 1 else "were",
                 is_="is" if count == 1 else "are", they="it is" if count == 1 else "they are",
-                why=why,
+                them="it" if count == 1 else "them", why=why,
                 ids=_ids(ids) if reason != "already" else ""))

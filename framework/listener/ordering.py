@@ -86,11 +86,12 @@ class KeyOrder(Generic[J]):
         return self.waiting > self._limit
 
     def drop(self) -> list[J]:
-        """At stop: every waiting job (their entries stay pending)."""
+        """At stop or hand-over: every waiting job (their entries stay pending). The
+        holders keep their keys until they settle: an entry admitted while its key's
+        holder still runs must wait, never run beside it (a hand-over lets the running
+        handlers finish — two of one key at once there broke the order across members)."""
         jobs = [job for queue in self._waiting.values() for _, job in queue]
         self._waiting.clear()
-        self._holder.clear()
-        self._key_of.clear()
         self.waiting = 0
         self.room.set()
         return jobs

@@ -90,7 +90,7 @@ class Subscription:
         self._spot = (ParkingSpot(lot, spec.stream, self._parked)
                       if lot is not None and tenure is None else None)
         self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject,
-                                       self.losses, self._retry_given_up)
+                                       self.losses, self._retry_given_up, tenure)
         self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
                                       self._idempotency, self._acks, self.keeper, tenure)
         self._read = ReadInFlight(group_reader(operator, spec.stream, spec.group,

@@ -36,3 +36,13 @@ class Tenure(Protocol):
     async def renewed(self, timeout: float) -> None:
         """Until the next renewal (or loss), at most ``timeout`` seconds."""
         ...
+
+
+async def held(tenure: Tenure) -> bool:
+    """Wait while the lease is not trusted (a renewal is late), never longer than it can
+    last (``lost`` turns true by then): True once trusted again, False once lost."""
+    while not tenure.trusted():
+        if tenure.lost:
+            return False
+        await tenure.renewed(0.25)
+    return True

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 import redis
 from loguru import logger
+from redis.asyncio import Redis
 
 from streamboot import Application, RedisOperator
 from streamboot.config import settings_from_mapping
@@ -319,3 +320,57 @@ def test_every_listener_too_short_for_a_reconnect_is_named_in_one_problem() -> N
 def test_a_zero_socket_timeout_is_refused(key: str) -> None:
     with pytest.raises(ConfigError, match=f"redis.{key}: {key} must be at least 1ms"):
         settings_from_mapping({"redis": {"url": "redis://127.0.0.1:1/0", key: "0ms"}})
+
+
+# -- a partition's lease lost while a handler runs ----------------------------------------
+class HeldLease:
+    """A partition's lease as the fence sees it (listener/tenure.py's Tenure): trusted
+    until the test says it is lost. The real one is partitions/membership.py's Lease."""
+
+    epoch = 3
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    def trusted(self, until: float = 0.0) -> bool:
+        return not self.lost
+
+    async def renewed(self, timeout: float) -> None:
+        await asyncio.sleep(min(timeout, 0.01))
+
+
+async def test_a_member_that_lost_the_lease_neither_retries_nor_dead_letters(
+    operator: RedisOperator, container: ListenerContainer, key: str, client: Redis
+) -> None:
+    """Its handler fails after the lease was lost: the entry is the new owner's, so this
+    member does not schedule a retry nor dead-letter it (max_deliveries 1 would have), and
+    does not ack it: it stays pending, counted fenced, said in one line."""
+    from streamboot import Message, StreamHandler
+    from streamboot.config.models import RetrySettings
+
+    lease, gate, started = HeldLease(), asyncio.Event(), asyncio.Event()
+
+    class FailsLate(StreamHandler[dict[str, str]]):
+        async def handle(self, message: Message[dict[str, str]]) -> None:
+            started.set()
+            await gate.wait()
+            raise RuntimeError("the store refused a stale epoch")
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING")
+    try:
+        await produce(operator, key, 1)
+        spec = make_spec(key, retry=RetrySettings(max_deliveries=1))
+        sub = container.register(spec, FailsLate(), lease)
+        await container.start(timeout=5)
+        await asyncio.wait_for(started.wait(), 10)
+        lease.lost = True
+        gate.set()
+        await wait_until(lambda: true(sub.stats.fenced == 1))
+        await container.stop()
+    finally:
+        logger.remove(sink)
+    assert await pel(operator, key) == 1
+    assert await client.xlen(spec.dead_letter_stream or "") == 0
+    assert (sub.stats.dead_lettered, sub.stats.retried) == (0, 0)
+    assert [line for line in lines if "not retried here" in line], lines

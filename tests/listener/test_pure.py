@@ -77,3 +77,22 @@ def test_business_key_from_flat_or_json_fields() -> None:
     assert business_key({"payload": '{"order_id": 7}'}, "order_id", "payload") == "7"
     assert business_key({"payload": "[1]"}, "order_id", "payload") is None
     assert business_key({}, "order_id", None) is None
+
+
+def test_a_hand_over_drops_the_waiting_but_a_running_key_stays_held() -> None:
+    """The hand-over drops what waits behind a running entry; an entry of that key that
+    still arrives (a read on its way) must wait for the running one, not run beside it."""
+    from streamboot.listener.ordering import KeyOrder
+
+    order: KeyOrder[str] = KeyOrder("customer", None, limit=10)
+
+    def entry(n: int) -> StreamEntry:
+        return StreamEntry(f"{n}-0", {"customer": "c4"})
+
+    assert order.admit(entry(1), "job 1")  # runs
+    assert not order.admit(entry(2), "job 2")  # waits behind 1
+    assert order.drop() == ["job 2"]  # left pending for the next owner
+    assert not order.admit(entry(3), "job 3")  # 1 still runs: 3 waits
+    assert order.settled("1-0") == "job 3"
+    assert order.settled("3-0") is None
+    assert order.admit(entry(4), "job 4")  # the key is free again

@@ -75,14 +75,15 @@ class LedgerEventHandler(StreamHandler[Event]):
 
 class TimelineHandler(StreamHandler[Event]):
     """For several processes at once: each call is recorded in Redis
-    (``timeline:{customer}``, one item ``seq start end epoch consumer stream``, wall-clock
+    (``timeline:{orders:p1}:c7``: in the partition's hash slot, so the fenced write below
+    is one script on a cluster too; one item ``seq start end epoch consumer stream``, wall-clock
     times of this machine), so the test can tell order, overlaps and duplicates of each
     key across every member. Each call takes 5–20 ms, so that calls of one key in two
     members would overlap if the fence let them.
 
     The record is written as docs/scaling.md tells a store to fence itself: refused when
     its ``message.epoch`` is below the highest epoch already written for the partition
-    (then it goes to ``refused:{customer}`` instead and the call fails: not acked)."""
+    (then it goes to ``refused:{orders:p1}:c7`` instead and the call fails: not acked)."""
 
     FENCED_WRITE = """
     local seen = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -111,7 +112,8 @@ class TimelineHandler(StreamHandler[Event]):
         record = (f"{event.seq} {started:.6f} {time.time():.6f} {message.epoch} "
                   f"{message.consumer} {message.stream}")
         written = await self.write(
-            keys=[f"fence:{message.stream}", f"timeline:{{{event.customer}}}",
-                  f"refused:{{{event.customer}}}"], args=[message.epoch or 0, record])
+            keys=[f"fence:{message.stream}", f"timeline:{message.stream}:{event.customer}",
+                  f"refused:{message.stream}:{event.customer}"],
+            args=[message.epoch or 0, record])
         if not written:
             raise RuntimeError(f"stale owner: epoch {message.epoch} of {message.stream}")
