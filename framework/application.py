@@ -33,6 +33,7 @@ from .partitions.assignment import Assigned, assigned_listeners
 from .partitions.keys import partition_key
 from .partitions.membership import LeasedListener, LeaseScope, Membership
 from .partitions.repartition import check_partitions
+from .partitions.shared_order import say_if_shared
 from .process.preflight import reach_redis
 from .process.shutdown import (
     EXIT_CANNOT_START,
@@ -139,6 +140,9 @@ class Application:
             scheduler.start()
         elif self.settings.listeners:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
+        for assigned, spec, _ in declared:
+            if assigned.partition is None and spec.ordering_key:
+                await say_if_shared(self.operator, spec, self.worker is not None)
         listeners = len({assigned.listener for assigned, _, _ in declared})
         subs = self.listeners.subscriptions.values()
         streams = sum(1 for sub in subs if sub.failure is None)

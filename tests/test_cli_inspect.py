@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import redis
 from typer.testing import CliRunner
@@ -114,3 +115,27 @@ def test_status_shows_each_partitions_lease_owner_epoch_and_age(
     assert views[0]["lease"]["epoch"] == 3
     plain = json.loads(cli(redis_url, "status", "--stream", "{orders:p0}:dlq", "--json"))
     assert plain[0]["lease"] is None  # only a partition's key has a lease
+
+
+def test_status_lists_each_live_member_with_its_partitions_or_standby(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    """With the application file: every member whose heartbeat is live, the partitions it
+    owns, and the standbys (more members than partitions); a lease whose owner stopped
+    its heartbeat is named as such."""
+    config = tmp_path / "app.yaml"
+    config.write_text("listeners:\n  orders: {stream: orders, group: g, handler: x:Y, "
+                      "partitions: 3}\n")
+    seconds, micros = r.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    for index, owner in enumerate(["pod-a", "pod-b", "pod-gone"]):
+        r.xgroup_create(f"{{orders:p{index}}}", "g", "0", mkstream=True)
+        r.hset(f"{{orders:p{index}}}:lease", mapping={
+            "owner": owner, "epoch": 1, "until": now_ms + 5_000, "since": now_ms})
+    r.zadd("streamboot:members:{orders}:g", {"pod-a": now_ms + 5_000,
+                                             "pod-b": now_ms + 5_000,
+                                             "pod-c": now_ms + 5_000,
+                                             "pod-old": now_ms - 1_000})
+    text = cli(redis_url, "status", str(config))
+    assert ("members: pod-a p0; pod-b p1; pod-c standby; pod-gone p2 (no heartbeat)"
+            in text), text
+    assert "pod-old" not in text

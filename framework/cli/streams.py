@@ -19,7 +19,7 @@ from ..errors import NotFound, UsageError
 from ..jobs.clock import SystemClock
 from ..jobs.rotation import RotationPolicy
 from ..observability.stream_views import StreamView, stream_view
-from ..partitions.keys import partition_keys, partitions_of
+from ..partitions.keys import members_key, partition_keys, partitions_of
 from ..publisher import Publisher
 from ..wire.hash_slots import colocated
 from ..wire.operator import RedisOperator
@@ -70,17 +70,32 @@ def _current_periods(settings: AppSettings) -> set[str]:
             for ls in _plain_listeners(settings) if ls.rotation is not None}
 
 
-def _totals(settings: AppSettings | None, views: list[StreamView]) -> list[Text]:
+def _partitioned(settings: AppSettings | None) -> list[tuple[str, ListenerSettings]]:
+    if settings is None:
+        return []
+    return [(name, listener) for name, listener in settings.listeners.items()
+            if listener.partitions > 1 and listener.rotation is None]
+
+
+async def _members(operator: RedisOperator, settings: AppSettings | None,
+                   ) -> dict[str, list[str]]:
+    """Each partitioned listener's live members (their heartbeats), standbys included."""
+    return {name: await operator.leases.members(members_key(listener.stream, listener.group))
+            for name, listener in _partitioned(settings)}
+
+
+def _totals(settings: AppSettings | None, views: list[StreamView],
+            members: dict[str, list[str]]) -> list[Text]:
     """One line per partitioned listener: its partitions' entries, lag and pending summed
-    (per partition, the tables above)."""
+    (per partition, the tables above), then each live member with the partitions it owns
+    (``standby``: none)."""
     if settings is None:
         return []
     by_key = {view.key: view for view in views}
     lines = []
-    for name, listener in settings.listeners.items():
-        if listener.partitions == 1 or listener.rotation is not None:
-            continue
-        found = [by_key[key] for key in partition_keys(listener) if key in by_key]
+    for name, listener in _partitioned(settings):
+        keys = partition_keys(listener)
+        found = [by_key[key] for key in keys if key in by_key]
         groups = [g for view in found for g in view.groups if g.name == listener.group]
         lag = ("?" if any(g.lag is None for g in groups)
                else str(sum(g.lag or 0 for g in groups)))
@@ -89,6 +104,17 @@ def _totals(settings: AppSettings | None, views: list[StreamView]) -> list[Text]
             f"{printable(name)} ({printable(listener.stream)}, {listener.partitions} "
             f"partitions): {entries}; group {printable(listener.group)}: lag {lag}, pending "
             f"{sum(g.pending for g in groups)}"))
+        owned: dict[str, list[str]] = {}
+        for index, key in enumerate(keys):
+            lease = by_key[key].lease if key in by_key else None
+            if lease is not None and lease.owner is not None:
+                owned.setdefault(lease.owner, []).append(f"p{index}")
+        live = members.get(name, [])
+        said = [f"{printable(m)} {','.join(owned[m]) if m in owned else 'standby'}"
+                for m in live]
+        said += [f"{printable(m)} {','.join(ps)} (no heartbeat)"
+                 for m, ps in sorted(owned.items()) if m not in live]
+        lines.append(Text(f"  members: {'; '.join(said) if said else 'none live'}"))
     return lines
 
 
@@ -122,13 +148,16 @@ def status(
             found = [await stream_view(operator, key, leases=True) for key in keys]
             return [v for v in found if v.exists or v.key not in periods]
 
+        async def totals_of(found: list[StreamView]) -> list[Text]:
+            return _totals(totals, found, await _members(operator, totals))
+
         totals = settings if not stream else None
         if watch:
             with Live(console=out, auto_refresh=False) as live:
                 while True:
                     found = await views()
-                    live.update(Group(*(_table(v) for v in found), *_totals(totals, found)),
-                                refresh=True)
+                    live.update(Group(*(_table(v) for v in found),
+                                      *await totals_of(found)), refresh=True)
                     await asyncio.sleep(2)
         shown = await views()
         if json_:
@@ -136,7 +165,7 @@ def status(
             return
         for view in shown:
             out.print(_table(view))
-        for line in _totals(totals, shown):
+        for line in await totals_of(shown):
             out.print(line)
 
     if watch and json_:

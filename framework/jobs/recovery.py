@@ -117,8 +117,12 @@ class ListenerRecovery:
 
     async def run_once(self) -> None:
         for name, sub in self._listeners.subscriptions.items():
-            if listener_of(name) != self.listener or not sub.live:
-                continue  # another listener's; or not started yet, stopping, failed for good
+            if listener_of(name) != self.listener or not sub.live or sub.replaying:
+                # Another listener's; not started yet, stopping, failed for good; or
+                # reading its own pending list, whose entries (idle since the previous
+                # run of this consumer) would otherwise be claimed here too and handled
+                # twice at once.
+                continue
             recovery = self.by_subscription.get(name)
             if recovery is None or recovery.subscription is not sub:
                 recovery = self.by_subscription[name] = PendingRecovery(sub, self._operator)

@@ -183,6 +183,8 @@ class OwnershipKeeper:
         self.last_renewed = perf_counter()
         """When (``perf_counter``) the last successful renewal was sent."""
         self._last_attempt = perf_counter()
+        self._calls_at_last = 0.0
+        """The renewal thread's time in calls (``in_calls``) at this keeper's last attempt."""
         self._failing_since: float | None = None
         self._last_error = ""
         self.parked = False
@@ -272,12 +274,19 @@ class OwnershipKeeper:
         sequence = self.hand.sequence
         return sequence, list(self.hand.in_hand), self.hand.watermark
 
-    def renew_with(self, script: Callable[..., object]) -> Verdict | None:
+    def renew_with(self, script: Callable[..., object],
+                   in_calls: float = 0.0) -> Verdict | None:
         """One renewal of the hand and the reads not received yet: one round trip per
         chunk. None when there was nothing to renew (parked with nothing in hand: its only
-        read is the shared one, whose entries reach it at once)."""
+        read is the shared one, whose entries reach it at once).
+
+        ``in_calls``: the thread's seconds spent inside Redis calls so far. A gap since
+        the last attempt that those calls explain (a slow or silent connection holding the
+        thread) is not a pause; the rest of the gap — the thread not running — is."""
         sent_at = perf_counter()
-        gap, self._last_attempt = sent_at - self._last_attempt, sent_at
+        waited_on_calls = in_calls - self._calls_at_last
+        gap = sent_at - self._last_attempt - waited_on_calls
+        self._last_attempt, self._calls_at_last = sent_at, in_calls
         sequence, ids, watermark = self.snapshot()
         if self.parked and not ids:
             self.last_renewed = sent_at
@@ -358,6 +367,9 @@ class RenewalThread:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.in_calls = 0.0
+        """Seconds this thread has spent inside Redis calls (the keepers' pause test)."""
+        self._said_slow = False
 
     def register(self, keeper: OwnershipKeeper) -> None:
         """From the subscription's event loop, as it starts."""
@@ -406,15 +418,33 @@ class RenewalThread:
         failed on); each bounded by the connection's timeouts, derived from min_idle. False
         when Redis could not be reached at all."""
         for _ in range(2):
+            began = perf_counter()
             try:
-                verdict = keeper.renew_with(self._script)
+                verdict = keeper.renew_with(self._script, self.in_calls)
             except CONNECTION_ERRORS as exc:
                 keeper.attempt_failed(exc)
                 continue
             except Exception as exc:  # refused (NOGROUP, NOPERM): the loop meets it too
                 keeper.attempt_failed(exc)
                 return True
+            finally:
+                self._took(keeper, perf_counter() - began)
             if verdict is not None:
                 keeper.deliver(verdict)
             return True
         return False
+
+    def _took(self, keeper: OwnershipKeeper, seconds: float) -> None:
+        """Count a call's time; one line when a call holds the thread past a renewal
+        interval (a slow or silent connection, not a pause), one when calls are quick
+        again."""
+        self.in_calls += seconds
+        if seconds > keeper.interval and not self._said_slow:
+            self._said_slow = True
+            logger.warning("a renewal call to redis took {:.1f}s (a slow or silent "
+                           "connection: each call waits at most the renewal connection's "
+                           "socket_timeout); renewals of every listener wait meanwhile",
+                           seconds)
+        elif seconds < keeper.interval / 2 and self._said_slow:
+            self._said_slow = False
+            logger.info("renewal calls to redis are quick again ({:.3f}s)", seconds)

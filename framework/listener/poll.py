@@ -118,6 +118,13 @@ class Subscription:
                 and (self.tenure is None or self.tenure.trusted()))
 
     @property
+    def replaying(self) -> bool:
+        """Still reading its own pending list (entries a previous run of this consumer
+        was given), one at a time: those are this subscription's to handle, so the
+        recovery job leaves it alone meanwhile."""
+        return self._offset.replaying
+
+    @property
     def parked(self) -> bool:
         """Waiting on the shared read of its idle group (parking.py)."""
         return self._spot is not None and self._spot.parked

@@ -108,12 +108,18 @@ def _leases(membership: Membership | None) -> Iterator[Any]:
                                  "last partition taken here took, from the lease request "
                                  "to its subscription (pending entries claimed).",
                                  labels=["listener"])
+    release = GaugeMetricFamily("streamboot_partition_release_seconds", "Seconds the last "
+                                "partition given up here took, from reading stopped to "
+                                "the lease's release (its running handlers settled).",
+                                labels=["listener"])
     for listener in membership.listeners:
         owned.add_metric([listener.name], sum(1 for s in listener.scopes if s.held))
         rebalances.add_metric([listener.name], listener.rebalances)
-        if listener.handovers:
-            takeover.add_metric([listener.name], listener.handovers[-1])
-    yield from (owned, rebalances, takeover)
+        if listener.takeovers:
+            takeover.add_metric([listener.name], listener.takeovers[-1])
+        if listener.releases:
+            release.add_metric([listener.name], listener.releases[-1])
+    yield from (owned, rebalances, takeover, release)
 
 
 def _renewals(subs: dict[str, Subscription]) -> Iterator[Any]:

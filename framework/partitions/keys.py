@@ -29,6 +29,11 @@ def partition_key(key: str, index: int) -> str:
     return f"{{{key}:p{index}}}"
 
 
+def members_key(stream: str, group: str) -> str:
+    """The member list of one partitioned listener (its group on its logical stream)."""
+    return f"streamboot:members:{{{stream}}}:{group}"
+
+
 def lease_key(partition_stream: str) -> str:
     """A partition's lease (membership.py), in its stream's slot: the partition key is its
     own hash tag."""

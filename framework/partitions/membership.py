@@ -45,14 +45,9 @@ from ..wire.leases import LeaseState
 from ..wire.operator import RedisOperator
 from ..wire.redis_errors import describe_unavailable, is_permanent, is_transient
 from .balance import balanced_owners
-from .keys import lease_key
+from .keys import lease_key, members_key
 
 T = TypeVar("T")
-
-
-def members_key(stream: str, group: str) -> str:
-    """The member list of one partitioned listener (its group on its logical stream)."""
-    return f"streamboot:members:{{{stream}}}:{group}"
 
 
 class Lease:
@@ -172,8 +167,12 @@ class LeasedListener:
     member: str
     scopes: list[LeaseScope]
     rebalances: int = 0
-    handovers: list[float] = field(default_factory=list)
-    """Seconds from a lease's request to its partition's subscription, most recent last."""
+    takeovers: list[float] = field(default_factory=list)
+    """Seconds from a lease's request to its partition's subscription (pending entries
+    claimed), most recent last: the taker's part of a hand-over."""
+    releases: list[float] = field(default_factory=list)
+    """Seconds from giving a partition up (reading stopped) to its lease's release (the
+    running handlers settled), most recent last: the giver's part."""
 
 
 class Membership:
@@ -200,6 +199,9 @@ class Membership:
         self.states: dict[str, LeaseState] = {}
         """Each partition's lease (by its partition name) at the last round."""
         self._said_down = False
+        self._said_copy = False
+        self._foreign_since: dict[str, float] = {}
+        """Partitions leased to this member id by another process: since when seen."""
         self.token = uuid.uuid4().hex[:12]
         """This process's incarnation, on every lease it is granted (wire/leases.py)."""
 
@@ -258,6 +260,7 @@ class Membership:
                   if st.live_owner is not None}
         if me not in members:
             return
+        self._check_copied_id(listener, states)
         target = balanced_owners(len(scopes), members, owners)
         logger.debug("membership round of {}: members {}, owners {}, target {}",
                      listener.name, members, owners, target)
@@ -273,6 +276,26 @@ class Membership:
                 moved = await self._acquire(listener, scope) or moved
         if moved:
             listener.rebalances += 1
+
+    def _check_copied_id(self, listener: LeasedListener, states: list[LeaseState]) -> None:
+        """A lease owned by this member id but not held by this process, still live a
+        whole ``lease_ttl`` after this process first saw it so: another live process
+        renews it under the same id (a restarted static member's old lease is renewed by
+        no one and expires within ``lease_ttl``). Safe — only one of them is ever granted
+        the lease — but the copy would stand by without a word."""
+        now = self._clock()
+        for scope, state in zip(listener.scopes, states, strict=True):
+            key = f"{listener.name}[p{scope.index}]"
+            if scope.lease is not None or state.live_owner != listener.member:
+                self._foreign_since.pop(key, None)
+                continue
+            since = self._foreign_since.setdefault(key, now)
+            if not self._said_copy and now - since > self._ttl + self._beat:
+                self._said_copy = True
+                logger.warning("membership of {}: member id {} is in use by another live "
+                               "process too (it renews the lease of p{}); this process "
+                               "stands by: give each process its own member id",
+                               listener.name, listener.member, scope.index)
 
     async def _renew_held(self, listener: LeasedListener) -> None:
         held = [(s, s.lease) for s in listener.scopes if s.lease is not None]
@@ -334,8 +357,8 @@ class Membership:
                 await self._bounded(self._leases.release(scope.lease_key, listener.member,
                                                          grant.epoch))
             return False
-        listener.handovers.append(self._clock() - sent)
-        del listener.handovers[:-100]
+        listener.takeovers.append(self._clock() - sent)
+        del listener.takeovers[:-100]
         logger.info("{}[p{}]: owned here from now (epoch {}){}", listener.name, scope.index,
                     grant.epoch, f"; took over {claimed} pending" if claimed else "")
         return True
@@ -346,10 +369,13 @@ class Membership:
         if lease is None:
             return
         scope.leaving = True
+        began = self._clock()
         await scope.let_go()
         try:
             await asyncio.wait_for(self._leases.release(scope.lease_key, listener.member,
                                                         lease.epoch), self._beat)
+            listener.releases.append(self._clock() - began)
+            del listener.releases[:-100]
         except Exception as exc:  # it then expires at lease_ttl
             logger.warning("{}[p{}]: could not release its lease ({}); it expires within "
                            "{:g}s", listener.name, scope.index, exc, self._ttl)

@@ -36,6 +36,11 @@ end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
+# KEYS[1] members: the live ones, read only (``status``).
+MEMBERS = NOW + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+
 # KEYS[1] lease: {owner or '', epoch, ms left (<= 0: expired), ms since granted}.
 STATE = NOW + """
 local v = redis.call('HMGET', KEYS[1], 'owner', 'epoch', 'until', 'since')
@@ -111,6 +116,7 @@ class LeaseCommands:
     def __init__(self, client: Redis | RedisCluster) -> None:
         self._heartbeat = client.register_script(HEARTBEAT)
         self._state = client.register_script(STATE)
+        self._members = client.register_script(MEMBERS)
         self._acquire = client.register_script(ACQUIRE)
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
@@ -121,6 +127,11 @@ class LeaseCommands:
         sorted."""
         reply: Any = await self._heartbeat(keys=[members],
                                            args=[member, ttl_ms, 1 if leave else 0])
+        return sorted(_text(m) for m in reply)
+
+    async def members(self, members: str) -> list[str]:
+        """The live members, sorted, without a heartbeat (nothing written)."""
+        reply: Any = await self._members(keys=[members])
         return sorted(_text(m) for m in reply)
 
     async def state(self, lease: str) -> LeaseState:

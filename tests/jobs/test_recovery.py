@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from streamboot import Application, RedisOperator
 from streamboot.config import settings_from_mapping
 from streamboot.config.models import PendingScanSettings, RetrySettings
-from streamboot.jobs.recovery import PendingRecovery
+from streamboot.jobs.recovery import ListenerRecovery, PendingRecovery
 from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, RawHandler, Recorder, SlowHandler
@@ -189,3 +189,36 @@ async def test_application_schedules_recovery_at_start(
         await application.stop()
     assert sub.stats.reclaimed == len(ids)
     assert sub.stats.handled == len(ids)
+
+
+async def test_the_recovery_job_leaves_a_consumer_reading_its_own_pending_list_alone(
+    operator: RedisOperator, keeper_client: redis.Redis, client: Redis, key: str
+) -> None:
+    """A worker restarted under its old consumer name replays its own pending list, one
+    entry at a time (so a poison entry's crash takes no batch mate with it); those
+    entries are idle past min_idle (the previous run died). The recovery job, running
+    meanwhile (it runs at start), must not claim them too: it would handle one beside the
+    replay's (the defect: a batch mate of the poison entry applied three times in a CI run
+    of tests/faults/test_bounded_stop_and_poison.py, its acks lost with each crash)."""
+    ids = await produce(operator, key, 6)
+    await operator.create_group(key, "g", "0")
+    await operator.xreadgroup(key, "g", "w1", count=6)
+    await age(client, key, "g", "w1", ids, timedelta(seconds=1))
+    listeners = ListenerContainer(operator, keeper_client)
+    recorder = Recorder()
+    sub = listeners.register(make_spec(key, consumer="w1", pending_scan=QUICK_SCAN,
+                                       concurrency=1), SlowHandler(recorder, 0.15))
+    recovery = ListenerRecovery("orders", QUICK_SCAN.interval, listeners, operator)
+    await listeners.start(timeout=5)
+    try:
+        await wait_until(lambda: true(recorder.in_flight == 1))  # the replay has begun
+        for _ in range(5):
+            await recovery.run_once()
+            await asyncio.sleep(0.1)
+        await wait_until(lambda: true(set(recorder.seen) == set(ids)))
+        await wait_until(lambda: equals(pel(operator, key), 0))
+    finally:
+        await listeners.stop()
+    assert dict(recorder.seen) == dict.fromkeys(ids, 1)
+    assert sub.stats.reclaimed == 0
+    assert recorder.max_in_flight == 1  # one at a time, as the replay promises

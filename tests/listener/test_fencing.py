@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -302,6 +303,39 @@ async def test_failing_renewals_are_said_once_counted_and_shown_in_health(
     assert sub.stats.lost == sub.stats.unconfirmed == 0
 
 
+async def test_a_slow_renewal_call_is_said_as_such_not_as_a_pause(
+    operator: RedisOperator, redis_url: str, key: str, lines: list[str]
+) -> None:
+    """A renewal call held 1.2 s by the server (CLIENT PAUSE: what a slow or silent
+    connection does to the one renewal thread) delays every listener's renewal. That is
+    said once as a slow call, not as this process being paused, and no pause is counted:
+    the thread's time inside calls explains the gap. (Entries whose receipts aged
+    meanwhile are confirmed or left pending, as with any late renewal.)"""
+    slow_client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5.0)
+    admin = redis.Redis.from_url(redis_url)
+    container = ListenerContainer(operator, slow_client)
+    handled: Counter[str] = Counter()
+    subs = []
+    for name in (key, f"{key}-b"):
+        await produce(operator, name, 4)
+        subs.append(container.register(
+            make_spec(name, name=name, batch_size=4, concurrency=1, pending_scan=SCAN),
+            Tally(handled, 0.5)))
+    try:
+        await container.start(timeout=5)
+        await wait_until(lambda: true(len(handled) >= 1), timeout=10)
+        admin.execute_command("CLIENT", "PAUSE", 1200, "ALL")
+        await asyncio.sleep(2.0)  # the pause, then renewals on time again
+    finally:
+        await container.stop()
+        slow_client.close()
+        admin.close()
+    assert max(handled.values()) == 1
+    assert [line for line in lines if "was paused" in line] == []
+    assert len([line for line in lines if "a renewal call to redis took" in line]) == 1
+    assert [sub.keeper.pauses for sub in subs if sub.keeper is not None] == [0, 0]
+
+
 def test_every_listener_too_short_for_a_reconnect_is_named_in_one_problem() -> None:
     with pytest.raises(ConfigError) as refused:
         settings_from_mapping({
@@ -374,3 +408,63 @@ async def test_a_member_that_lost_the_lease_neither_retries_nor_dead_letters(
     assert await client.xlen(spec.dead_letter_stream or "") == 0
     assert (sub.stats.dead_lettered, sub.stats.retried) == (0, 0)
     assert [line for line in lines if "not retried here" in line], lines
+
+
+class WindowLease:
+    """A lease trusted until a moment the test moves (``trusted_until``, monotonic)."""
+
+    epoch = 1
+    lost = False
+
+    def __init__(self, trusted_until: float) -> None:
+        self.trusted_until = trusted_until
+
+    def trusted(self, until: float = 0.0) -> bool:
+        return time.monotonic() + until < self.trusted_until
+
+    async def renewed(self, timeout: float) -> None:
+        await asyncio.sleep(min(timeout, 0.01))
+
+
+async def test_a_read_is_sent_only_if_its_whole_block_ends_inside_the_trusted_window(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """Trusted for 0.3 s more, a read that may block 1 s is not sent: an entry read after
+    the lease may have expired would be delivered to a member that no longer owns the
+    partition. Trusted for longer, it reads at once."""
+    await produce(operator, key, 3)
+    lease = WindowLease(time.monotonic() + 0.3)
+    handled: Counter[str] = Counter()
+    container.register(make_spec(key, poll_timeout=timedelta(seconds=1)), Tally(handled, 0),
+                       lease)
+    await container.start(timeout=None)
+    await asyncio.sleep(0.6)
+    assert (len(handled), await pel(operator, key)) == (0, 0)  # nothing read, nothing held
+    lease.trusted_until = time.monotonic() + 60
+    await wait_until(lambda: true(len(handled) == 3), timeout=5)
+
+
+def test_a_lease_is_trusted_for_a_share_of_its_ttl_after_its_renewal_was_sent() -> None:
+    """The rule of partitions/membership.py's Lease: trusted (may act) until
+    LEASE_TRUST × ttl after the last renewal's send, and for ``until`` more only if that
+    ends inside the window; lost (for good) at the ttl itself, or when told."""
+    from streamboot.config.models import LEASE_TRUST
+    from streamboot.partitions.membership import Lease
+
+    now = time.monotonic()
+    ttl = 10.0
+    fresh = Lease("k", 4, ttl, sent=now - 1.0)
+    assert fresh.trusted()
+    assert fresh.trusted(until=LEASE_TRUST * ttl - 1.5)
+    assert not fresh.trusted(until=LEASE_TRUST * ttl - 0.5)  # a read ending past trust
+    late = Lease("k", 4, ttl, sent=now - (LEASE_TRUST * ttl + 0.5))
+    assert not late.trusted()
+    assert not late.lost  # not trusted, but not expired: it waits for the next renewal
+    late.renew(sent=time.monotonic())
+    assert late.trusted()
+    expired = Lease("k", 4, ttl, sent=now - ttl - 0.1)
+    assert expired.lost
+    told = Lease("k", 4, ttl, sent=now)
+    told.lose()
+    assert told.lost
+    assert not told.trusted()

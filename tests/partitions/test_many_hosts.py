@@ -23,7 +23,7 @@ from typing import TextIO
 import pytest
 import redis
 
-from streamboot.partitions.keys import partition_key, partition_of
+from streamboot.partitions.keys import lease_key, partition_key, partition_of
 from tests.conftest import http_get as get
 from tests.faults.proxy import FaultyProxy
 from tests.partitions.conftest import Target
@@ -104,6 +104,16 @@ class Supervisor:
 
     def owns(self) -> int:
         return sum(self.owned().values())
+
+    def metric(self, name: str) -> float | None:
+        """One of the listener's membership metrics (the first sample), None if absent."""
+        try:
+            _status, text = get(f"http://127.0.0.1:{self.port}/metrics")
+        except OSError:
+            return None
+        match = re.search(rf'^{name}\{{listener="orders"[^}}]*\}} ([\d.e+-]+)$', text,
+                          re.MULTILINE)
+        return float(match[1]) if match else None
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -296,6 +306,17 @@ def test_a_member_joining_then_the_first_leaving_hands_over_in_order(
         time.sleep(1.0)
         b = start(config, place.url, tmp_path / "b.log", workers=1, env=place.variables)
         until(lambda: (a.owns(), b.owns()) == (2, 2), "two partitions each", 15)
+        # Both halves of the hand-over are shown, each within a few heartbeats here.
+        until(lambda: a.metric("streamboot_partition_release_seconds") is not None
+              and b.metric("streamboot_partition_takeover_seconds") is not None,
+              "both halves of the hand-over shown", 5)
+        release = a.metric("streamboot_partition_release_seconds")
+        takeover = b.metric("streamboot_partition_takeover_seconds")
+        assert release is not None
+        assert takeover is not None
+        assert 0 <= release < 2.0, release
+        assert 0 <= takeover < 2.0, takeover
+        assert (a.metric("streamboot_partition_rebalances_total") or 0) >= 1
         time.sleep(1.0)
         assert a.stop() == 0  # SIGTERM: settles, releases, leaves
         released = time.monotonic()
@@ -432,6 +453,101 @@ def test_a_hand_over_waits_for_the_running_handlers_only(
         # A heartbeat, the running handlers (1 s), a heartbeat: not the giver's whole hand
         # (a batch and its read-ahead, 40 entries, 5 s at concurrency 8).
         assert took < 3.0, took
+    finally:
+        codes = [m.stop() for m in (a, b) if m is not None]
+    assert set(codes) == {0}
+
+
+def test_a_static_member_restarted_within_its_lease_takes_its_partitions_back(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    """``--member-id``: stopped and started again (a pod restarted in place), its
+    partitions wait for it instead of moving to the other member and back."""
+    config = write_config(tmp_path)
+    a = start(config, redis_url, tmp_path / "a.log", workers=1,
+              env={"STREAMBOOT_MEMBERSHIP__MEMBER_ID": "pod-a"})
+    b: Supervisor | None = None
+    try:
+        until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
+        b = start(config, redis_url, tmp_path / "b.log", workers=1,
+                  env={"STREAMBOOT_MEMBERSHIP__MEMBER_ID": "pod-b"})
+        until(lambda: (a.owns(), b.owns()) == (2, 2), "two partitions each", 15)
+        mine = {i for i in range(PARTITIONS)
+                if r.hget(lease_key(partition_key("orders", i)), "owner")
+                == "pod-a"}
+        producer = Producer(r)
+        time.sleep(0.5)
+        assert a.stop() == 0  # SIGTERM: settles; a static member keeps its leases
+        a = start(config, redis_url, tmp_path / "a2.log", workers=1,
+                  env={"STREAMBOOT_MEMBERSHIP__MEMBER_ID": "pod-a"})
+        most = 0
+        deadline = time.monotonic() + 10
+        while a.owns() != 2 and time.monotonic() < deadline:
+            most = max(most, b.owns())
+            time.sleep(0.05)
+        assert a.owns() == 2, a.log.read_text()[-2000:]
+        assert most == 2  # the other member never took them meanwhile
+        back = {i for i in range(PARTITIONS)
+                if r.hget(lease_key(partition_key("orders", i)), "owner")
+                == "pod-a"}
+        assert back == mine
+        assert "in use by another live process" not in a.log.read_text()
+        result = settle(r, producer, a, b)
+        assert result.lost == []
+        assert (result.violations, result.overlaps) == (0, 0)
+    finally:
+        codes = [m.stop() for m in (a, b) if m is not None]
+    assert set(codes) == {0}
+
+
+def test_two_live_processes_with_one_member_id_are_told_so(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    """A member id copied to a second pod: the leases stay safe (the second process is
+    never granted one) and the second process says why it stands by."""
+    config = write_config(tmp_path)
+    same = {"STREAMBOOT_MEMBERSHIP__MEMBER_ID": "pod-0"}
+    a = start(config, redis_url, tmp_path / "a.log", workers=1, env=same)
+    b: Supervisor | None = None
+    try:
+        until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
+        b = start(config, redis_url, tmp_path / "b.log", workers=1, env=same)
+        until(lambda: "member id pod-0 is in use by another live process"
+              in (b.log.read_text() if b else ""), "the copy says so", 10)
+        assert (a.owns(), b.owns()) == (PARTITIONS, 0)
+        assert b.log.read_text().count("is in use by another live process") == 1
+    finally:
+        codes = [m.stop() for m in (a, b) if m is not None]
+    assert set(codes) == {0}
+
+
+def test_ordering_key_without_partitions_on_two_hosts_is_warned_about(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    """Two processes of one file whose listener has ordering_key but one stream: they
+    compete for its entries, so each key's order holds within each process only. The
+    second process to start says so, naming the first one's consumer."""
+    config = tmp_path / "plain.yaml"
+    config.write_text("""\
+container: {poll_timeout: 200ms}
+listeners:
+  orders:
+    stream: orders
+    group: g
+    handler: tests.partitions.handlers:TimelineHandler
+    ordering_key: customer
+""")
+    a = start(config, redis_url, tmp_path / "a.log", workers=1,
+              env={"STREAMBOOT_LISTENERS__ORDERS__CONSUMER": "host-a"})
+    b: Supervisor | None = None
+    try:
+        until(lambda: "started" in a.log.read_text(), "the first process started")
+        b = start(config, redis_url, tmp_path / "b.log", workers=1,
+                  env={"STREAMBOOT_LISTENERS__ORDERS__CONSUMER": "host-b"})
+        until(lambda: b is not None and "started" in b.log.read_text(),
+              "the second process started")
+        said = [line for line in b.log.read_text().splitlines()
+                if "ordering_key holds within each process only" in line]
+        assert len(said) == 1, said
+        assert "host-a also read group g of orders" in said[0], said
+        assert "ordering_key holds" not in a.log.read_text()
     finally:
         codes = [m.stop() for m in (a, b) if m is not None]
     assert set(codes) == {0}

@@ -11,8 +11,10 @@ from streamboot.config.loader import settings_from_mapping
 from streamboot.errors import ConfigError
 from streamboot.partitions.assignment import assigned_listeners
 from streamboot.partitions.keys import RoundRobin, partition_key, partition_of
+from streamboot.partitions.shared_order import other_readers
 from streamboot.process.worker_identity import WorkerIdentity, current_worker
 from streamboot.wire.hash_slots import same_slot
+from streamboot.wire.records import ConsumerInfo
 
 
 def app(**listener: Any) -> dict[str, Any]:
@@ -139,3 +141,12 @@ def test_a_worker_is_restarted_with_growing_backoff_unless_a_restart_cannot_help
     for code in (2, 3):
         assert after_exit(code, ran_for=100.0, deaths=0) == AfterExit(restart=False,
                                                                        exit_code=code)
+
+
+def test_other_readers_leave_out_this_consumer_idle_ones_and_sibling_workers() -> None:
+    rows = [ConsumerInfo("h-1-w0", 3, 100, None), ConsumerInfo("h-1-w1", 0, 50, None),
+            ConsumerInfo("other-w0", 0, 200, None), ConsumerInfo("gone", 5, 60_000, None),
+            ConsumerInfo("pod-b", 0, 9_000, None)]
+    assert other_readers(rows, "h-1-w0", worker=True) == ["other-w0", "pod-b"]
+    assert other_readers(rows, "h-1-w0", worker=False) == ["h-1-w1", "other-w0", "pod-b"]
+    assert other_readers(rows[:1], "h-1-w0", worker=False) == []
