@@ -7,7 +7,7 @@ importable from their modules, and may change between minor versions.
 """
 
 from .application import Application
-from .client import build_client
+from .client import build_client, close_client
 from .codecs import Codec, FlatCodec, JsonCodec
 from .config import AppSettings, load_settings
 from .devserver import RedisServer
@@ -85,5 +85,6 @@ __all__ = [
     "UsageError",
     "WrongTypeError",
     "build_client",
+    "close_client",
     "load_settings",
 ]

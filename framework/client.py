@@ -1,8 +1,15 @@
-"""Build redis-py clients from ``RedisSettings`` (standalone or cluster).
+"""Build redis-py clients from ``RedisSettings`` (standalone, cluster, or a primary found
+through Sentinel).
 
 The async client serves everything on the event loop; a small synchronous one serves the
 ownership renewal thread, which must keep working while the loop is busy, with timeouts
 derived from ``pending_scan.min_idle``.
+
+With ``redis.sentinel`` every client is redis-py's Sentinel-managed one: a connection asks
+the Sentinels for the primary's address when it opens, and a connection that meets
+``READONLY`` (its node was demoted) closes itself and raises a connection error, so the
+caller's ordinary reconnect finds the new primary. The listeners' own reading connections
+are made from the same pool's class and arguments (wire/operator.py), so they follow too.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ import redis.cluster
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.retry import Retry as SyncRetry
+from redis.sentinel import Sentinel as SyncSentinel
 from redis.utils import HIREDIS_AVAILABLE
 
 from .config.models import (
@@ -54,7 +64,9 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
         CLUSTER_POOL_DEFAULT if settings.cluster else STANDALONE_POOL_DEFAULT)
     if settings.db is not None and not settings.cluster:
         options["db"] = settings.db
-    if settings.tls is not None:  # only with rediss:// (the settings refuse it otherwise)
+    if settings.sentinel is not None and settings.sentinel.tls:
+        options["ssl"] = True  # a URL says it with rediss://; here the pool is told
+    if settings.tls is not None:  # only with TLS (the settings refuse it otherwise)
         tls = settings.tls
         options |= {"ssl_ca_certs": tls.ca_file, "ssl_certfile": tls.cert_file,
                     "ssl_keyfile": tls.key_file,
@@ -68,24 +80,95 @@ def _options(settings: RedisSettings) -> dict[str, Any]:
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 
 
+_PACKER = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+
+
+def _pack(args: tuple[Any, ...]) -> list[bytes]:
+    assert _PACKER is not None
+    try:
+        return _PACKER.pack(*args)  # type: ignore[no-any-return]
+    except UnicodeEncodeError:  # a string carrying escaped raw bytes (wire/decoding.py)
+        wire: list[Any] = [to_wire(a) if isinstance(a, str) else a for a in args]
+        return _PACKER.pack(*wire)  # type: ignore[no-any-return]
+
+
 class HiredisPackingConnection(Connection):
     """redis-py's asyncio connection encodes commands in pure Python (about 3µs per id of
     a 100-id XACK); its sync connection already uses hiredis' C encoder. This wires that
     same encoder (redis-py's own ``HiredisRespSerializer``) into the asyncio one."""
 
-    _packer = HiredisRespSerializer()
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return _pack(args)
+
+
+class HiredisPackingSentinelConnection(SentinelManagedConnection):
+    """The same encoder on a Sentinel-managed connection (it finds the primary itself)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        try:
-            return self._packer.pack(*args)  # type: ignore[no-any-return]
-        except UnicodeEncodeError:  # a string carrying escaped raw bytes (wire/decoding.py)
-            wire: list[Any] = [to_wire(a) if isinstance(a, str) else a for a in args]
-            return self._packer.pack(*wire)  # type: ignore[no-any-return]
+        return _pack(args)
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool with the blocking pool's wait for a free connection (as
+    the standalone client has: a burst waits instead of "Too many connections")."""
+
+
+def _sentinel_options(settings: RedisSettings, socket_timeout: float,
+                      retry: Retry | SyncRetry) -> dict[str, Any]:
+    """The Sentinels' own connections: their credentials, the data connections' timeouts
+    (the renewal's short one for the renewal client: asking where the primary is must not
+    outlast a renewal), TLS when the data nodes use it — and no retries of their own
+    (redis-py's default backs off for seconds per Sentinel): the next Sentinel is asked
+    at once, and the caller's reconnect loop is the retry."""
+    sentinel = settings.sentinel
+    assert sentinel is not None
+    options: dict[str, Any] = {
+        "retry": retry,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout.total_seconds(),
+        "decode_responses": True,
+    }
+    if sentinel.username is not None:
+        options["username"] = sentinel.username
+    if sentinel.password is not None:
+        options["password"] = sentinel.password.get_secret_value()
+    if sentinel.tls:
+        data = _options(settings)
+        options |= {k: v for k, v in data.items() if k.startswith("ssl")}
+    return options
+
+
+def _async_sentinel_client(settings: RedisSettings, options: dict[str, Any]) -> Redis:
+    sentinel = settings.sentinel
+    assert sentinel is not None
+    manager = AsyncSentinel(sentinel.addresses(), sentinel_kwargs=_sentinel_options(
+        settings, options["socket_timeout"], Retry(NoBackoff(), retries=0)))
+    if HIREDIS_AVAILABLE and not sentinel.tls:
+        options["connection_class"] = HiredisPackingSentinelConnection
+    client: Redis = manager.master_for(
+        sentinel.master, redis_class=Redis,
+        connection_pool_class=BlockingSentinelConnectionPool,
+        timeout=options["socket_timeout"], **options)
+    return client
+
+
+def _sync_sentinel_client(settings: RedisSettings, options: dict[str, Any]) -> redis.Redis:
+    sentinel = settings.sentinel
+    assert sentinel is not None
+    options.pop("max_connections", None)  # the sync clients hold one or two connections
+    manager = SyncSentinel(sentinel.addresses(), sentinel_kwargs=_sentinel_options(
+        settings, options["socket_timeout"], SyncRetry(NoBackoff(), retries=0)))
+    client: redis.Redis = manager.master_for(sentinel.master, redis_class=redis.Redis,
+                                             **options)
+    return client
 
 
 def build_client(settings: RedisSettings) -> RedisClient:
-    """Decoded (str) replies, hiredis when installed, timeouts from the settings."""
+    """Decoded (str) replies, hiredis when installed, timeouts from the settings. Close
+    it with :func:`close_client` (with Sentinel, the Sentinels' connections too)."""
     options = _options(settings) | {"retry": Retry(_BACKOFF, retries=1)}
+    if settings.sentinel is not None:
+        return _async_sentinel_client(settings, options)
     if settings.cluster:
         return RedisCluster.from_url(settings.url, **options)
     # A burst (many handlers, many retries at once) waits for a free connection instead
@@ -99,6 +182,8 @@ def build_client(settings: RedisSettings) -> RedisClient:
 
 def build_sync_client(settings: RedisSettings) -> SyncClient:
     options = _options(settings) | {"retry": SyncRetry(_BACKOFF, retries=1)}
+    if settings.sentinel is not None:
+        return _sync_sentinel_client(settings, options)
     if settings.cluster:
         return redis.cluster.RedisCluster.from_url(settings.url, **options)
     return redis.Redis.from_url(settings.url, **options)
@@ -113,6 +198,8 @@ def build_renewal_client(settings: AppSettings) -> SyncClient:
     options = _options(redis_settings) | {
         "socket_timeout": settings.renewal_timeout().total_seconds(),
         "retry": SyncRetry(NoBackoff(), retries=0)}
+    if redis_settings.sentinel is not None:
+        return _sync_sentinel_client(redis_settings, options)
     if redis_settings.cluster:
         return redis.cluster.RedisCluster.from_url(redis_settings.url, **options)
     return redis.Redis.from_url(redis_settings.url, **options)
@@ -124,7 +211,16 @@ async def redis_client_resource(settings: RedisSettings) -> AsyncIterator[RedisC
     try:
         yield client
     finally:
-        await client.aclose()
+        await close_client(client)
+
+
+async def close_client(client: RedisClient) -> None:
+    """Close a client of :func:`build_client`: its pool, and with Sentinel the
+    Sentinels' own connections, which the client does not own."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        await pool.sentinel_manager.aclose()
 
 
 def renewal_client_resource(settings: AppSettings) -> Iterator[SyncClient]:
@@ -134,3 +230,7 @@ def renewal_client_resource(settings: AppSettings) -> Iterator[SyncClient]:
         yield client
     finally:
         client.close()
+        pool = getattr(client, "connection_pool", None)
+        manager = getattr(pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", []):
+            sentinel.close()

@@ -259,3 +259,134 @@ class RedisClusterServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class RedisSentinelGroup:
+    """A throwaway primary, its replicas and three Sentinels watching them, on loopback
+    (for the failover tests). Sentinels are the same server program started with
+    ``--sentinel`` (Debian's redis-sentinel package adds only a service file), so nothing
+    beyond ``redis-server`` is needed.
+
+    ``down_after_ms`` is Sentinel's ``down-after-milliseconds``: how long the primary must
+    be silent before a failover begins (production default 30 s; short here)."""
+
+    def __init__(self, *, replicas: int = 2, sentinels: int = 3, master: str = "mymaster",
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 5000,
+                 server: ServerBinary | None = None, appendonly: bool = False) -> None:
+        server = server or find_server()
+        self.master = master
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.servers = [RedisServer(server=server, appendonly=appendonly)
+                        for _ in range(1 + replicas)]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self._binary = server
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def nodes(self) -> list[str]:
+        """The Sentinels' ``host:port``, as ``redis.sentinel.nodes`` takes them."""
+        return [f"127.0.0.1:{port}" for port in self.sentinel_ports]
+
+    def start(self, timeout: float = 30.0) -> RedisSentinelGroup:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> RedisSentinelGroup:
+        primary, *replicas = self.servers
+        for server in self.servers:  # any of them may be the primary after a failover
+            server.extra_args = ["--repl-diskless-sync-delay", "0"]
+        primary.start()
+        for replica in replicas:
+            replica.extra_args += ["--replicaof", "127.0.0.1", str(primary.port)]
+            replica.start()
+        self._dir = tempfile.TemporaryDirectory(prefix="streamboot-sentinel-")
+        for port in self.sentinel_ports:
+            conf = Path(self._dir.name) / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self._dir.name}\n"
+                f"sentinel monitor {self.master} 127.0.0.1 {primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {self.master} 1\n")
+            self._sentinels.append(subprocess.Popen(
+                [self._binary.path, str(conf), "--sentinel", "--loglevel", "warning"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self._wait_ready(timeout, len(replicas))
+        return self
+
+    def _ask(self, port: int, *command: str) -> list[str] | None:
+        """One command to a Sentinel through redis-cli: the reply's lines (None when it
+        does not answer)."""
+        cli = shutil.which("redis-cli") or shutil.which("valkey-cli")
+        if cli is None:
+            raise RedisServerError("the Sentinels are asked with redis-cli, which is not on "
+                                   "PATH (Debian's redis-tools package has it)")
+        try:
+            done = subprocess.run([cli, "-p", str(port), *command], capture_output=True,
+                                  text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+        if done.returncode != 0 or "Could not connect" in done.stdout + done.stderr:
+            return None
+        return done.stdout.splitlines()
+
+    def _wait_ready(self, timeout: float, replicas: int) -> None:
+        """Every replica is in sync, and every Sentinel sees the primary, its replicas and
+        the other Sentinels."""
+        deadline = time.monotonic() + timeout
+        for replica in self.servers[1:]:
+            while "master_link_status:up" not in "\n".join(
+                    self._ask(replica.port, "INFO", "replication") or []):
+                if time.monotonic() > deadline:
+                    raise RedisServerError(f"the replica on port {replica.port} did not "
+                                           f"sync within {timeout}s")
+                time.sleep(0.05)
+        others = str(len(self.sentinel_ports) - 1)
+        while time.monotonic() < deadline:
+            ready = 0
+            for port in self.sentinel_ports:
+                reply = self._ask(port, "SENTINEL", "MASTER", self.master)
+                if reply:
+                    fields = dict(zip(reply[::2], reply[1::2], strict=False))
+                    if (fields.get("num-slaves") == str(replicas)
+                            and fields.get("num-other-sentinels") == others):
+                        ready += 1
+            if ready == len(self.sentinel_ports):
+                return
+            time.sleep(0.1)
+        raise RedisServerError("the Sentinels did not all see the primary, its replicas "
+                               f"and each other within {timeout}s")
+
+    def primary_port(self) -> int | None:
+        """The primary's port as the first Sentinel that answers says it."""
+        for port in self.sentinel_ports:
+            reply = self._ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master)
+            if reply and len(reply) == 2:
+                return int(reply[1])
+        return None
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def close(self) -> None:
+        for process in self._sentinels:
+            process.kill()
+            process.wait(timeout=10)
+        self._sentinels = []
+        for server in self.servers:
+            server.close()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> RedisSentinelGroup:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

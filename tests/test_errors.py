@@ -83,3 +83,41 @@ def test_a_cluster_pool_too_small_for_the_listeners_is_refused() -> None:
                            "listeners": listeners})
     # Standalone readers do not use the pool: any size serves them.
     settings_from_mapping({"redis": {"max_connections": 2}, "listeners": listeners})
+
+
+def test_the_servers_temporary_refusals_are_transient_and_named() -> None:
+    """redis-py turns READONLY, TRYAGAIN, MASTERDOWN and CLUSTERDOWN into classes and drops
+    the code from the text; they are still "not now" (the defect: a demoted primary's
+    READONLY took the unexpected-error path, a traceback per retry)."""
+    from redis.exceptions import (
+        ClusterDownError,
+        MasterDownError,
+        ReadOnlyError,
+        ResponseError,
+        TryAgainError,
+    )
+
+    from streamboot.errors import NoGroupError
+    from streamboot.wire.redis_errors import read_only, translate_response_error
+
+    demoted = ReadOnlyError("You can't write against a read only replica.")
+    assert is_transient(demoted)
+    assert read_only(demoted)
+    assert describe_unavailable(demoted, "h:1") == \
+        "redis at h:1 is a read-only replica now (a failover?)"
+    for exc, code in ((TryAgainError("Multiple keys request during rehashing of slot"),
+                       "TRYAGAIN"),
+                      (MasterDownError("Link with MASTER is down"), "MASTERDOWN"),
+                      (ClusterDownError("The cluster is down"), "CLUSTERDOWN")):
+        assert is_transient(exc)
+        assert not read_only(exc)
+        assert describe_unavailable(exc, "h:1").startswith(f"redis at h:1 is not ready ({code} ")
+    # A blocked read ended by the demotion is not a deleted stream; a deleted one is.
+    unblocked = ResponseError("UNBLOCKED force unblock from blocking operation, instance "
+                              "state changed (master -> replica?)")
+    assert translate_response_error(unblocked, "s", "g") is unblocked
+    assert read_only(unblocked)
+    assert is_transient(unblocked)
+    gone = ResponseError("UNBLOCKED the stream key no longer exists")
+    assert isinstance(translate_response_error(gone, "s", "g"), NoGroupError)
+    assert not read_only(gone)

@@ -21,7 +21,12 @@ from ..errors import ConfigError, ConfigProblem, HandlerResolutionError
 from ..handler import handler_problems
 from ..partitions.keys import partition_keys
 from ..wire.operator import RedisOperator
-from ..wire.redis_errors import describe_permanent, describe_unavailable, is_permanent
+from ..wire.redis_errors import (
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    no_primary_found,
+)
 
 
 async def check_application(path: str | Path) -> tuple[AppSettings | None, list[ConfigProblem]]:
@@ -132,7 +137,10 @@ async def _check_redis(settings: AppSettings, container: Any, file: str) -> list
         address = operator.address if operator is not None else settings.redis.safe_url
         text = (describe_permanent(exc, address) if is_permanent(exc)
                 else describe_unavailable(exc, address))
-        return [ConfigProblem(file, "redis.url", text)]
+        if operator is not None and no_primary_found(exc):
+            text = await operator.unknown_primary_name() or text
+        key = "redis.sentinel" if settings.redis.sentinel is not None else "redis.url"
+        return [ConfigProblem(file, key, text)]
     problems = []
     for name, listener in settings.listeners.items():
         for key in partition_keys(listener):

@@ -22,7 +22,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from ..client import build_client
+from ..client import build_client, close_client
 from ..config.loader import load_settings
 from ..config.models import AppSettings, ListenerSettings, RedisSettings
 from ..errors import (
@@ -45,6 +45,7 @@ from ..wire.redis_errors import (
     describe_unavailable,
     from_redis,
     is_permanent,
+    no_primary_found,
     refused,
     server_error_text,
     with_tls_hint,
@@ -129,12 +130,14 @@ async def _run(redis: RedisSettings, settings: AppSettings | None,
             raise _RedisFailure(f"redis refused: {text}") from None
         if not from_redis(exc):
             raise
+        if no_primary_found(exc) and (wrong := await operator.unknown_primary_name()):
+            raise _RedisFailure(wrong) from None
         text = (describe_permanent(exc, operator.address) if is_permanent(exc)
                 else with_tls_hint(describe_unavailable(exc, operator.address),
                                    redis.tls_without_client_cert))
         raise _RedisFailure(text) from None
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
 def print_problems(exc: ConfigError) -> None:

@@ -11,6 +11,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+try:
+    from pydantic_settings import SettingsError
+except ImportError:  # pydantic-settings before 2.3 kept it in its sources module
+    from pydantic_settings.sources import SettingsError  # type: ignore[attr-defined,no-redef]
+
 from ..errors import ConfigError, ConfigProblem, MissingVariableError
 from .interpolation import interpolate
 from .models import AppSettings
@@ -42,6 +47,12 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> App
 def settings_from_mapping(data: Mapping[str, Any], file: str = "<settings>") -> AppSettings:
     try:
         return AppSettings(**data)
+    except SettingsError as exc:  # a STREAMBOOT_* variable that is not the JSON it must be
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError([ConfigProblem(
+            "environment", field, f"a STREAMBOOT_{field.upper()}… variable holds a list "
+            "or mapping that is not valid JSON (e.g. [\"a\", \"b\"] or {\"k\": 1}); "
+            f"{exc.__cause__ or exc}")]) from None
     except ValidationError as exc:
         listeners = data.get("listeners")
         declared = list(listeners) if isinstance(listeners, Mapping) else []

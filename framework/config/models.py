@@ -115,6 +115,51 @@ class TlsSettings(StrictModel):
         return self
 
 
+class SentinelSettings(StrictModel):
+    """Find the primary through Redis Sentinel, and find it again after a failover."""
+
+    master: str = Field(min_length=1)
+    """the name the Sentinels monitor the primary under (`sentinel monitor <master> …`)"""
+    nodes: list[str] | str = Field(min_length=1)
+    """the Sentinels, `host:port` each: a list, or one comma-separated string (as an
+    environment variable gives it); any that answers will do, more than one survives a
+    Sentinel down"""
+    username: str | None = None
+    """the Sentinels' own ACL user, when they require one (`redis.username` is the data
+    nodes')"""
+    password: SecretStr | None = None
+    """secret; the Sentinels' own password (`sentinel requirepass`), when they require one"""
+    tls: bool = False
+    """TLS to the Sentinels and the data nodes, with the certificates of `redis.tls` (or the
+    system's CAs)"""
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _host_port(cls, nodes: list[str] | str) -> list[str]:
+        nodes = [nodes] if isinstance(nodes, str) else nodes
+        for node in nodes:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{node!r} is not host:port (e.g. sentinel-0:26379)")
+        return nodes
+
+    @property
+    def node_list(self) -> list[str]:
+        """``nodes``, always a list once validated."""
+        return [self.nodes] if isinstance(self.nodes, str) else self.nodes
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(host.strip("[]"), int(port))
+                for host, _, port in (node.rpartition(":") for node in self.node_list)]
+
+
 class RedisSettings(StrictModel):
     """Connection to Redis. ``url`` accepts ``redis://``, ``rediss://`` (TLS) and ``unix://``."""
 
@@ -144,35 +189,61 @@ class RedisSettings(StrictModel):
     number of listeners reads. On Cluster reads are pooled: a set value must cover every
     listener's read (a rotated one counts 3) plus 8, or the file is refused"""
     tls: TlsSettings | None = None
-    """certificates for a `rediss://` URL; absent: a `rediss://` URL verifies the server
-    with the system's CAs"""
+    """certificates for a `rediss://` URL (or `sentinel.tls`); absent: TLS verifies the
+    server with the system's CAs"""
+    sentinel: SentinelSettings | None = None
+    """find the primary through Redis Sentinel instead of `url` (every connection follows
+    a failover); `username`, `password`, `db` and the timeouts still apply to the data
+    nodes"""
 
     _waits = field_validator("socket_timeout", "socket_connect_timeout")(at_least_1ms)
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> RedisSettings:
-        if self.tls is not None and not self.url.startswith("rediss://"):
+        if self.tls is not None and not self.uses_tls:
             raise ValueError("tls is set but url is not rediss://: use rediss://HOST:PORT "
-                             "(plain redis:// never uses TLS)")
+                             "(plain redis:// never uses TLS), or sentinel.tls: true")
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_the_primary(self) -> RedisSettings:
+        if self.sentinel is None:
+            return self
+        if "url" in self.model_fields_set:
+            raise ValueError("url and sentinel are both set: with sentinel the primary's "
+                             "address comes from the Sentinels; drop url (username, "
+                             "password and db still apply)")
+        if self.cluster:
+            raise ValueError("cluster and sentinel are both set: a Redis Cluster promotes "
+                             "its replicas itself; Sentinel watches a standalone primary")
         return self
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
+        if scheme in ("redis+sentinel", "sentinel", "redis-sentinel"):
+            raise ValueError("a Sentinel URL is not taken here: set redis.sentinel "
+                             "(master, nodes) instead (docs/configuration.md)")
         if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("expected a URL starting with redis://, rediss:// or unix://")
+            raise ValueError("expected a URL starting with redis://, rediss:// or unix:// "
+                             "(for Sentinel: redis.sentinel)")
         return value
 
     @property
+    def uses_tls(self) -> bool:
+        return self.url.startswith("rediss://") if self.sentinel is None else self.sentinel.tls
+
+    @property
     def safe_url(self) -> str:
+        if self.sentinel is not None:
+            return f"sentinel {self.sentinel.master} at {','.join(self.sentinel.node_list)}"
         return redact_url(self.url)
 
     @property
     def tls_without_client_cert(self) -> bool:
         """TLS with no client certificate given (a server may refuse it by a reset)."""
-        return self.url.startswith("rediss://") and (self.tls is None
-                                                     or self.tls.cert_file is None)
+        return self.uses_tls and (self.tls is None or self.tls.cert_file is None)
 
 
 class ContainerSettings(StrictModel):

@@ -30,7 +30,14 @@ from ..wire.operator import RedisOperator
 from ..wire.readers import group_reader
 from ..wire.reconnect import ReconnectBackoff
 from ..wire.records import Renewal, StreamEntry
-from ..wire.redis_errors import describe_permanent, describe_unavailable, is_permanent, is_transient
+from ..wire.redis_errors import (
+    READ_ONLY_HINT,
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    is_transient,
+    read_only,
+)
 from .acks import Acks
 from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
@@ -65,6 +72,9 @@ class Subscription:
         self._setups = setups
         self.stats = ListenerStats()
         self.failure: BaseException | None = None
+        self.last_error: str | None = None
+        """What the last failed read met (one line), until a read succeeds: /healthz says
+        it beside "has not polled"."""
         """Set when a terminal error (such as WRONGTYPE) ended this subscription."""
         self._operator = operator
         self._renewals = renewals
@@ -103,7 +113,7 @@ class Subscription:
         self._answered = asyncio.Event()
         """Set once the first read came back (or the subscription ended): only then is
         it known that the user may read the key, and that the key is a stream."""
-        self._backoff = ReconnectBackoff()
+        self._backoff = ReconnectBackoff(cap=operator.reconnect_cap)
 
     # -- what others ask of it -----------------------------------------------------------
     @property
@@ -307,6 +317,7 @@ class Subscription:
 
     def _read_back(self) -> None:
         """A read came back: the listener is live (and says so, the first time)."""
+        self.last_error = None
         if not self._answered.is_set():
             self._answered.set()
             self._log.info("listening (batch {}, concurrency {}, block {}s)",
@@ -566,11 +577,16 @@ class Subscription:
         delay = self._backoff.next_delay()
         address = self._operator.address
         if is_transient(exc):
-            self._log.warning("{}; retrying in {:.2f}s", describe_unavailable(exc, address),
-                              delay)
+            self.last_error = describe_unavailable(exc, address)
+            self._log.warning("{}; retrying in {:.2f}s", self.last_error, delay)
+            if read_only(exc) and not self._operator.said_read_only:
+                self._operator.said_read_only = True
+                self._log.warning(READ_ONLY_HINT)
         elif is_permanent(exc):
-            self._log.error("{}; retrying in {:.2f}s", describe_permanent(exc, address), delay)
+            self.last_error = describe_permanent(exc, address)
+            self._log.error("{}; retrying in {:.2f}s", self.last_error, delay)
         else:  # a bug or an unknown server error: never die, but show everything
+            self.last_error = f"{type(exc).__name__}: {exc}"
             self._log.opt(exception=exc).error("poll loop error: {}; retrying in {:.2f}s",
                                                exc, delay)
         await self._backoff.wait(delay, self._stop)

@@ -44,8 +44,9 @@ async def health(operator: RedisOperator, subscriptions: dict[str, Subscription]
                 problems.append(f"listener {name}: handler on {what} running for "
                                 f"{seconds:.1f}s (handler_timeout {timeout:g}s)")
         elif not sub.busy and now - sub.stats.last_poll > limit:
+            said = f"; last error: {sub.last_error}" if sub.last_error else ""
             problems.append(f"listener {name} has not polled for "
-                            f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s)")
+                            f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s{said})")
         keeper = sub.keeper
         unrenewed = keeper.late(time.perf_counter()) if keeper is not None else None
         if keeper is not None and unrenewed is not None:

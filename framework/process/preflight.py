@@ -22,6 +22,7 @@ from ..wire.redis_errors import (
     describe_unavailable,
     is_permanent,
     is_transient,
+    no_primary_found,
     permission_denied,
     server_too_old,
     with_tls_hint,
@@ -36,7 +37,7 @@ async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
     ``tls_without_client_cert``: the URL is rediss:// and no client certificate is set. A
     server that requires one may simply reset the connection (TLS 1.3 sends its refusal
     after the handshake), which looks like any other reset: the retry line says so."""
-    backoff = backoff or ReconnectBackoff(initial=0.5, cap=10.0)
+    backoff = backoff or ReconnectBackoff(initial=0.5, cap=operator.reconnect_cap)
     address = operator.address
     while not stop.is_set():
         try:
@@ -44,6 +45,8 @@ async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
         except Exception as exc:
             if is_permanent(exc):
                 raise StartupError(describe_permanent(exc, address)) from None
+            if no_primary_found(exc) and (wrong := await operator.unknown_primary_name()):
+                raise StartupError(wrong) from None
             if not is_transient(exc):
                 raise
             delay = backoff.next_delay()

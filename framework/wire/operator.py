@@ -61,6 +61,9 @@ class RedisOperator:
         self._range = client.register_script(scripts.RANGE)
         self._reclaim_one = client.register_script(scripts.RECLAIM_ONE)
         self._renew_owned = client.register_script(scripts.RENEW_OWNED)
+        self.said_read_only = False
+        """Whether the hint for a read-only replica (redis_errors.READ_ONLY_HINT) was said:
+        once per process, whichever listener or job met it first."""
 
     # -- keys ---------------------------------------------------------------------------
     async def create_stream(
@@ -531,6 +534,43 @@ class RedisOperator:
         rows = await self._run(key, group, self._client.xinfo_consumers, key, group)
         return [ConsumerInfo.from_reply(r) for r in rows]
 
+    @property
+    def follows_failover(self) -> bool:
+        """The primary is found through Sentinel: a reconnect asks where it is now."""
+        return hasattr(getattr(self._client, "connection_pool", None), "sentinel_manager")
+
+    @property
+    def reconnect_cap(self) -> float:
+        """The longest wait between reconnects of a loop that must not exit. Through
+        Sentinel a retry is one question to a Sentinel and a connect, and the primary may
+        be back (promoted) at any moment: 1 s, so a loop resumes within about 1 s of a
+        failover. Otherwise 10 s: a server that is down is asked less often."""
+        return 1.0 if self.follows_failover else 10.0
+
+    async def unknown_primary_name(self) -> str | None:
+        """With Sentinel: when the Sentinels that answer monitor no primary by the
+        configured name, the one line that says so (no retry heals a wrong name); else
+        None (not Sentinel, none answered, or the name is known: a failover under way)."""
+        pool = getattr(self._client, "connection_pool", None)
+        manager, service = (getattr(pool, "sentinel_manager", None),
+                            getattr(pool, "service_name", None))
+        if manager is None or service is None:
+            return None
+        for sentinel in manager.sentinels:
+            try:
+                masters = await sentinel.sentinel_masters()
+            except Exception:  # this one is down: ask the next
+                continue
+            if service in masters:
+                return None
+            nodes = ", ".join(f"{s.connection_pool.connection_kwargs.get('host')}:"
+                              f"{s.connection_pool.connection_kwargs.get('port')}"
+                              for s in manager.sentinels)
+            return (f"the Sentinels at {nodes} monitor no primary named {service!r} "
+                    f"(they monitor: {', '.join(sorted(masters)) or 'none'}); check "
+                    "redis.sentinel.master")
+        return None
+
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 
@@ -549,7 +589,13 @@ class RedisOperator:
             nodes = self._client.nodes_manager.startup_nodes
             first = next(iter(nodes), "?")
             return f"{first} (cluster)"
-        kwargs = self._client.connection_pool.connection_kwargs
+        pool = self._client.connection_pool
+        service = getattr(pool, "service_name", None)
+        if service is not None:  # found through Sentinel: the primary it found last
+            found = getattr(pool, "master_address", None)
+            where = f"{found[0]}:{found[1]}, " if found else ""
+            return f"{where}primary of {service!r} by Sentinel"
+        kwargs = pool.connection_kwargs
         if "path" in kwargs:
             return str(kwargs["path"])
         return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"

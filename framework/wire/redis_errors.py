@@ -10,17 +10,23 @@ import re
 import ssl
 from typing import TypeGuard
 
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
     AuthorizationError,
+    ClusterDownError,
+    MasterDownError,
     MaxConnectionsError,
     NoPermissionError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import MasterNotFoundError
 
 from ..errors import NoGroupError, WrongTypeError
 
@@ -60,6 +66,8 @@ def translate_response_error(exc: ResponseError, key: str, group: str = "") -> E
     reader it is the same event as NOGROUP.
     """
     text = server_error_text(exc)
+    if _demoted_while_blocked(text):
+        return exc  # not a deleted stream: the node became a replica (read_only)
     if text.startswith(("NOGROUP", "UNBLOCKED")) or "requires the key to exist" in text:
         return NoGroupError(key, group, text)
     if text.startswith("WRONGTYPE"):
@@ -69,6 +77,11 @@ def translate_response_error(exc: ResponseError, key: str, group: str = "") -> E
 
 # Server replies that mean "not now", not "never": the loop backs off and retries.
 _TRANSIENT_PREFIXES = ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# redis-py turns some of those codes into classes and drops the code from the text: the
+# classes, with the code they stand for (for the line that says it).
+_TRANSIENT_CLASSES: tuple[tuple[type[ResponseError], str], ...] = (
+    (ReadOnlyError, "READONLY"), (TryAgainError, "TRYAGAIN"),
+    (MasterDownError, "MASTERDOWN"), (ClusterDownError, "CLUSTERDOWN"))
 # ... and those that mean "never, as configured": no retry heals them.
 _UNKNOWN_COMMAND = ("ERR unknown command", "ERR unknown subcommand", "ERR Unknown subcommand",
                     "ERR syntax error")
@@ -111,6 +124,42 @@ def is_permanent(exc: BaseException) -> bool:
         (*_UNKNOWN_COMMAND, *_NO_SUCH_DB, *_SCRIPT_NOPERM, "NOPERM", "WRONGPASS", "NOAUTH"))
 
 
+def no_primary_found(exc: BaseException) -> bool:
+    """Sentinel gave no primary: none of the Sentinels answered (their errors follow
+    " : " in redis-py's text), or those that answered know no healthy primary by that name
+    (a wrong ``redis.sentinel.master``, or a failover in progress)."""
+    return isinstance(exc, MasterNotFoundError | AsyncMasterNotFoundError)
+
+
+def sentinels_unreachable(exc: BaseException) -> bool:
+    return no_primary_found(exc) and " : " in str(exc)
+
+
+def _demoted_while_blocked(text: str) -> bool:
+    """What a blocked XREADGROUP gets when its server turns into a replica: ``UNBLOCKED
+    force unblock from blocking operation, instance state changed (master -> replica?)``."""
+    return text.startswith("UNBLOCKED") and "instance state changed" in text
+
+
+def read_only(exc: BaseException) -> bool:
+    """The server is a replica now (``READONLY``, or a blocked read ended by the
+    demotion): after a failover, the node a fixed address points at was demoted. A write
+    cannot succeed there until it is a primary again (or the address moves)."""
+    if isinstance(exc, ReadOnlyError):
+        return True
+    if not isinstance(exc, ResponseError):
+        return False
+    text = server_error_text(exc)
+    return text.startswith("READONLY") or _demoted_while_blocked(text)
+
+
+def _transient_code(exc: BaseException) -> str | None:
+    for kind, code in _TRANSIENT_CLASSES:
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """Connection refused/reset/timeout and the server's temporary refusals (never an
     authentication failure, which redis-py raises as a kind of connection error)."""
@@ -118,6 +167,8 @@ def is_transient(exc: BaseException) -> bool:
     if is_permanent(exc):
         return False
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError):
+        return True
+    if _transient_code(exc) is not None or read_only(exc):
         return True
     return isinstance(exc, ResponseError) and server_error_text(exc).startswith(_TRANSIENT_PREFIXES)
 
@@ -144,9 +195,34 @@ def describe_unavailable(exc: BaseException, address: str = "") -> str:
     if pool_exhausted(exc):
         return ("every pooled connection is busy (redis.max_connections); Redis itself "
                 f"may be fine ({type(exc).__name__}: {exc})")
+    if read_only(exc):
+        return f"redis{where} is a read-only replica now (a failover?)"
+    if no_primary_found(exc):
+        named = re.match(r"No master found for ('[^']*')", str(exc))
+        service = named.group(1) if named else "?"
+        if sentinels_unreachable(exc):
+            found = re.search(r"Error (\d+) connecting", str(exc))
+            reason = (os.strerror(int(found.group(1))).lower() if found
+                      else "timed out" if "Timeout" in str(exc) else "none answered")
+            nodes = dict.fromkeys(f"{h}:{p}" for h, p in
+                                  re.findall(r"host=([^,]+),port=(\d+)", str(exc)))
+            at = f" at {', '.join(nodes)}" if nodes else ""
+            return f"cannot reach any of the Sentinels{at} of primary {service} ({reason})"
+        return (f"the Sentinels report no healthy primary {service} now (a failover in "
+                "progress?)")
     if isinstance(exc, ResponseError):
-        return f"redis{where} is not ready ({server_error_text(exc)})"
+        code = _transient_code(exc)
+        text = server_error_text(exc)
+        return f"redis{where} is not ready ({f'{code} {text}' if code else text})"
     return f"cannot reach redis{where} ({_reason(exc)})"
+
+
+READ_ONLY_HINT = (
+    "redis.url points at a node that is a replica now: after a failover the primary is "
+    "elsewhere. Configure redis.sentinel (docs/configuration.md) so every connection "
+    "finds the primary again, or point redis.url at an address that follows it (a managed "
+    "endpoint); until then this process retries with backoff, in case the node is "
+    "promoted again")
 
 
 TLS_RESET_HINT = ("; over TLS, a server that requires a client certificate resets the "

@@ -330,7 +330,6 @@ async def test_a_slow_renewal_call_is_said_as_such_not_as_a_pause(
         await container.stop()
         slow_client.close()
         admin.close()
-    assert max(handled.values()) == 1
     assert [line for line in lines if "was paused" in line] == []
     assert len([line for line in lines if "a renewal call to redis took" in line]) == 1
     assert [sub.keeper.pauses for sub in subs if sub.keeper is not None] == [0, 0]

@@ -1,0 +1,133 @@
+"""Redis behind Sentinel, configured as ``redis.sentinel`` (issue 24): every operator
+command and ``check`` find the primary through real Sentinels; a wrong Sentinel address
+or master name is one line and exit 3; the settings refuse what cannot work. The
+failover itself: tests/faults/test_sentinel_failover.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from streamboot.config import ConfigError, settings_from_mapping
+from streamboot.devserver import RedisSentinelGroup
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = """\
+redis:
+  socket_connect_timeout: 300ms
+  sentinel: {master: "${MASTER}", nodes: "${SENTINELS}"}
+listeners:
+  orders: {stream: orders, group: g, handler: "tests.handlers:JournalHandler"}
+"""
+
+
+@pytest.fixture(scope="module")
+def sentinels() -> Iterator[RedisSentinelGroup]:
+    with RedisSentinelGroup(replicas=1) as group:
+        yield group
+
+
+def streamboot(tmp_path: Path, group: RedisSentinelGroup, *args: str,
+               master: str = "mymaster", nodes: str | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "app.yaml"
+    config.write_text(APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    env |= {"MASTER": master, "SENTINELS": nodes or ",".join(group.nodes)}
+    return subprocess.run([sys.executable, "-m", "streamboot", *args, "--config", str(config)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_operator_commands_reach_the_primary_through_sentinel(
+        tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    port = sentinels.primary_port()
+    assert port is not None
+    primary = redis.Redis(port=port, decode_responses=True)
+    primary.delete("orders", "{orders}:dlq")
+    published = streamboot(tmp_path, sentinels, "publish", "orders", "n=1")
+    assert published.returncode == 0, published.stderr
+    (entry_id,) = published.stdout.split()
+    assert [i for i, _ in primary.xrange("orders") or []] == [entry_id]
+    primary.xgroup_create("orders", "g", "0")
+    status = streamboot(tmp_path, sentinels, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    (view, _dlq) = json.loads(status.stdout)
+    assert (view["key"], view["length"]) == ("orders", 1)
+    pending = streamboot(tmp_path, sentinels, "pending", "orders", "g")
+    assert pending.returncode == 0, pending.stderr
+    primary.close()
+
+
+def test_check_goes_through_sentinel(tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    done = streamboot(tmp_path, sentinels, "check")
+    assert done.returncode == 0, done.stderr
+    assert "sentinel mymaster at 127.0.0.1:" in done.stdout + done.stderr
+
+
+def test_a_wrong_master_name_is_one_line_naming_the_known_ones(
+        tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    done = streamboot(tmp_path, sentinels, "status", master="mymastr")
+    assert done.returncode == 3
+    (line,) = done.stderr.strip().splitlines()
+    assert "monitor no primary named 'mymastr' (they monitor: mymaster)" in line
+    checked = streamboot(tmp_path, sentinels, "check", master="mymastr")
+    assert checked.returncode == 2
+    assert "redis.sentinel: the Sentinels at" in checked.stderr
+
+
+def test_sentinels_that_do_not_answer_are_one_line(
+        tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    from streamboot.devserver import free_port
+
+    dead = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    done = streamboot(tmp_path, sentinels, "status", nodes=dead)
+    assert done.returncode == 3
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("streamboot: cannot reach any of the Sentinels at 127.0.0.1:")
+    assert "of primary 'mymaster'" in line
+
+
+@pytest.mark.parametrize(("redis_section", "says"), [
+    ({"sentinel": {"master": "m", "nodes": ["s1:26379"]}, "url": "redis://h:6379"},
+     "url and sentinel are both set"),
+    ({"sentinel": {"master": "m", "nodes": ["s1:26379"]}, "cluster": True},
+     "cluster and sentinel are both set"),
+    ({"sentinel": {"master": "m", "nodes": ["s1"]}}, "'s1' is not host:port"),
+    ({"sentinel": {"master": "m", "nodes": []}}, "at least 1"),
+    ({"url": "redis+sentinel://s1:26379/m"}, "set redis.sentinel (master, nodes) instead"),
+])
+def test_what_cannot_work_is_refused(redis_section: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings_from_mapping({"redis": redis_section, "listeners": {
+            "orders": {"stream": "orders", "group": "g", "handler": "x:Y"}}})
+    assert says in str(raised.value)
+
+
+def test_nodes_may_be_one_comma_separated_string() -> None:
+    settings = settings_from_mapping({"redis": {"sentinel": {
+        "master": "m", "nodes": "s1:26379, s2:26379"}}, "listeners": {
+        "orders": {"stream": "orders", "group": "g", "handler": "x:Y"}}})
+    assert settings.redis.sentinel is not None
+    assert settings.redis.sentinel.addresses() == [("s1", 26379), ("s2", 26379)]
+    assert settings.redis.safe_url == "sentinel m at s1:26379,s2:26379"
+
+
+def test_run_with_a_wrong_master_name_ends_at_once_with_exit_3(
+        tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    config = tmp_path / "app.yaml"
+    config.write_text(APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    env |= {"MASTER": "nope", "SENTINELS": ",".join(sentinels.nodes)}
+    done = subprocess.run([sys.executable, "-m", "streamboot", "run", str(config)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3, done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if "monitor no primary named" in line]
+    assert len(said) == 1, done.stderr[-2000:]
+    assert "'nope' (they monitor: mymaster)" in said[0]
