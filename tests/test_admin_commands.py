@@ -90,7 +90,8 @@ def test_every_command_reads_url_password_and_db_from_the_file(
     # Without the file, the same server refuses: the password came from the file.
     refused = sb("status", "--stream", "ops", "--url", f"redis://127.0.0.1:{r.connection_pool.connection_kwargs['port']}/2")
     assert refused.returncode == 3
-    assert first(refused.stderr).startswith("streamboot: authentication failed at redis ")
+    assert first(refused.stderr).startswith("streamboot: redis at 127.0.0.1:")
+    assert "requires a password (set redis.password" in first(refused.stderr)
 
 
 @pytest.mark.parametrize(("args", "code", "line"), [
@@ -141,6 +142,29 @@ def test_redis_unreachable_and_a_bad_file_are_one_line(tmp_path: Path) -> None:
     duration = sb("pending", "s", "g", "--min-idle", "soon", "--url", "redis://127.0.0.1:1")
     assert duration.returncode == 2
     assert "--min-idle" in duration.stderr
+
+
+def test_a_server_that_requires_a_password_says_so_when_none_is_given() -> None:
+    """The defect: the server's raw HELLO text ("HELLO must be called with the client
+    already authenticated, otherwise …") was all a user saw."""
+    from streamboot.devserver import RedisServer
+
+    server = RedisServer()
+    server.extra_args = ["--requirepass", "sekret"]
+    with server:
+        none = sb("status", "--stream", "s", "--url", server.url)
+        wrong = sb("status", "--stream", "s", "--url",
+                   f"redis://:nope@127.0.0.1:{server.port}/0")
+        right = sb("status", "--stream", "s", "--url",
+                   f"redis://:sekret@127.0.0.1:{server.port}/0")
+    assert none.returncode == 3
+    assert none.stderr.strip() == (
+        f"streamboot: redis at 127.0.0.1:{server.port} requires a password (set "
+        "redis.password, or give it in the URL: redis://:PASSWORD@HOST:PORT — REDIS_URL or "
+        "--url for the commands)")
+    assert wrong.returncode == 3
+    assert "authentication failed" in wrong.stderr
+    assert right.returncode == 0, right.stderr
 
 
 def test_ids_are_never_truncated_and_bytes_are_shown_escaped(

@@ -247,6 +247,10 @@ def describe_permanent(exc: BaseException, address: str = "") -> str:
         return (f"TLS handshake with redis {address or '?'} failed: {text} "
                 "(check redis.tls: ca_file, cert_file, key_file)")
     text = server_error_text(exc) if isinstance(exc, ResponseError) else str(exc)
+    if _password_missing(text):
+        at = f" at {address}" if address else ""
+        return (f"redis{at} requires a password (set redis.password, or give it in the URL: "
+                "redis://:PASSWORD@HOST:PORT — REDIS_URL or --url for the commands)")
     if isinstance(exc, AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
         return f"authentication failed{where}: {text}"
     if isinstance(exc, NoPermissionError) or text.startswith("NOPERM"):
@@ -262,6 +266,13 @@ def describe_permanent(exc: BaseException, address: str = "") -> str:
         return (f"the server{where} does not support a command Streamboot needs ({text}); "
                 f"it needs Redis {MIN_SERVER} or newer")
     return text
+
+
+def _password_missing(text: str) -> bool:
+    """The server requires a password and none was sent: what RESP2 (``NOAUTH``) and
+    RESP3's HELLO say to a client that did not authenticate."""
+    return ("Authentication required" in text
+            or "HELLO must be called with the client already authenticated" in text)
 
 
 MIN_SERVER = "7.0"
