@@ -63,6 +63,7 @@ class Application:
         self.container = container or build_container(settings, source)
         self.clock = clock or SystemClock()
         self.declared: dict[str, DeclaredListener] = {}
+        self._shared_unsaid: list[ListenerSpec] = []
         """Each enabled listener with its features' jobs (see jobs/registry.py)."""
         self.alerts = AlertState()
         self.stream_views: dict[str, StreamView] = {}
@@ -142,7 +143,8 @@ class Application:
             logger.warning("scheduler disabled: entries of dead consumers are not reclaimed")
         for assigned, spec, _ in declared:
             if assigned.partition is None and spec.ordering_key:
-                await say_if_shared(self.operator, spec, self.worker is not None)
+                self._shared_unsaid.append(spec)
+        await self._say_shared_order()
         listeners = len({assigned.listener for assigned, _, _ in declared})
         subs = self.listeners.subscriptions.values()
         streams = sum(1 for sub in subs if sub.failure is None)
@@ -198,18 +200,32 @@ class Application:
             raise ConfigError(problems)
         return declared
 
+    async def _say_shared_order(self) -> None:
+        """Warn once per listener when another process reads an unpartitioned listener
+        with ``ordering_key`` (partitions/shared_order.py): at start, then at each monitor
+        refresh until said — the first process to start learns of the second this way."""
+        assert self.operator is not None
+        # Taken before the first await: the monitor's first run may overlap start's call.
+        looking, self._shared_unsaid = self._shared_unsaid, []
+        for spec in looking:
+            if not await say_if_shared(self.operator, spec, self.worker is not None):
+                self._shared_unsaid.append(spec)
+
     async def monitor(self) -> None:
         """Refresh the stream gauges and check the alert thresholds of every listener."""
         assert self.operator is not None
+        if self._shared_unsaid:
+            await self._say_shared_order()
         views: dict[str, StreamView] = {}
-        for name, declared in self.declared.items():
+        for declared in self.declared.values():
             listener = declared.settings
             for key in declared.streams():
                 view = views.get(key) or await stream_view(self.operator, key)
                 views[key] = view
                 for group in view.groups:
                     if group.name == listener.group:
-                        self.alerts.update(name, key, group, listener.alerts)
+                        self.alerts.update(declared.spec.listener_name, key, group,
+                                           listener.alerts)
         self.stream_views = views
 
     async def _serve_metrics(self) -> None:
@@ -218,7 +234,8 @@ class Application:
         listeners, operator = self.listeners, self.operator
         registry = build_registry(StreambootCollector(lambda: listeners.subscriptions,
                                                       lambda: self.stream_views, self.alerts,
-                                                      lambda: self.membership))
+                                                      lambda: self.membership,
+                                                      lambda: listeners.counters))
         self.metrics_server = MetricsServer(
             registry, lambda: health(operator, listeners.subscriptions, self.membership))
         cfg = self.settings.metrics

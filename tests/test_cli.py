@@ -119,6 +119,18 @@ def test_run_with_bad_file_exits_2(tmp_path: Path, project_env: dict[str, str]) 
     assert "listeners.orders.group: Field required" in result.stderr
 
 
+def test_a_blank_or_spaced_member_id_is_an_option_error(
+        tmp_path: Path, project_env: dict[str, str]) -> None:
+    """``--member-id`` is blamed as the option it is, not as the environment variable it
+    is handed on in."""
+    for bad, said in (("", "must not be blank"), ("pod 0", "'pod 0' must be one word")):
+        result = streamboot("run", "config/application.yaml", "--member-id", bad,
+                            env=project_env)
+        assert result.returncode == 2, result.stderr
+        assert f"Invalid value for '--member-id': {said}" in result.stderr, result.stderr
+        assert "STREAMBOOT_MEMBERSHIP__MEMBER_ID" not in result.stderr
+
+
 def test_sample_app_starts_its_own_redis_when_no_url(project_env: dict[str, str]) -> None:
     env = {k: v for k, v in project_env.items() if k != "REDIS_URL"}
     result = subprocess.run([sys.executable, "-m", "sample_app", "--users", "10", "--stock",

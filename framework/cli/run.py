@@ -16,10 +16,11 @@ from typing import Annotated
 
 import typer
 from loguru import logger
+from pydantic import ValidationError
 
 from ..application import Application
 from ..config.loader import load_settings
-from ..config.models import AppSettings
+from ..config.models import AppSettings, MembershipSettings
 from ..errors import ConfigError, ConfigProblem, StartupError
 from ..listener.container import CANCEL_GRACE
 from ..observability.logs import configure_logging
@@ -59,10 +60,22 @@ def _import_from_cwd() -> None:
 WorkersOption = Annotated[int, typer.Option(
     "--workers", "-w", min=1, max=256, help="Worker processes under one supervisor "
     "(docs/scaling.md); 1: this process runs the listeners itself.")]
+def _member_id(value: str | None) -> str | None:
+    """``--member-id`` checked as the option it is (not as the environment variable it
+    is passed on in)."""
+    if value is not None:
+        try:
+            MembershipSettings(member_id=value)
+        except ValidationError as exc:
+            raise typer.BadParameter(str(exc.errors()[0]["msg"]).removeprefix(
+                "Value error, ")) from None
+    return value
+
+
 MemberIdOption = Annotated[str | None, typer.Option(
-    "--member-id", help="A stable member id for partitioned listeners (a StatefulSet's pod "
-    "name): restarted within lease_ttl, it takes its partitions back. Sets "
-    "STREAMBOOT_MEMBERSHIP__MEMBER_ID.")]
+    "--member-id", callback=_member_id, help="A stable member id for partitioned "
+    "listeners (a StatefulSet's pod name): restarted within lease_ttl, it takes its "
+    "partitions back. Sets STREAMBOOT_MEMBERSHIP__MEMBER_ID.")]
 
 
 def run(config_arg: ConfigArg = None, config_option: ConfigOption = None,

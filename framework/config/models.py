@@ -597,7 +597,7 @@ class MembershipSettings(StrictModel):
     heartbeat: Duration = timedelta(seconds=1)
     """how often a member says it lives, renews its leases and rebalances; at most a
     third of `lease_ttl`, so that two late renewals in a row do not lose a lease"""
-    member_id: str | None = Field(default=None, min_length=1, max_length=200)
+    member_id: str | None = Field(default=None, max_length=200)
     """a stable member id (a StatefulSet's pod name, say): a member restarted within
     `lease_ttl` takes its partitions back, one epoch up, without them moving meanwhile.
     Also `streamboot run --member-id`; none = the process's consumer name (`<host>-<pid>`)"""
@@ -607,6 +607,9 @@ class MembershipSettings(StrictModel):
     @field_validator("member_id")
     @classmethod
     def _one_word(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank: it names this member's consumer and its "
+                             "place in the member list (leave it unset for <host>-<pid>)")
         if value is not None and (value != value.strip() or any(
                 c.isspace() or c in "{}" for c in value)):
             raise ValueError(f"{value!r} must be one word, without spaces or braces: it "
@@ -786,13 +789,18 @@ class AppSettings(BaseSettings):
         for name, listener in self.listeners.items():
             block = listener.poll_timeout or self.container.poll_timeout
             if listener.partitions > 1 and block + LEASE_READ_MARGIN > trusted:
+                inherited = listener.poll_timeout is None
+                limit = max(trusted - LEASE_READ_MARGIN, timedelta(0))
                 raise ValueError(
-                    f"listeners.{name}: poll_timeout ({format_duration(block)}) must end well "
-                    f"inside a lease: at most {LEASE_TRUST:g} × membership.lease_ttl "
-                    f"({format_duration(membership.lease_ttl)}) minus membership.heartbeat "
-                    f"({format_duration(membership.heartbeat)}) minus "
-                    f"{format_duration(LEASE_READ_MARGIN)}; shorten poll_timeout or lengthen "
-                    "lease_ttl")
+                    f"listeners.{name}: poll_timeout ({format_duration(block)}"
+                    f"{', from container.poll_timeout' if inherited else ''}) must end well "
+                    f"inside a lease: at most {format_duration(limit)} here "
+                    f"({LEASE_TRUST:g} × membership.lease_ttl "
+                    f"{format_duration(membership.lease_ttl)} − membership.heartbeat "
+                    f"{format_duration(membership.heartbeat)} − "
+                    f"{format_duration(LEASE_READ_MARGIN)}); shorten "
+                    f"{'container.poll_timeout' if inherited else 'poll_timeout'} or "
+                    "lengthen membership.lease_ttl")
         return self
 
     @model_validator(mode="after")

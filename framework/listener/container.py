@@ -28,6 +28,7 @@ from .ownership import RenewalThread, SyncClient
 from .parking import ParkingLot
 from .poll import Subscription
 from .spec import ListenerSpec
+from .stats import ListenerStats
 from .tenure import Tenure
 
 SETUPS_AT_ONCE = 8
@@ -53,6 +54,9 @@ class ListenerContainer:
         self._setups = asyncio.Semaphore(SETUPS_AT_ONCE)
         self._lots: dict[tuple[str, str, int, timedelta], ParkingLot | None] = {}
         self._subscriptions: dict[str, Subscription] = {}
+        self._counters: dict[str, tuple[ListenerSpec, ListenerStats]] = {}
+        """Every subscription's counters by name, kept after it is unregistered: a
+        partition handed away and back counts on (Prometheus counters never go down)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._started = False
         """Between start and stop: a subscription registered then starts at once (one
@@ -67,6 +71,11 @@ class ListenerContainer:
         return dict(self._subscriptions)
 
     @property
+    def counters(self) -> list[tuple[ListenerSpec, ListenerStats]]:
+        """The counters of every subscription registered here, live or handed away."""
+        return list(self._counters.values())
+
+    @property
     def running(self) -> bool:
         return any(not t.done() for t in self._tasks.values())
 
@@ -75,9 +84,14 @@ class ListenerContainer:
         """``tenure``: the lease of the partition ``spec`` reads, when leased (tenure.py)."""
         if spec.name in self._subscriptions:
             raise DuplicateListenerError(f"listener {spec.name!r} is already registered")
+        kept = self._counters.get(spec.name)
+        stats = kept[1] if kept is not None else ListenerStats()
+        stats.last_poll = 0.0  # a new subscription has not polled yet
+        self._counters[spec.name] = (spec, stats)
         subscription = Subscription(spec, self._operator, handler, self._renewals,
                                     self._setups,
-                                    self._lot_for(spec) if tenure is None else None, tenure)
+                                    self._lot_for(spec) if tenure is None else None, tenure,
+                                    stats)
         self._subscriptions[spec.name] = subscription
         if self._started:  # registered after start: start it now
             self._spawn(subscription)

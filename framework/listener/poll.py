@@ -58,19 +58,21 @@ class Subscription:
     def __init__(self, spec: ListenerSpec, operator: RedisOperator, handler: StreamHandler[Any],
                  renewals: RenewalThread | None = None,
                  setups: asyncio.Semaphore | None = None,
-                 lot: ParkingLot | None = None, tenure: Tenure | None = None) -> None:
+                 lot: ParkingLot | None = None, tenure: Tenure | None = None,
+                 stats: ListenerStats | None = None) -> None:
         """``setups``: shared by a container's subscriptions, so many starting at once
         create their groups a few at a time on the pool (see ``ListenerContainer``).
         ``lot``: where this subscription parks while its stream is idle (parking.py).
         ``tenure``: the lease of the partition it reads, when partitions are leased
         (tenure.py): it reads, starts and acks only while that lease is trusted. A leased
         subscription never parks: the shared read would read on for a partition whose
-        lease lapsed."""
+        lease lapsed. ``stats``: counters kept from an earlier subscription of the same
+        name (a partition handed away and back): totals outlive hand-overs."""
         self.spec = spec
         self.tenure = tenure
         self._read_window = (spec.poll_timeout + LEASE_READ_MARGIN).total_seconds()
         self._setups = setups
-        self.stats = ListenerStats()
+        self.stats = stats if stats is not None else ListenerStats()
         self.failure: BaseException | None = None
         self.last_error: str | None = None
         """What the last failed read met (one line), until a read succeeds: /healthz says

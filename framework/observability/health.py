@@ -63,5 +63,8 @@ async def health(operator: RedisOperator, subscriptions: dict[str, Subscription]
                             "this member stops handling its partitions when they lapse")
             answer["healthy"] = False
         owned = membership.owned
-        answer["partitions"] = {"owned": owned, "standby": owned == 0}
+        partitions: dict[str, object] = {"owned": owned, "standby": owned == 0}
+        if membership.copied_id is not None:  # safe, so not a 503: but never silent
+            partitions["warning"] = membership.copied_id
+        answer["partitions"] = partitions
     return answer

@@ -20,7 +20,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..listener.poll import Subscription
-from ..listener.stats import Histogram
+from ..listener.spec import ListenerSpec
+from ..listener.stats import Histogram, ListenerStats
 from ..partitions.membership import Membership
 from .alerts import AlertState
 from .stream_views import StreamView
@@ -50,29 +51,37 @@ _COUNTERS = {
 }
 
 
+Counters = Callable[[], list[tuple[ListenerSpec, ListenerStats]]]
+
+
 class StreambootCollector(Collector):
     def __init__(self, subscriptions: Callable[[], dict[str, Subscription]],
                  streams: Callable[[], dict[str, StreamView]], alerts: AlertState,
-                 membership: Callable[[], Membership | None] = lambda: None) -> None:
+                 membership: Callable[[], Membership | None] = lambda: None,
+                 counters: Counters | None = None) -> None:
+        """``counters``: every subscription's counters, handed-away partitions' too
+        (``ListenerContainer.counters``); without it, the live subscriptions' own."""
         self._subscriptions = subscriptions
+        self._counters: Counters = counters or (
+            lambda: [(s.spec, s.stats) for s in self._subscriptions().values()])
         self._membership = membership
         self._streams = streams
         self._alerts = alerts
 
     def collect(self) -> Iterator[Any]:
         subs = self._subscriptions()
+        counters = self._counters()
         for name, help_text in _COUNTERS.items():
             family = CounterMetricFamily(f"streamboot_entries_{name}", help_text,
                                          labels=["listener", "stream"])
-            for sub in subs.values():
-                family.add_metric([sub.spec.listener_name, sub.spec.stream],
-                                  getattr(sub.stats, name))
+            for spec, stats in counters:
+                family.add_metric([spec.listener_name, spec.stream], getattr(stats, name))
             yield family
         yield from _renewals(subs)
-        yield _histogram("streamboot_handler_duration_seconds", "Handler duration.", subs,
-                         lambda s: s.stats.handler_seconds)
-        yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", subs,
-                         lambda s: s.stats.batch_sizes)
+        yield _histogram("streamboot_handler_duration_seconds", "Handler duration.", counters,
+                         lambda s: s.handler_seconds)
+        yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", counters,
+                         lambda s: s.batch_sizes)
         yield from self._stream_gauges()
         yield from _leases(self._membership())
         alert = GaugeMetricFamily("streamboot_alert", "1 while a threshold is crossed.",
@@ -148,15 +157,15 @@ def _renewals(subs: dict[str, Subscription]) -> Iterator[Any]:
     yield from (failures, pauses, since)
 
 
-def _histogram(name: str, doc: str, subs: dict[str, Subscription],
-               pick: Callable[[Subscription], Histogram]) -> HistogramMetricFamily:
+def _histogram(name: str, doc: str, counters: list[tuple[ListenerSpec, ListenerStats]],
+               pick: Callable[[ListenerStats], Histogram]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=["listener", "stream"])
-    for sub in subs.values():
-        hist = pick(sub)
+    for spec, stats in counters:
+        hist = pick(stats)
         cumulative = list(accumulate(hist.counts))
         buckets = [(str(b), float(c)) for b, c in zip(hist.bounds, cumulative, strict=False)]
         buckets.append(("+Inf", float(cumulative[-1])))
-        family.add_metric([sub.spec.listener_name, sub.spec.stream], buckets, hist.total)
+        family.add_metric([spec.listener_name, spec.stream], buckets, hist.total)
     return family
 
 

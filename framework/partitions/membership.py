@@ -49,6 +49,13 @@ from .keys import lease_key, members_key
 
 T = TypeVar("T")
 
+MEMBER_LIFE_BEATS = 4
+"""A member whose heartbeat stopped this many heartbeats ago is off the member list (not
+dealt partitions; ``status`` shows its live leases ``(no heartbeat)``) — sooner than its
+leases expire (``lease_ttl``), which is what actually moves its partitions. Four: a round
+makes up to three calls of at most one heartbeat each, so a slow but live member does
+not flicker out."""
+
 
 class Lease:
     """One held lease, as the fence sees it (implements listener/tenure.py's Tenure)."""
@@ -189,6 +196,7 @@ class Membership:
         self._ttl = settings.lease_ttl.total_seconds()
         self._ttl_ms = int(self._ttl * 1000)
         self._beat = settings.heartbeat.total_seconds()
+        self._life_ms = int(min(self._ttl, MEMBER_LIFE_BEATS * self._beat) * 1000)
         self._task: asyncio.Task[None] | None = None
         self._chores: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -199,7 +207,9 @@ class Membership:
         self.states: dict[str, LeaseState] = {}
         """Each partition's lease (by its partition name) at the last round."""
         self._said_down = False
-        self._said_copy = False
+        self.copied_id: str | None = None
+        """Said once this member id is seen in use by another live process (/healthz
+        shows it beside ``standby``)."""
         self._foreign_since: dict[str, float] = {}
         """Partitions leased to this member id by another process: since when seen."""
         self.token = uuid.uuid4().hex[:12]
@@ -230,7 +240,8 @@ class Membership:
                 await self._round_of(listener)
                 if self._said_down:
                     self._said_down = False
-                    logger.info("membership of {}: renewing again", listener.name)
+                    logger.info("membership of {} (member {}): renewing again",
+                                listener.name, listener.member)
                 self.renewal_failing = False
             except Exception as exc:
                 self.renewal_failing = True
@@ -238,10 +249,10 @@ class Membership:
                     self._said_down = True
                     reason = (describe_unavailable(exc) if is_transient(exc)
                               else f"{type(exc).__name__}: {exc}")
-                    logger.warning("membership of {}: could not renew its leases ({}); "
-                                   "it stops handling a partition {:g}s after its last "
-                                   "renewal", listener.name, reason,
-                                   LEASE_TRUST * self._ttl)
+                    logger.warning("membership of {} (member {}): could not renew its "
+                                   "leases ({}); it stops handling a partition {:g}s after "
+                                   "its last renewal", listener.name, listener.member,
+                                   reason, LEASE_TRUST * self._ttl)
             self._check_lapsed(listener)
 
     async def _round_of(self, listener: LeasedListener) -> None:
@@ -251,7 +262,7 @@ class Membership:
         if self._leaving:
             return  # renewing what settles; no heartbeat: it has left the list
         members = await self._bounded(self._leases.heartbeat(
-            members_key(listener.stream, listener.group), me, self._ttl_ms))
+            members_key(listener.stream, listener.group), me, self._life_ms))
         states = await self._bounded(asyncio.gather(
             *(self._leases.state(s.lease_key) for s in scopes)))
         for scope, state in zip(scopes, states, strict=True):
@@ -290,12 +301,12 @@ class Membership:
                 self._foreign_since.pop(key, None)
                 continue
             since = self._foreign_since.setdefault(key, now)
-            if not self._said_copy and now - since > self._ttl + self._beat:
-                self._said_copy = True
-                logger.warning("membership of {}: member id {} is in use by another live "
-                               "process too (it renews the lease of p{}); this process "
-                               "stands by: give each process its own member id",
-                               listener.name, listener.member, scope.index)
+            if self.copied_id is None and now - since > self._ttl + self._beat:
+                self.copied_id = (f"member id {listener.member} is in use by another live "
+                                  f"process too (it renews the lease of p{scope.index}); "
+                                  "this process stands by: give each process its own "
+                                  "member id")
+                logger.warning("membership of {}: {}", listener.name, self.copied_id)
 
     async def _renew_held(self, listener: LeasedListener) -> None:
         held = [(s, s.lease) for s in listener.scopes if s.lease is not None]
@@ -391,20 +402,27 @@ class Membership:
     async def leave(self) -> None:
         """At stop: no more rounds; every partition settles, then its lease is released
         and this member leaves the list, so the others take over at their next heartbeat.
-        A static member (``member_id``) keeps its leases: restarted within ``lease_ttl``
-        it takes them back without them moving meanwhile; otherwise they expire."""
+        A static member (``member_id``) leaves the list too but keeps its leases: restarted
+        within ``lease_ttl`` it takes them back without them moving meanwhile; otherwise
+        they expire and move."""
         self._leaving = True  # the rounds go on renewing while the partitions settle
         if self._chores:
             await asyncio.gather(*self._chores, return_exceptions=True)
         for listener in self.listeners:
             held = [s for s in listener.scopes if s.lease is not None and not s.leaving]
-            if self._static:
-                await asyncio.gather(*(s.let_go() for s in held))
-                continue
             with contextlib.suppress(Exception):
                 await self._bounded(self._leases.heartbeat(
                     members_key(listener.stream, listener.group), listener.member,
-                    self._ttl_ms, leave=True))
+                    self._life_ms, leave=True))
+            if self._static:
+                await asyncio.gather(*(s.let_go() for s in held))
+                if held:
+                    logger.info("membership of {}: member {} stopping; it keeps its leases "
+                                "of {} for up to {:g}s (lease_ttl): restarted within that, "
+                                "it takes them back, else they move to the other members",
+                                listener.name, listener.member,
+                                ",".join(f"p{s.index}" for s in held), self._ttl)
+                continue
             await asyncio.gather(*(self._hand_over(listener, s, "stopping") for s in held),
                                  return_exceptions=True)
         self._stopping = True

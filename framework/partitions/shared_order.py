@@ -1,7 +1,8 @@
 """``ordering_key`` on an unpartitioned listener holds within one process only: every
 process reading its one stream competes for the same entries. A supervisor warns about its
 own ``--workers`` (cli/run.py); this says it when another process — another pod or host
-with the same file — reads the same group now, as the second one starts."""
+with the same file — reads the same group now: as the second one starts, and in the first
+one at its next monitor refresh (``metrics.refresh``), once per process."""
 
 from __future__ import annotations
 
@@ -36,14 +37,14 @@ def other_readers(consumers: Sequence[ConsumerInfo], me: str, worker: bool) -> l
     return sorted(found)
 
 
-async def say_if_shared(operator: RedisOperator, spec: ListenerSpec, worker: bool) -> None:
-    """One warning when other processes read ``spec``'s group now. Advisory: a failure to
-    look is not worth more than a debug line."""
+async def say_if_shared(operator: RedisOperator, spec: ListenerSpec, worker: bool) -> bool:
+    """One warning when other processes read ``spec``'s group now; whether it was said.
+    Advisory: a failure to look is not worth more than a debug line."""
     try:
         consumers = await operator.info_consumers(spec.stream, spec.group)
     except Exception as exc:
         logger.debug("listeners.{}: could not list the group's consumers: {}", spec.name, exc)
-        return
+        return False
     others = other_readers(consumers, spec.consumer, worker)
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5
@@ -52,3 +53,4 @@ async def say_if_shared(operator: RedisOperator, spec: ListenerSpec, worker: boo
                        "read group {} of {} now (another pod or host with this file?); "
                        "set partitions to keep each key's order across processes "
                        "(docs/scaling.md)", spec.name, shown, spec.group, spec.stream)
+    return bool(others)

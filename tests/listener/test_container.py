@@ -386,3 +386,26 @@ async def test_a_hand_over_starts_nothing_more_of_a_key_that_still_runs(
     await leaving
     assert started == ids[:1]
     assert await pel(operator, key) == 2  # the dropped and the late: the next owner's
+
+
+async def test_counters_of_a_subscription_outlive_its_unregistering(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """A partition handed away and taken back is one subscription after another of one
+    name: its counters go on from where they were (Prometheus counters never go down),
+    and they are still shown while it is away."""
+    recorder = Recorder()
+    await produce(operator, key, 30)
+    await start(container, make_spec(key), RecordingHandler(recorder))
+    await wait_until(lambda: true(len(recorder.seen) == 30))
+    await container.unregister("orders")
+    assert [(spec.name, stats.handled) for spec, stats in container.counters] == \
+        [("orders", 30)]
+    await produce(operator, key, 20)
+    container.register(make_spec(key), RecordingHandler(recorder))
+    await wait_until(lambda: true(len(recorder.seen) == 50))
+    sub = container.subscriptions["orders"]
+    await wait_until(lambda: true(sub.stats.acked == 50))
+    await container.stop()
+    assert (sub.stats.handled, sub.stats.acked) == (50, 50)
+    assert [stats for _, stats in container.counters] == [sub.stats]

@@ -18,6 +18,7 @@ from streamboot.listener.container import ListenerContainer
 from streamboot.observability.alerts import AlertState
 from streamboot.observability.health import health
 from streamboot.observability.stream_views import GroupView
+from streamboot.partitions.keys import partition_key
 from tests.conftest import http_get as get
 from tests.conftest import wait_until
 from tests.streams import make_spec, start
@@ -136,3 +137,43 @@ async def test_health_tells_slow_work_from_a_handler_past_its_timeout(
     (problem,) = problems
     assert f"handler on entry {deaf} running for" in problem
     assert "(handler_timeout 0.8s)" in problem
+
+
+class AlwaysFails(StreamHandler[dict[str, str]]):
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        raise RuntimeError("down")
+
+
+async def test_a_partitioned_listeners_alert_is_labelled_with_the_listener_not_the_partition(
+) -> None:
+    """``streamboot_alert{listener=…}`` names the listener as every other metric does
+    (``events``, not ``events[p0]``); the partition is in its ``stream`` label."""
+    with RedisServer() as server:
+        settings = settings_from_mapping({
+            "redis": {"url": server.url, "socket_timeout": "1s"},
+            "container": {"poll_timeout": "100ms"},
+            "metrics": {"enabled": True, "port": 0, "refresh": "100ms"},
+            "membership": {"lease_ttl": "2s", "heartbeat": "400ms"},
+            "listeners": {"events": {
+                "stream": "events", "group": "g", "partitions": 2,
+                "handler": "tests.observability.test_metrics:AlwaysFails",
+                "alerts": {"max_pending_per_consumer": 1}}},
+        })
+        application = Application(settings)
+        await application.start()
+        try:
+            assert application.metrics_server is not None
+            client = Redis.from_url(server.url)
+            for i in range(3):
+                await client.xadd(partition_key("events", 0), {"n": str(i)})
+            await client.aclose()
+            await wait_until(lambda: _true(application.alerts.active.get(
+                ("events", partition_key("events", 0), "pending"), False)), timeout=10)
+            _status, text = await asyncio.to_thread(
+                get, f"http://127.0.0.1:{application.metrics_server.port}/metrics")
+            alerts = [ln for ln in text.splitlines() if ln.startswith("streamboot_alert{")]
+            assert ('streamboot_alert{alert="pending",listener="events",stream="'
+                    + partition_key("events", 0) + '"} 1.0') in alerts, alerts
+            assert not any("[p" in ln for ln in alerts), alerts
+        finally:
+            await application.stop()

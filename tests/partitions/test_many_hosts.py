@@ -8,6 +8,7 @@ fault."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -114,6 +115,18 @@ class Supervisor:
         match = re.search(rf'^{name}\{{listener="orders"[^}}]*\}} ([\d.e+-]+)$', text,
                           re.MULTILINE)
         return float(match[1]) if match else None
+
+    def per_stream(self, name: str) -> dict[str, float]:
+        """A listener counter by stream (summed over workers), as the scrape shows it."""
+        try:
+            _status, text = get(f"http://127.0.0.1:{self.port}/metrics")
+        except OSError:
+            return {}
+        found: dict[str, float] = {}
+        for m in re.finditer(rf'^{name}\{{listener="orders",stream="([^"]+)"[^}}]*\}} '
+                             r'([\d.e+-]+)$', text, re.MULTILINE):
+            found[m[1]] = found.get(m[1], 0.0) + float(m[2])
+        return found
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -304,8 +317,16 @@ def test_a_member_joining_then_the_first_leaving_hands_over_in_order(
         until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
         producer = Producer(r)
         time.sleep(1.0)
+        handled = "streamboot_entries_handled_total"
+        until(lambda: len(a.per_stream(handled)) == PARTITIONS
+              and all(a.per_stream(handled).values()), "every partition handled entries")
+        before = a.per_stream(handled)
         b = start(config, place.url, tmp_path / "b.log", workers=1, env=place.variables)
         until(lambda: (a.owns(), b.owns()) == (2, 2), "two partitions each", 15)
+        # The partitions handed away keep their counts here (counters never go down).
+        after = a.per_stream(handled)
+        assert after.keys() == before.keys(), (before, after)
+        assert all(after[k] >= before[k] for k in before), (before, after)
         # Both halves of the hand-over are shown, each within a few heartbeats here.
         until(lambda: a.metric("streamboot_partition_release_seconds") is not None
               and b.metric("streamboot_partition_takeover_seconds") is not None,
@@ -499,6 +520,46 @@ def test_a_static_member_restarted_within_its_lease_takes_its_partitions_back(
     assert set(codes) == {0}
 
 
+def test_status_names_members_whose_heartbeat_stopped_before_their_leases_expire(
+        tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
+    """A member killed, and a static member stopped (it keeps its leases for a restart in
+    place): within a few heartbeats ``status`` shows each with what it still holds,
+    ``(no heartbeat)`` — long before those leases expire and move."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("lease_ttl: 2s, heartbeat: 400ms",
+                                                 "lease_ttl: 8s, heartbeat: 400ms"))
+    a = start(config, redis_url, tmp_path / "a.log", workers=1,
+              env={"STREAMBOOT_MEMBERSHIP__MEMBER_ID": "pod-a"})
+    k: Supervisor | None = None
+    try:
+        until(lambda: a.owns() == PARTITIONS, "the first member owns every partition")
+        k = start(config, redis_url, tmp_path / "k.log", workers=1)
+        until(lambda: (a.owns(), k.owns()) == (2, 2), "two partitions each", 15)
+        killed = consumer_of(k)
+        k.proc.kill()
+        k.proc.wait(5)
+        assert a.stop() == 0
+        stopped = time.monotonic()
+        assert re.search(r"member pod-a stopping; it keeps its leases of p\d,p\d for up "
+                         r"to 8s \(lease_ttl\)", a.log.read_text()), a.log.read_text()[-2000:]
+        text = ""
+        while time.monotonic() < stopped + 6:
+            text = subprocess.run(
+                [sys.executable, "-m", "streamboot", "status", str(config), "--url",
+                 redis_url], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
+            if text.count("(no heartbeat)") == 2:
+                break
+            time.sleep(0.2)
+        assert re.search(r"members: (?=.*pod-a p\d,p\d \(no heartbeat\))"
+                         rf"(?=.*{re.escape(killed)} p\d,p\d \(no heartbeat\))", text), text
+        # Shown so within four heartbeats (1.6 s) and the command's own start-up.
+        assert time.monotonic() - stopped < 5.0
+    finally:
+        a.sink.close()
+        if k is not None:
+            k.sink.close()
+
+
 def test_two_live_processes_with_one_member_id_are_told_so(
         tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
     """A member id copied to a second pod: the leases stay safe (the second process is
@@ -514,6 +575,12 @@ def test_two_live_processes_with_one_member_id_are_told_so(
               in (b.log.read_text() if b else ""), "the copy says so", 10)
         assert (a.owns(), b.owns()) == (PARTITIONS, 0)
         assert b.log.read_text().count("is in use by another live process") == 1
+        # /healthz says it too (200: the copy is safe, it only stands by).
+        status, body = get(f"http://127.0.0.1:{b.port}/healthz")
+        partitions = json.loads(body)["partitions"]
+        assert status == 200
+        assert partitions["standby"] is True
+        assert "member id pod-0 is in use by another live process" in partitions["warning"]
     finally:
         codes = [m.stop() for m in (a, b) if m is not None]
     assert set(codes) == {0}
@@ -523,10 +590,12 @@ def test_ordering_key_without_partitions_on_two_hosts_is_warned_about(
         tmp_path: Path, redis_url: str, r: redis.Redis) -> None:
     """Two processes of one file whose listener has ordering_key but one stream: they
     compete for its entries, so each key's order holds within each process only. The
-    second process to start says so, naming the first one's consumer."""
+    second process to start says so, naming the first one's consumer, and the first says
+    it at its next monitor refresh, naming the second's — each once."""
     config = tmp_path / "plain.yaml"
     config.write_text("""\
 container: {poll_timeout: 200ms}
+metrics: {refresh: 500ms}
 listeners:
   orders:
     stream: orders
@@ -547,7 +616,10 @@ listeners:
                 if "ordering_key holds within each process only" in line]
         assert len(said) == 1, said
         assert "host-a also read group g of orders" in said[0], said
-        assert "ordering_key holds" not in a.log.read_text()
+        until(lambda: "host-b also read group g" in a.log.read_text(),
+              "the first process says it too", 5)
+        time.sleep(1.2)  # two more refreshes: said once, not at every one
+        assert a.log.read_text().count("ordering_key holds within each process only") == 1
     finally:
         codes = [m.stop() for m in (a, b) if m is not None]
     assert set(codes) == {0}

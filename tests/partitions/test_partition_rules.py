@@ -105,7 +105,9 @@ def test_a_heartbeat_too_slow_for_its_lease_or_a_read_longer_than_a_lease_is_ref
     assert "at most a third of membership.lease_ttl (3s)" in slow
     (long_read,) = problems({**app(partitions=2), "container": {"poll_timeout": "5s"},
                              "membership": {"lease_ttl": "6s", "heartbeat": "1s"}})
-    assert "listeners.orders: poll_timeout (5s) must end well inside a lease" in long_read
+    assert ("listeners.orders: poll_timeout (5s, from container.poll_timeout) must end well "
+            "inside a lease: at most 3550ms here") in long_read
+    assert "shorten container.poll_timeout or lengthen membership.lease_ttl" in long_read
     (blank,) = problems({**app(partitions=2), "membership": {"member_id": "pod 0"}})
     assert "membership.member_id" in blank
     assert "must be one word" in blank
