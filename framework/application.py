@@ -63,8 +63,10 @@ class Application:
         self.container = container or build_container(settings, source)
         self.clock = clock or SystemClock()
         self.declared: dict[str, DeclaredListener] = {}
-        self._shared_unsaid: list[ListenerSpec] = []
         """Each enabled listener with its features' jobs (see jobs/registry.py)."""
+        self._shared_unsaid: list[ListenerSpec] = []
+        self.waiting_for_redis: str | None = None
+        """While start waits for Redis: what the last attempt met (/healthz says it)."""
         self.alerts = AlertState()
         self.stream_views: dict[str, StreamView] = {}
         self.metrics_server: MetricsServer | None = None
@@ -99,16 +101,19 @@ class Application:
         await _maybe_await(self.container.init_resources())
         self.operator = await provide(self.container.operator)
         declared = await self._resolve_handlers()
+        if self.settings.metrics.enabled:  # first: a port in use is refused before any read,
+            await self._serve_metrics()   # and /healthz answers while Redis is awaited
+        startup = self.settings.redis.startup_timeout
         if not await reach_redis(self.operator, self.stopping,
-                                 tls_without_client_cert=self.settings.redis.tls_without_client_cert):
+                                 tls_without_client_cert=self.settings.redis.tls_without_client_cert,
+                                 timeout=startup.total_seconds() if startup else None,
+                                 waiting=self._waiting):
             logger.info("stopped before Redis could be reached; nothing was started")
             return
         for name, settings in self.settings.listeners.items():
             if settings.enabled:
                 await check_partitions(self.operator, name, settings)
         self.listeners = await provide(self.container.listener_container)
-        if self.settings.metrics.enabled:  # first: a port in use is refused before any read
-            await self._serve_metrics()
         leased: dict[str, LeasedListener] = {}
         for assigned, spec, handler in declared:
             scope: Listeners = self.listeners
@@ -228,16 +233,25 @@ class Application:
                                            listener.alerts)
         self.stream_views = views
 
-    async def _serve_metrics(self) -> None:
-        assert self.listeners is not None
+    def _waiting(self, said: str | None) -> None:
+        self.waiting_for_redis = said
+
+    async def _healthz(self) -> dict[str, object]:
         assert self.operator is not None
-        listeners, operator = self.listeners, self.operator
-        registry = build_registry(StreambootCollector(lambda: listeners.subscriptions,
-                                                      lambda: self.stream_views, self.alerts,
-                                                      lambda: self.membership,
-                                                      lambda: listeners.counters))
-        self.metrics_server = MetricsServer(
-            registry, lambda: health(operator, listeners.subscriptions, self.membership))
+        if self.waiting_for_redis is not None or self.listeners is None:
+            return {"healthy": False,
+                    "problems": [self.waiting_for_redis or "starting: Redis answered, the "
+                                 "listeners are not started yet"]}
+        return await health(self.operator, self.listeners.subscriptions, self.membership)
+
+    async def _serve_metrics(self) -> None:
+        """Served from before Redis is reached: until the listeners exist, their metrics
+        are empty and /healthz is 503 saying what start waits for."""
+        registry = build_registry(StreambootCollector(
+            lambda: self.listeners.subscriptions if self.listeners is not None else {},
+            lambda: self.stream_views, self.alerts, lambda: self.membership,
+            lambda: self.listeners.counters if self.listeners is not None else []))
+        self.metrics_server = MetricsServer(registry, self._healthz)
         cfg = self.settings.metrics
         await serve_or_refuse(self.metrics_server, cfg.host, cfg.port)
         logger.info("metrics and /healthz on http://{}:{}/", cfg.host, self.metrics_server.port)

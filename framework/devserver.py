@@ -169,6 +169,11 @@ class RedisServer:
         raise RedisServerError(
             f"{self.server.describe()} did not answer on port {self.port} in {timeout}s")
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for tests that pause it: SIGSTOP)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGKILL with ``kill``); the data directory stays until close()."""
         if self._process is None:

@@ -89,6 +89,34 @@ class Backpressure(StreambootError):
     dropped. Retry later, or shed load upstream."""
 
 
+class NotDurableError(StreambootError):
+    """Entries written on the primary but acknowledged by fewer replicas than
+    ``publish.durability.replicas`` within its timeout: a failover now could lose them.
+    They are not undone — ``ids`` are in the stream — so publishing them again may give
+    duplicates (consumers' idempotency takes care of those)."""
+
+    def __init__(self, keys: list[str], ids: list[str], acknowledged: int, required: int,
+                 timeout_ms: int, written: list[str] | None = None,
+                 setting: str = "publish.durability", what: str | None = None) -> None:
+        """``what``: the subject when it is not entries written (an IdempotentScript's
+        effect and marker)."""
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        where = ", ".join(repr(k) for k in keys)
+        one = len(ids) == 1 or what is not None
+        subject = what or (f"{len(ids)} {'entry' if one else 'entries'} written to {where} "
+                           f"({shown})")
+        super().__init__(
+            f"{subject} {'was' if one else 'were'} acknowledged by {acknowledged} "
+            f"of the {required} replica{'' if required == 1 else 's'} required within "
+            f"{timeout_ms}ms ({setting}): a failover now could lose {'it' if one else 'them'}")
+        self.keys = keys
+        self.ids = ids
+        self.acknowledged = acknowledged
+        self.required = required
+        self.written = written if written is not None else ids
+        """Every id this publish wrote, in order (the durable ones too)."""
+
+
 class LockNotAcquired(StreambootError):
     """Someone else holds the lock: for a request, a duplicate."""
 

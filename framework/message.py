@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .config.models import DurabilitySettings
 
 P = TypeVar("P")
 
@@ -32,3 +35,5 @@ class Message(Generic[P]):
     highest epoch it saw per partition can refuse a write carrying a lower one — the write
     of a member that was frozen or cut off while another took the partition over
     (docs/scaling.md, "Fencing a handler's own store")."""
+    durability: DurabilitySettings | None = None
+    """The listener's ``idempotency.durability``: :class:`IdempotentScript` waits for it."""

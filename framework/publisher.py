@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .codecs import Codec, codec_for
-from .config.models import BackpressureSettings, ListenerSettings
-from .errors import Backpressure, MissingStreamError, UnpublishableError
+from .config.durations import to_ms
+from .config.models import BackpressureSettings, DurabilitySettings, ListenerSettings
+from .errors import Backpressure, MissingStreamError, NotDurableError, UnpublishableError
 from .jobs.clock import Clock, SystemClock
 from .jobs.rotation import RotationPolicy
 from .listener.idempotency import business_key
@@ -30,8 +31,12 @@ class Publisher:
                  max_len: int | None = None, schema_version: int | None = None,
                  backpressure: BackpressureSettings | None = None,
                  group: str | None = None, tracing: bool = False, partitions: int = 1,
-                 partition_by: str | None = None, json_field: str | None = None) -> None:
+                 partition_by: str | None = None, json_field: str | None = None,
+                 durability: DurabilitySettings | None = None) -> None:
+        """``durability``: each write is followed by WAIT in its round trip, and a publish
+        whose entries fewer replicas acknowledged raises :class:`NotDurableError`."""
         self._operator = operator
+        self._durability = durability
         self._stream = stream
         self._codec = codec
         self._rotation = rotation
@@ -61,7 +66,8 @@ class Publisher:
                    rotation, clock, None, listener.publish.schema_version,
                    listener.publish.backpressure, listener.group, listener.tracing,
                    listener.partitions, listener.routed_by,
-                   listener.json_field if listener.codec == "json" else None)
+                   listener.json_field if listener.codec == "json" else None,
+                   listener.publish.durability)
 
     def key(self) -> str:
         """The stream key a message published now goes to (of an unpartitioned stream: a
@@ -136,31 +142,56 @@ class Publisher:
         for index, fields in enumerate(entries):
             by_key.setdefault(self.key_for(fields), []).append(index)
         placed: list[tuple[str, str]] = [("", "")] * len(entries)
+        short: list[tuple[str, list[str], int]] = []  # writes too few replicas acknowledged
         for key, indexes in by_key.items():
             for start in range(0, len(indexes), chunk):
                 part = indexes[start:start + chunk]
                 await self._admit(key)
-                ids = await self._write(key, [entries[i] for i in part])
+                ids = await self._write(key, [entries[i] for i in part], short)
                 for index, entry_id in zip(part, ids, strict=True):
                     placed[index] = (key, entry_id)
+        if short and self._durability is not None:
+            # Everything was written (nothing is undone); the caller learns which entries
+            # a failover could still lose.
+            raise NotDurableError(list(dict.fromkeys(k for k, _, _ in short)),
+                                  [i for _, ids, _ in short for i in ids],
+                                  min(n for _, _, n in short), self._durability.replicas,
+                                  to_ms(self._durability.timeout),
+                                  [entry_id for _, entry_id in placed])
         return placed
 
-    async def _write(self, key: str, entries: list[dict[str, str]]) -> list[str]:
-        rotated = self._rotation is not None
+    async def _write(self, key: str, entries: list[dict[str, str]],
+                     short: list[tuple[str, list[str], int]]) -> list[str]:
         await self._ensure_period(key)
-        ids = await self._operator.xadd_many(key, entries, maxlen=self._max_len,
-                                             nomkstream=rotated)
+        ids = await self._xadd(key, entries, short)
         missing = [i for i, entry_id in enumerate(ids) if entry_id is None]
         if missing:  # the period's stream vanished since it was made (deleted, flushed)
             self._ready.discard(key)
             await self._ensure_period(key)
-            again = await self._operator.xadd_many(key, [entries[i] for i in missing],
-                                                   maxlen=self._max_len, nomkstream=rotated)
+            again = await self._xadd(key, [entries[i] for i in missing], short)
             for index, entry_id in zip(missing, again, strict=True):
                 if entry_id is None:
                     raise MissingStreamError(key)
                 ids[index] = entry_id
         return [str(i) for i in ids]
+
+    async def _xadd(self, key: str, entries: list[dict[str, str]],
+                    short: list[tuple[str, list[str], int]]) -> list[str | None]:
+        """One pipelined XADD of ``entries``; with durability, its WAIT rides along and a
+        short count is noted in ``short`` for the publish to raise once all is written."""
+        rotated = self._rotation is not None
+        durability = self._durability
+        if durability is None:
+            return await self._operator.xadd_many(key, entries, maxlen=self._max_len,
+                                                  nomkstream=rotated)
+        ids, acknowledged = await self._operator.xadd_many_durable(
+            key, entries, durability.replicas, to_ms(durability.timeout),
+            maxlen=self._max_len, nomkstream=rotated)
+        if acknowledged < durability.replicas:
+            written = [i for i in ids if i is not None]
+            if written:
+                short.append((key, written, acknowledged))
+        return ids
 
     async def _ensure_period(self, key: str) -> None:
         """Create the period's stream (with the listener's group and the TTL) unless this

@@ -138,7 +138,7 @@ def test_redis_unreachable_and_a_bad_file_are_one_line(tmp_path: Path) -> None:
     assert broken.stderr.strip().splitlines() == [
         "1 problem:", f"  {bad}: redis.urll: unknown key; expected one of: url, username, "
         "password, db, cluster, socket_timeout, socket_connect_timeout, client_name, "
-        "max_connections, tls, sentinel"]
+        "max_connections, tls, sentinel, startup_timeout"]
     duration = sb("pending", "s", "g", "--min-idle", "soon", "--url", "redis://127.0.0.1:1")
     assert duration.returncode == 2
     assert "--min-idle" in duration.stderr

@@ -12,10 +12,18 @@ import pytest
 
 from streamboot import RedisOperator
 from streamboot.client import build_client, build_sync_client
-from streamboot.config.models import IdempotencySettings, RedisSettings, RetrySettings
+from streamboot.codecs import FlatCodec
+from streamboot.config.models import (
+    DurabilitySettings,
+    IdempotencySettings,
+    RedisSettings,
+    RetrySettings,
+)
 from streamboot.devserver import RedisClusterServer
+from streamboot.errors import NotDurableError
 from streamboot.jobs.recovery import PendingRecovery
 from streamboot.listener.container import ListenerContainer
+from streamboot.publisher import Publisher
 from streamboot.wire.hash_slots import slot
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, Recorder
@@ -66,3 +74,22 @@ async def test_listener_on_redis_cluster(cluster: RedisClusterServer) -> None:
     assert await operator.ttl("rotated-cluster") is not None
     await client.aclose()
     keeper.close()
+
+
+async def test_a_durable_publish_waits_on_its_keys_node(cluster: RedisClusterServer) -> None:
+    """WAIT rides in the key's node's part of the pipeline (these primaries have no
+    replica: 0 acknowledged, said by name), for keys on different nodes alike."""
+    client = build_client(RedisSettings(url=cluster.url, cluster=True))
+    operator = RedisOperator(client)
+    durability = DurabilitySettings(replicas=1, timeout=timedelta(milliseconds=50))
+    try:
+        for stream in ("durable-a", "durable-b", "durable-c"):
+            publisher = Publisher(operator, stream, FlatCodec(), durability=durability)
+            with pytest.raises(NotDurableError) as refused:
+                await publisher.publish({"n": "1"})
+            assert refused.value.acknowledged == 0
+            (entry,) = await operator.xrange(stream)
+            assert refused.value.ids == [entry.id]
+        assert len({slot(s) // 5462 for s in ("durable-a", "durable-b", "durable-c")}) > 1
+    finally:
+        await client.aclose()

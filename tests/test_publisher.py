@@ -6,8 +6,13 @@ from pydantic import BaseModel
 
 from streamboot import RedisOperator
 from streamboot.codecs import FlatCodec
-from streamboot.config.models import BackpressureSettings, ListenerSettings, RotationSettings
-from streamboot.errors import Backpressure, MissingStreamError
+from streamboot.config.models import (
+    BackpressureSettings,
+    DurabilitySettings,
+    ListenerSettings,
+    RotationSettings,
+)
+from streamboot.errors import Backpressure, MissingStreamError, NotDurableError
 from streamboot.jobs.clock import FakeClock
 from streamboot.publisher import Publisher
 
@@ -100,3 +105,24 @@ async def test_xadd_without_mkstream_raises_instead_of_a_fake_id(
         await operator.xadd(key, {"n": "1"}, nomkstream=True)
     assert await operator.xadd_many(key, [{"n": "1"}], nomkstream=True) == [None]
     assert not await operator.exists(key)
+
+
+async def test_durability_without_enough_replicas_names_what_was_written(
+        operator: RedisOperator, key: str) -> None:
+    """This server has no replica: WAIT comes back with 0 at its timeout, and the publish
+    raises naming the entries — written, not undone — instead of returning as if safe."""
+    durability = DurabilitySettings(replicas=1, timeout=timedelta(milliseconds=50))
+    publisher = Publisher(operator, key, FlatCodec(), durability=durability)
+    with pytest.raises(NotDurableError) as single:
+        await publisher.publish(Event(n=1))
+    (entry,) = await operator.xrange(key)
+    assert single.value.ids == [entry.id] == single.value.written
+    assert (single.value.acknowledged, single.value.required) == (0, 1)
+    assert str(single.value) == (
+        f"1 entry written to {key!r} ({entry.id}) was acknowledged by 0 of the 1 replica "
+        "required within 50ms (publish.durability): a failover now could lose it")
+    routed = Publisher(operator, key, FlatCodec(), durability=durability, partitions=2)
+    with pytest.raises(NotDurableError) as many:
+        await routed.publish_many([Event(n=i) for i in range(6)])
+    assert len(many.value.ids) == len(many.value.written) == 6
+    assert len(many.value.keys) == 2  # both partitions' writes, one error after both

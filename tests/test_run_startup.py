@@ -7,6 +7,7 @@ and the exact first line a user sees.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import redis
 
 from streamboot.devserver import RedisServer, free_port
-from tests.conftest import stop_process, wait_for
+from tests.conftest import http_get, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
@@ -206,3 +207,39 @@ def test_run_and_check_take_the_file_as_the_other_commands_do(
     assert missing.returncode == 2
     assert missing.stderr.strip() == ("streamboot: no application file: give it as CONFIG, "
                                       "--config or STREAMBOOT_CONFIG")
+
+
+def test_health_says_run_waits_for_redis_and_startup_timeout_ends_it(
+        tmp_path: Path) -> None:
+    """While Redis does not answer, /healthz is 503 saying what start waits for, and turns
+    200 once Redis comes up; with ``redis.startup_timeout`` the wait ends with exit 3 and
+    one line."""
+    port, metrics = free_port(), free_port()
+    config = app_file(tmp_path, f"redis://127.0.0.1:{port}/0")
+    config.write_text(config.read_text() + f"metrics: {{enabled: true, port: {metrics}}}\n")
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([STREAMBOOT, "run", str(config)], cwd=ROOT, text=True,
+                                stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            wait_for(lambda: "cannot reach redis" in log.read_text(), timeout=15)
+            status, body = http_get(f"http://127.0.0.1:{metrics}/healthz")
+            assert status == 503, body
+            assert json.loads(body)["problems"] == [
+                f"waiting for redis at 127.0.0.1:{port} to answer (last: cannot reach redis "
+                f"at 127.0.0.1:{port} (connection refused))"]
+            with RedisServer(port=port):
+                wait_for(lambda: http_get(f"http://127.0.0.1:{metrics}/healthz")[0] == 200,
+                         timeout=20)
+                stop_process(proc, signal.SIGTERM)
+        finally:
+            stop_process(proc, signal.SIGTERM)
+    assert proc.returncode == 0, log.read_text()
+    bounded = app_file(tmp_path, f"redis://127.0.0.1:{port}/0",
+                       redis_extra=", startup_timeout: 1500ms")
+    code, stderr, took = run(bounded)
+    assert code == 3, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"streamboot: cannot start: cannot reach redis at 127.0.0.1:{port} (connection "
+        "refused): gave up after 1.5s (redis.startup_timeout)"), stderr
+    assert took < 1.5 + 2.5, took  # the wait, and the command's own start and stop

@@ -195,8 +195,13 @@ class RedisSettings(StrictModel):
     """find the primary through Redis Sentinel instead of `url` (every connection follows
     a failover); `username`, `password`, `db` and the timeouts still apply to the data
     nodes"""
+    startup_timeout: Duration | None = None
+    """how long `streamboot run` waits for Redis at start (retrying, `/healthz` 503
+    `waiting for redis at …` meanwhile) before it ends with exit 3; absent: it waits until
+    Redis answers or it is stopped (an orchestrator's liveness probe decides)"""
 
     _waits = field_validator("socket_timeout", "socket_connect_timeout")(at_least_1ms)
+    _startup = field_validator("startup_timeout")(at_least_1ms)
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> RedisSettings:
@@ -320,6 +325,20 @@ class PendingScanSettings(StrictModel):
         return value
 
 
+class DurabilitySettings(StrictModel):
+    """Writes that survive a failover: each write is followed, in the same round trip, by
+    WAIT, and counts only once this many replicas have it (replication is asynchronous:
+    without it, a write the primary acknowledged may vanish with the primary)."""
+
+    replicas: int = Field(ge=1)
+    """how many replicas must have acknowledged the write (`WAIT numreplicas`)"""
+    timeout: Duration = timedelta(milliseconds=100)
+    """how long the write waits for them; fewer by then: `NotDurableError` (the entries
+    are written on the primary, not yet on enough replicas)"""
+
+    _wait = field_validator("timeout")(at_least_1ms)
+
+
 class IdempotencySettings(StrictModel):
     """Skip entries whose business key was already handled by this group."""
 
@@ -329,6 +348,11 @@ class IdempotencySettings(StrictModel):
     """how long a handled key is remembered"""
     prefix: str = "streamboot:done"
     """marker keys are `<prefix>:<group>:{<key>}`"""
+    durability: DurabilitySettings | None = None
+    """an `IdempotentScript` call returns only once `replicas` replicas have its effect and
+    marker (WAIT, same round trip): short, it raises `NotDurableError`, the entry is not
+    acked and its retry finds the marker (a no-op that waits again), so what a handler
+    builds on survives a failover; absent: the primary's acknowledgement is enough"""
 
 
 class RotationSettings(StrictModel):
@@ -426,6 +450,10 @@ class PublishSettings(StrictModel):
     """added to every published entry as a `schema_version` field"""
     backpressure: BackpressureSettings | None = None
     """limits a `Publisher` respects before it writes; absent: none"""
+    durability: DurabilitySettings | None = None
+    """`Publisher.publish` returns only once `replicas` replicas have the entries (WAIT,
+    same round trip), else raises `NotDurableError` naming them; absent: the primary's
+    acknowledgement is enough"""
 
 
 class AlertSettings(StrictModel):

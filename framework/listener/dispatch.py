@@ -421,7 +421,9 @@ class Dispatcher:
         return Message(entry.id, spec.stream, spec.group, spec.consumer, entry.fields,
                        payload, deliveries,
                        None if marker is None else (marker, self._marker_ttl),
-                       None if self._tenure is None else self._tenure.epoch), marker
+                       None if self._tenure is None else self._tenure.epoch,
+                       idempotency.settings.durability if idempotency is not None
+                       else None), marker
 
     async def _still_owned(self, keeper: OwnershipKeeper, entry_id: str) -> bool:
         """Ask Redis, once or twice (an entry held again during the first answer is not

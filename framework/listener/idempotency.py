@@ -14,12 +14,13 @@ from typing import Any
 
 from ..config.durations import to_ms
 from ..config.models import IdempotencySettings
-from ..errors import NoMarkerError
+from ..errors import NoMarkerError, NotDurableError
 from ..message import Message
 from ..wire.decoding import is_text
 from ..wire.operator import RedisClient
 from ..wire.records import StreamEntry
-from ..wire.scripts import IDEMPOTENT_PREFIX
+from ..wire.replication import with_wait
+from ..wire.scripts import IDEMPOTENT_PREFIX, IDEMPOTENT_PREFIX_DURABLE
 
 
 def marker_key(prefix: str, group: str, value: str) -> str:
@@ -108,7 +109,11 @@ class IdempotentScript:
     """
 
     def __init__(self, client: RedisClient, body: str) -> None:
+        self._client = client
         self._script = client.register_script(IDEMPOTENT_PREFIX + body)
+        self._durable = IDEMPOTENT_PREFIX_DURABLE + body
+        """Sent as EVAL beside its WAIT: a pipeline of any client (a Cluster's too) takes
+        it, where EVALSHA would need the script loaded on that node first."""
 
     async def __call__(
         self, message: Message[Any], keys: Sequence[str] = (), args: Sequence[Any] = ()
@@ -119,5 +124,19 @@ class IdempotentScript:
                 "listeners.<name>.idempotency and make sure the entry carries the key field"
             )
         marker, ttl = message.marker
-        result = await self._script(keys=[marker, *keys], args=[to_ms(ttl), *args])
-        return None if result is None else result
+        durability = message.durability
+        if durability is None:
+            result = await self._script(keys=[marker, *keys], args=[to_ms(ttl), *args])
+            return None if result is None else result
+        # Effect, marker and WAIT in one round trip on one connection: the entry is acked
+        # only once enough replicas have them (else this raises and it is retried).
+        timeout_ms = to_ms(durability.timeout)
+        reply, acknowledged = await with_wait(
+            self._client, marker, durability.replicas, timeout_ms,
+            lambda pipe: pipe.execute_command("EVAL", self._durable, 1 + len(keys), marker,
+                                              *keys, to_ms(ttl), *args))
+        if acknowledged < durability.replicas:
+            raise NotDurableError([marker], [message.id], acknowledged, durability.replicas,
+                                  timeout_ms, setting="idempotency.durability",
+                                  what=f"the effect and marker of entry {message.id}")
+        return None if reply[0] is None else reply[0]

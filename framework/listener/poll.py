@@ -333,9 +333,21 @@ class Subscription:
             self._log.info("{}: the period's stream is gone; subscription ends", exc)
             self._stop.set()
             return
-        self._log.warning("{}; recreating it (MKSTREAM)", exc)
+        # Gone while read: deleted, or lost in a failover (the new primary never had it).
+        # Not a new group: it is recreated from the stream's start whatever start_id says,
+        # so what it had not delivered yet is handled, never skipped (at-least-once).
+        try:
+            length = await self._operator.xlen(self.spec.stream)
+        except Exception:
+            length = -1
+        self._log.warning("{}: it vanished while read (deleted, or lost in a failover: the "
+                          "new primary never had it); recreating it from the stream's start: "
+                          "{} in the stream {} handled again rather than skipped "
+                          "(at-least-once; idempotency skips those it marked)", exc,
+                          f"{length} entries" if length >= 0 else "the entries",
+                          "are" if length != 1 else "is")
         self._acks.dropped()  # a recreated group has no PEL; the lost acks are moot
-        await self._ensure_group()
+        await self._ensure_group("0")
         self._offset.recreated()
 
     async def _handle_new(self, entries: list[StreamEntry], sent_at: float) -> None:
@@ -556,15 +568,18 @@ class Subscription:
     def _marker_ttl(self) -> Any:
         return self._idempotency.ttl if self._idempotency is not None else None
 
-    async def _ensure_group(self) -> None:
+    async def _ensure_group(self, start_id: str | None = None) -> None:
+        """Create the group if missing: at ``start_id`` (a vanished group: "0"), else the
+        listener's ``start_id``."""
         spec = self.spec
+        start = start_id or spec.start_id
         while not self._stop.is_set():
             try:
                 async with self._setups or contextlib.nullcontext():
                     created = await self._operator.create_group(
-                        spec.stream, spec.group, spec.start_id, mkstream=spec.owns_stream)
+                        spec.stream, spec.group, start, mkstream=spec.owns_stream)
                 if created:
-                    self._log.info("created group at {}", spec.start_id)
+                    self._log.info("created group at {}", start)
                 return
             except Exception as exc:
                 if not is_transient(exc):

@@ -207,6 +207,7 @@ class Membership:
         self.states: dict[str, LeaseState] = {}
         """Each partition's lease (by its partition name) at the last round."""
         self._said_down = False
+        self._said_waiting = False
         self.copied_id: str | None = None
         """Said once this member id is seen in use by another live process (/healthz
         shows it beside ``standby``)."""
@@ -284,7 +285,13 @@ class Membership:
             elif scope.lease is None and mine and owners.get(scope.index) in (None, me):
                 # Held by "me" from another process (a restarted static member): the
                 # script refuses until it expires; asking each heartbeat costs one call.
-                moved = await self._acquire(listener, scope) or moved
+                took = await self._acquire(listener, scope)
+                if not took and owners.get(scope.index) == me and not self._said_waiting:
+                    self._said_waiting = True
+                    logger.info("membership of {}: member {} waits for its earlier leases "
+                                "(p{} …) to expire, within {:g}s (lease_ttl), then takes "
+                                "them back", listener.name, me, scope.index, self._ttl)
+                moved = took or moved
         if moved:
             listener.rebalances += 1
 
@@ -368,6 +375,7 @@ class Membership:
                 await self._bounded(self._leases.release(scope.lease_key, listener.member,
                                                          grant.epoch))
             return False
+        self.copied_id = None  # it holds a lease now: no longer standing by for a copy
         listener.takeovers.append(self._clock() - sent)
         del listener.takeovers[:-100]
         logger.info("{}[p{}]: owned here from now (epoch {}){}", listener.name, scope.index,

@@ -10,6 +10,8 @@ where; a wrong password, a missing permission, a server too old end the start wi
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -30,15 +32,20 @@ from ..wire.redis_errors import (
 
 
 async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
-                      backoff: ReconnectBackoff | None = None, tls_without_client_cert: bool = False
-                      ) -> bool:
+                      backoff: ReconnectBackoff | None = None,
+                      tls_without_client_cert: bool = False, timeout: float | None = None,
+                      waiting: Callable[[str | None], None] = lambda said: None) -> bool:
     """PING until it answers; False when ``stop`` was set while waiting.
 
     ``tls_without_client_cert``: the URL is rediss:// and no client certificate is set. A
     server that requires one may simply reset the connection (TLS 1.3 sends its refusal
-    after the handshake), which looks like any other reset: the retry line says so."""
+    after the handshake), which looks like any other reset: the retry line says so.
+    ``timeout`` (``redis.startup_timeout``): past it, :class:`StartupError`. ``waiting``
+    is told what each failed attempt met (``None`` once Redis answered): /healthz says it
+    meanwhile."""
     backoff = backoff or ReconnectBackoff(initial=0.5, cap=operator.reconnect_cap)
     address = operator.address
+    deadline = None if timeout is None else time.monotonic() + timeout
     while not stop.is_set():
         try:
             await operator.ping()
@@ -51,9 +58,16 @@ async def reach_redis(operator: RedisOperator, stop: asyncio.Event,
                 raise
             delay = backoff.next_delay()
             said = with_tls_hint(describe_unavailable(exc, address), tls_without_client_cert)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StartupError(f"{said}: gave up after {timeout:g}s "
+                                   "(redis.startup_timeout)") from None
+            if deadline is not None:  # the last wait ends at the deadline, not past it
+                delay = max(0.0, min(delay, deadline - time.monotonic()))
+            waiting(f"waiting for redis at {address} to answer (last: {said})")
             logger.warning("{}, retrying in {:.1f}s", said, delay)
             await backoff.wait(delay, stop)
             continue
+        waiting(None)
         await _check_version(operator, address)
         return True
     return False

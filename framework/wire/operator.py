@@ -43,6 +43,7 @@ from .records import (
     StreamInfo,
 )
 from .redis_errors import translate_response_error
+from .replication import with_wait
 
 RedisClient = Redis | RedisCluster
 
@@ -155,6 +156,33 @@ class RedisOperator:
         except ResponseError as exc:
             raise translate_response_error(exc, key) from exc
         return [None if r is None else str(r) for r in replies]
+
+    async def xadd_many_durable(
+        self,
+        key: str,
+        entries: Sequence[Mapping[str, str]],
+        replicas: int,
+        timeout_ms: int,
+        *,
+        maxlen: int | None = None,
+        nomkstream: bool = False,
+    ) -> tuple[list[str | None], int]:
+        """:meth:`xadd_many` followed by ``WAIT replicas timeout_ms`` in the same pipeline:
+        one round trip, one connection (WAIT counts the writes of its own connection). On
+        a Cluster the WAIT goes to the key's node in that node's part of the pipeline.
+        Returns the ids and how many replicas acknowledged them (0 when the key's slot
+        moved during the call: the WAIT then ran where the entries were not written)."""
+        def queue(pipe: Any) -> None:
+            for fields in entries:
+                pipe.xadd(key, dict(fields), maxlen=maxlen, approximate=True,
+                          nomkstream=nomkstream)
+
+        try:
+            replies, acknowledged = await with_wait(self._client, key, replicas, timeout_ms,
+                                                    queue)
+        except ResponseError as exc:
+            raise translate_response_error(exc, key) from exc
+        return [None if r is None else str(r) for r in replies], acknowledged
 
     async def xadd_pairs(self, key: str, pairs: Sequence[str]) -> str:
         """XADD a flat ``[name, value, …]`` list exactly as given: repeated names kept,

@@ -134,6 +134,19 @@ local ttl = table.remove(ARGV, 1)
 if not redis.call('SET', marker, '1', 'NX', 'PX', ttl) then return false end
 """
 
+# The same, for a WAIT that follows (idempotency.durability): a marker found is touched
+# (PEXPIRE, its TTL from now), so the call writes either way and the WAIT after it covers
+# the earlier call's effect too — replication is in order — instead of counting only this
+# connection's older writes.
+IDEMPOTENT_PREFIX_DURABLE = """
+local marker = table.remove(KEYS, 1)
+local ttl = table.remove(ARGV, 1)
+if not redis.call('SET', marker, '1', 'NX', 'PX', ttl) then
+  redis.call('PEXPIRE', marker, ttl)
+  return false
+end
+"""
+
 # Delete a consumer only if it holds no pending entry and has been idle long enough,
 # checked and done in one step: XGROUP DELCONSUMER would drop its pending entries.
 # ARGV: group, consumer, min idle (ms). Returns 1 if deleted.

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from streamboot import RedisOperator
 from streamboot.listener.container import ListenerContainer
 from tests.conftest import wait_until
+from tests.faults.proxy import FaultyProxy
 from tests.handlers import (
     BlockingSyncHandler,
     FailingHandler,
@@ -21,6 +22,7 @@ from tests.handlers import (
     RawHandler,
     Recorder,
     RecordingHandler,
+    SlowHandler,
 )
 from tests.streams import awaited, equals, lag, make_spec, pel, produce, start, true
 
@@ -409,3 +411,62 @@ async def test_counters_of_a_subscription_outlive_its_unregistering(
     await container.stop()
     assert (sub.stats.handled, sub.stats.acked) == (50, 50)
     assert [stats for _, stats in container.counters] == [sub.stats]
+
+
+async def test_a_group_that_vanishes_is_recreated_from_the_start_not_from_now(
+    operator: RedisOperator, container: ListenerContainer, key: str, client: Redis
+) -> None:
+    """A group lost while read (here destroyed; in production a failover whose new
+    primary never had it) is not a new group: even with ``start_id: $`` it is recreated
+    from the stream's start, so entries written meanwhile are handled, never skipped."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
+    recorder = Recorder()
+    try:
+        await start(container, make_spec(key, start_id="$"), RecordingHandler(recorder))
+        first = await produce(operator, key, 3)
+        await wait_until(lambda: true(len(recorder.seen) == 3))
+        pipe = client.pipeline(transaction=True)  # gone, and 2 written before it is back
+        pipe.xgroup_destroy(key, "g")
+        pipe.xadd(key, {"order_id": "late-1", "qty": "1"})
+        pipe.xadd(key, {"order_id": "late-2", "qty": "1"})
+        _, *late = await pipe.execute()
+        await wait_until(lambda: true(all(str(i) in recorder.seen for i in late)))
+        await container.stop()
+    finally:
+        logger.remove(sink)
+    assert set(recorder.seen) == {*first, *(str(i) for i in late)}
+    said = [line for line in lines if "it vanished while read" in line]
+    assert len(said) == 1, lines
+    assert "recreating it from the stream's start: 5 entries in the stream are handled " \
+        "again rather than skipped" in said[0]
+
+
+async def test_entries_whose_ack_was_lost_with_a_timed_out_read_are_not_handled_again(
+    redis_url: str, key: str, client: Redis
+) -> None:
+    """Handlers finish while the connections are silent (a proxy swallows everything):
+    their XACK never arrives, so the acks are owed again and the loop re-reads its own
+    pending list on a new connection, which still lists them. They stay in hand until
+    an XACK is confirmed, so they are acked, not handled a second time (a second run
+    would overtake the later entries of its key)."""
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    with FaultyProxy(host, int(port)) as proxy:
+        flaky = Redis.from_url(proxy.url, decode_responses=True, socket_timeout=0.3)
+        operator = RedisOperator(flaky)
+        container = ListenerContainer(operator)
+        recorder = Recorder()
+        ids = await produce(operator, key, 10)
+        try:
+            await start(container, make_spec(key, batch_size=10, concurrency=10),
+                        SlowHandler(recorder, 0.3))
+            await asyncio.sleep(0.1)  # all ten running
+            assert await asyncio.to_thread(proxy.silence) >= 1
+            await wait_until(lambda: true(len(recorder.seen) == 10), timeout=10)
+            await wait_until(lambda: equals(pel(RedisOperator(client), key), 0), timeout=10)
+            await asyncio.sleep(0.3)  # a replay that would run them again had its chance
+        finally:
+            await container.stop()
+            await flaky.aclose()
+    assert set(recorder.seen) == set(ids)
+    assert max(recorder.seen.values()) == 1, recorder.seen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import datetime, timedelta
 
@@ -10,7 +12,9 @@ import redis
 from redis.asyncio import Redis
 
 from streamboot import RedisOperator, StreamHandler
-from streamboot.config.models import IdempotencySettings, RetrySettings
+from streamboot.config.models import DurabilitySettings, IdempotencySettings, RetrySettings
+from streamboot.devserver import RedisServer
+from streamboot.errors import NotDurableError
 from streamboot.listener.container import ListenerContainer
 from streamboot.listener.idempotency import IdempotentScript
 from streamboot.message import Message
@@ -229,3 +233,49 @@ async def test_a_retry_runs_after_its_backoff_not_after_the_blocked_read(
     await wait_until(lambda: true(len(handler.at) == 3), timeout=5)
     gaps = [b - a for a, b in zip(handler.at, handler.at[1:], strict=False)]
     assert all(0.15 < gap < 1.0 for gap in gaps), gaps
+
+
+async def test_a_durable_idempotent_script_returns_only_once_a_replica_has_it() -> None:
+    """``idempotency.durability``: effect, marker and WAIT in one round trip. With the
+    replica cut off the call raises (the entry would not be acked) though the effect is
+    applied; the retry is a no-op whose own WAIT covers that earlier effect, so it
+    returns once the replica caught up — and the replica has the effect exactly once."""
+    with RedisServer() as primary:
+        replica = RedisServer()
+        replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
+        with replica:
+            sync_replica = redis.Redis(port=replica.port, decode_responses=True)
+            await wait_until(lambda: true(
+                sync_replica.info("replication").get("master_link_status") == "up"))
+            client = Redis(port=primary.port, decode_responses=True)
+            apply = IdempotentScript(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+
+            def message(timeout_ms: int, key: str = "o-1") -> Message[dict[str, str]]:
+                return Message("1-0", "s", "g", "c", {}, {}, 1,
+                               (f"m:{{{key}}}", timedelta(minutes=1)),
+                               durability=DurabilitySettings(
+                                   replicas=1, timeout=timedelta(milliseconds=timeout_ms)))
+
+            try:
+                assert await apply(message(1000, "o-0"), keys=["a:{o-0}"], args=[2]) == 2
+                assert sync_replica.get("a:{o-0}") == "2"  # there once it returned
+                assert replica.pid is not None
+                os.kill(replica.pid, signal.SIGSTOP)
+                try:
+                    await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                    with pytest.raises(NotDurableError) as short:
+                        await apply(message(100), keys=["total:{o-1}"], args=[5])
+                finally:
+                    os.kill(replica.pid, signal.SIGCONT)
+                assert str(short.value) == (
+                    "the effect and marker of entry 1-0 was acknowledged by 0 of the 1 "
+                    "replica required within 100ms (idempotency.durability): a failover "
+                    "now could lose it")
+                assert await client.get("total:{o-1}") == "5"  # applied, not yet safe
+                # The retry: already applied, so nothing runs; it returns once the
+                # replica (reconnecting, resyncing) has the first call's effect.
+                assert await apply(message(10_000), keys=["total:{o-1}"], args=[5]) is None
+                assert sync_replica.get("total:{o-1}") == "5"
+            finally:
+                await client.aclose()
+                sync_replica.close()

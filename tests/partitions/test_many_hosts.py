@@ -512,6 +512,7 @@ def test_a_static_member_restarted_within_its_lease_takes_its_partitions_back(
                 == "pod-a"}
         assert back == mine
         assert "in use by another live process" not in a.log.read_text()
+        assert "member pod-a waits for its earlier leases" in a.log.read_text()
         result = settle(r, producer, a, b)
         assert result.lost == []
         assert (result.violations, result.overlaps) == (0, 0)
@@ -581,6 +582,10 @@ def test_two_live_processes_with_one_member_id_are_told_so(
         assert status == 200
         assert partitions["standby"] is True
         assert "member id pod-0 is in use by another live process" in partitions["warning"]
+        assert a.stop() == 0  # the original goes: the copy takes over, and stops warning
+        until(lambda: b is not None and b.owns() == PARTITIONS, "the copy took over", 15)
+        _status, body = get(f"http://127.0.0.1:{b.port}/healthz")
+        assert "warning" not in json.loads(body)["partitions"], body
     finally:
         codes = [m.stop() for m in (a, b) if m is not None]
     assert set(codes) == {0}

@@ -138,7 +138,8 @@ def test_members_joining_leaving_killed_and_frozen_never_share_a_partition(
         def one_member_per_partition(self) -> None:
             assert epochs_going_down(self.r) == [], self._logs()
             result = verdict(self.r, self.producer.sent)
-            assert (result.violations, result.overlaps) == (0, 0), self._logs()
+            assert (result.violations, result.overlaps) == (0, 0), \
+                (result.details, self._logs())
 
         def teardown(self) -> None:
             try:
@@ -148,7 +149,8 @@ def test_members_joining_leaving_killed_and_frozen_never_share_a_partition(
                 until(lambda: pending(self.r) == 0, "nothing pending", 20)
                 result = verdict(self.r, total)
                 assert result.lost == [], self._logs()
-                assert (result.violations, result.overlaps) == (0, 0), self._logs()
+                assert (result.violations, result.overlaps) == (0, 0), \
+                    (result.details, self._logs())
                 assert epochs_going_down(self.r) == [], self._logs()
             finally:
                 codes = [m.stop() for m in self.live]
