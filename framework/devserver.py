@@ -214,12 +214,18 @@ class RedisClusterServer:
     """A throwaway three-master Redis Cluster on loopback (for the cluster tests)."""
 
     def __init__(self, nodes: int = 3, server: ServerBinary | None = None,
-                 appendonly: bool = False) -> None:
+                 appendonly: bool = False, replicas: int = 0,
+                 node_timeout_ms: int = 15000) -> None:
         """``appendonly``: each node keeps an AOF, so a node stopped and started again
-        comes back with its data (the node-failure tests)."""
+        comes back with its data (the node-failure tests). ``replicas``: per primary
+        (``nodes`` primaries, each with this many replicas); a primary killed is replaced
+        by its replica ``node_timeout_ms`` (``cluster-node-timeout``) or so after."""
         server = server or find_server()
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
         self.servers = [RedisServer(port=free_cluster_port(), server=server,
-                                    appendonly=appendonly) for _ in range(nodes)]
+                                    appendonly=appendonly)
+                        for _ in range(nodes * (1 + replicas))]
 
     @property
     def url(self) -> str:
@@ -235,7 +241,8 @@ class RedisClusterServer:
     def _start(self, timeout: float) -> RedisClusterServer:
         for server in self.servers:
             server.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file",
-                                 f"nodes-{server.port}.conf"]
+                                 f"nodes-{server.port}.conf", "--cluster-node-timeout",
+                                 str(self.node_timeout_ms), "--repl-diskless-sync-delay", "0"]
             server.start()
         cli = shutil.which("redis-cli") or shutil.which("valkey-cli")
         if cli is None:
@@ -243,16 +250,29 @@ class RedisClusterServer:
                                    "(Debian's redis-tools package has it)")
         subprocess.run([cli, "--cluster", "create",
                         *[f"127.0.0.1:{s.port}" for s in self.servers],
-                        "--cluster-replicas", "0", "--cluster-yes"],
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = subprocess.run([cli, "-p", str(self.servers[0].port), "cluster", "info"],
                                   capture_output=True, text=True, timeout=5).stdout
-            if "cluster_state:ok" in info:
+            if "cluster_state:ok" in info and self._replicas_synced(cli):
                 return self
             time.sleep(0.05)
         raise RedisServerError("the cluster did not reach cluster_state:ok")
+
+    def _replicas_synced(self, cli: str) -> bool:
+        if not self.replicas:
+            return True
+        for server in self.servers:
+            info = subprocess.run([cli, "-p", str(server.port), "info", "replication"],
+                                  capture_output=True, text=True, timeout=5).stdout
+            if "role:slave" in info and "master_link_status:up" not in info:
+                return False
+        nodes = subprocess.run([cli, "-p", str(self.servers[0].port), "cluster", "nodes"],
+                               capture_output=True, text=True, timeout=5).stdout
+        return nodes.count(" slave ") == len(self.servers) - len(self.servers) // (
+            1 + self.replicas)
 
     def close(self) -> None:
         for server in self.servers:

@@ -330,6 +330,26 @@ listeners:
     assert 0 < r.ttl(shown["stream"]) <= 3 * 3600
 
 
+def test_publish_honours_the_listeners_durability(
+        tmp_path: Path, locked: RedisServer, r: redis.Redis) -> None:
+    """`publish` to a listener with `publish.durability` waits for its replicas like the
+    listener's Publisher: this server has none, so it says so (exit 3), the entry
+    written."""
+    path = tmp_path / "durable.yaml"
+    path.write_text(f"""
+redis: {{url: "redis://127.0.0.1:{locked.port}/2", password: s3cret}}
+listeners:
+  d: {{stream: dur, group: g, handler: "tests.handlers:RawHandler",
+       publish: {{durability: {{replicas: 1, timeout: 50ms}}}}}}
+""")
+    published = sb("publish", "dur", "order_id=o-1", "--config", str(path))
+    assert published.returncode == 3, published.stderr
+    (written,) = entries_of(r, "dur")
+    assert published.stderr.strip() == (
+        f"streamboot: 1 entry written to 'dur' ({written[0]}) was acknowledged by 0 of the 1 "
+        "replica required within 50ms (publish.durability): a failover now could lose it")
+
+
 def test_status_watch_refreshes_until_ctrl_c_then_exits_0(app_file: Path, r: redis.Redis) -> None:
     """In a terminal (a pty), with a real SIGINT as Ctrl-C sends it (a new user's trial saw
     exit 130)."""

@@ -28,6 +28,7 @@ from ..config.models import AppSettings, ListenerSettings, RedisSettings
 from ..errors import (
     ConfigError,
     NoGroupError,
+    NotDurableError,
     NotFound,
     StreambootError,
     UsageError,
@@ -100,7 +101,7 @@ def with_redis(config: Path | None, url: str | None,
         fail(NOT_FOUND, str(exc))
     except NoGroupError as exc:
         fail(NOT_FOUND, str(exc))
-    except _RedisFailure as exc:
+    except (_RedisFailure, NotDurableError) as exc:
         fail(REDIS, str(exc))
     except StreambootError as exc:  # Usage, and the framework's own refusals
         fail(USAGE, str(exc))

@@ -266,14 +266,16 @@ def publish(
 ) -> None:
     """XADD one entry (for manual tests).
 
-    With the application file, STREAM may be a rotated or partitioned listener's `stream`:
-    the entry goes to the current period's stream, or to the partition its fields route
-    it to, as the listener's Publisher would send it."""
+    With the application file, STREAM may be a listener's `stream`: the entry goes where
+    the listener's Publisher would send it — the current period's stream, the partition
+    its fields route it to — under its backpressure and `publish.durability` (exit 3 when
+    too few replicas acknowledged it in time; it is written)."""
     pairs = dict(_pair(f) for f in fields)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        # The listener's own Publisher: its period, partition, backpressure and durability.
         routed = [ls for ls in (settings.listeners.values() if settings else ())
-                  if ls.stream == stream and (ls.rotation is not None or ls.partitions > 1)]
+                  if ls.stream == stream]
         if routed:
             key, new_id = await Publisher.for_listener(operator, routed[0]).publish_fields(
                 pairs)

@@ -31,6 +31,8 @@ def parse_duration(value: object) -> timedelta:
         seconds = float(value)
     elif isinstance(value, str):
         match = _PATTERN.match(value)
+        if match is None and value.strip().startswith("-"):
+            raise InvalidDuration(f"{value!r}: a duration cannot be negative")
         if match is None:
             raise InvalidDuration(
                 f"{value!r} is not a duration: expected a number with a unit, "

@@ -136,18 +136,23 @@ class SentinelSettings(StrictModel):
     @field_validator("nodes", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):  # an empty part ("a,,b") is kept, to be refused below
+            parts = [part.strip() for part in value.split(",")]
+            return parts[:-1] if len(parts) > 1 and not parts[-1] else parts
         return value
 
     @field_validator("nodes")
     @classmethod
     def _host_port(cls, nodes: list[str] | str) -> list[str]:
         nodes = [nodes] if isinstance(nodes, str) else nodes
+        bad = []
         for node in nodes:
             host, _, port = node.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{node!r} is not host:port (e.g. sentinel-0:26379)")
+                bad.append(repr(node) if node else "an empty entry")
+        if bad:  # every one at once, not the first of several
+            raise ValueError(f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not "
+                             "host:port (e.g. sentinel-0:26379)")
         return nodes
 
     @property

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .tenure import Tenure
 
 SendAck = Callable[[list[str], list[str]], Awaitable[int]]
-"""XACK ``ids`` and SET NX the ``markers`` in one round trip; returns how many were acked."""
+"""XACK ``ids`` and SET the ``markers`` in one round trip; returns how many were acked."""
 
 Receipt = tuple[int, float]
 """(hold sequence number, trusted until as ``perf_counter``): see the module docstring."""
@@ -205,7 +205,7 @@ class Acks:
 
     # -- riding with the read ------------------------------------------------------------
     def ride(self) -> tuple[list[str], list[str]]:
-        """What the next read's pipeline carries (XACK, SET NX markers)."""
+        """What the next read's pipeline carries (XACK, SET markers)."""
         assert self._riding is None, "one read in flight at a time"
         self._riding = self.take()
         return self._riding

@@ -1,6 +1,6 @@
 """Idempotency by business key: an entry whose key this group already handled is skipped.
 
-The framework sets the marker (``SET NX PX ttl``) in the same pipeline as the XACK, only
+The framework sets the marker (``SET … "1" PX ttl``) in the same pipeline as the XACK, only
 after the handler succeeded. For effects inside Redis, :class:`IdempotentScript` makes the
 effect and the marker one atomic step, so a crash between them cannot apply it twice.
 """

@@ -66,7 +66,8 @@ _LINES = {
     "already": "{n} handled here had been acknowledged already when this consumer's XACK "
                "arrived: another consumer took them over while their handlers ran here (a "
                "pause, a lost connection), so they were handled twice, as at-least-once "
-               "allows; or they were deleted meanwhile{ids}",
+               "allows; or they were deleted meanwhile, or a failover's new primary never "
+               "had them pending (their delivery was not replicated){ids}",
 }
 
 

@@ -186,6 +186,8 @@ class OwnershipKeeper:
         self._calls_at_last = 0.0
         """The renewal thread's time in calls (``in_calls``) at this keeper's last attempt."""
         self._failing_since: float | None = None
+        self._warned = False
+        """The current run of failed renewals was said at warning level (entries in hand)."""
         self._last_error = ""
         self.parked = False
         """Set by the subscription while it waits on the shared read (parking.py)."""
@@ -307,8 +309,9 @@ class OwnershipKeeper:
             renewals.append(Renewal.from_reply(reply))
         if self._failing_since is not None:
             why = f" (its renewals failed for {sent_at - self._failing_since:.1f}s)"
-            self._log.info("ownership renewed again after {:.1f}s of failed renewals",
-                           sent_at - self._failing_since)
+            self._log.log("INFO" if self._warned else "DEBUG",
+                          "ownership renewed again after {:.1f}s of failed renewals",
+                          sent_at - self._failing_since)
             self._failing_since = None
         self.renewals += 1
         self.last_renewed = sent_at
@@ -319,7 +322,9 @@ class OwnershipKeeper:
         self._last_error = describe(exc)
         if self._failing_since is None:
             self._failing_since = self._last_attempt
-            self._log.warning(
+            # Nothing in hand, nothing at risk: the poll loop says the outage itself.
+            self._warned = bool(self.hand.in_hand)
+            self._log.log("WARNING" if self._warned else "DEBUG",
                 "could not renew ownership of {} ({}); trying again on a new connection. "
                 "Entries not renewed for {:g}s (pending_scan.min_idle) can be taken over by "
                 "another consumer; none is started here until Redis confirms it is still "

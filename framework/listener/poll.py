@@ -43,6 +43,7 @@ from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
 from .idempotency import Idempotency, sort_batch
 from .losses import LossReport
+from .losses import entries as count_of
 from .offsets import ReadOffset
 from .ownership import TRUST, OwnershipKeeper, RenewalThread
 from .parking import ParkingLot, ParkingSpot
@@ -499,8 +500,8 @@ class Subscription:
         live = [e for e in fresh if not e.deleted]
         replayed = self._offset.replay(entries, len(live))
         if replayed:
-            self._log.info("handled {} entries from own pending list, one at a time",
-                           replayed)
+            self._log.info("handled {} from own pending list, one at a time",
+                           count_of(replayed))
         if gone:
             # Trimmed or deleted while pending: nothing left to handle; the ack clears them.
             self.losses.deleted(gone)
@@ -536,14 +537,14 @@ class Subscription:
         (idempotency.py's ``sort_batch``); a second entry of a key waits for the first."""
         assert self._idempotency is not None
         markers = [self._idempotency.marker_for(e.fields) for e in entries]
-        found = await self._operator.exists_many([m for m in markers if m is not None])
+        found = await self._operator.markers_handled([m for m in markers if m is not None])
         batch = sort_batch(entries, markers, found, self._acks.unconfirmed_markers())
         self._injected.extend((entry, FRESH) for entry in batch.later)
         if batch.done:
             self.stats.deduplicated += len(batch.done)
             self._acks.settled(batch.done)
-            self._log.debug("{} entries already handled (idempotency key); acking them",
-                            len(batch.done))
+            self._log.debug("{} already handled (idempotency key); acking them",
+                            count_of(len(batch.done)))
         return batch.todo
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:

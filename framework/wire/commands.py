@@ -3,7 +3,7 @@ one place that knows what Redis is sent and what comes back.
 
 The poll loop's reader writes these tuples onto its own connection and reads the raw
 replies; the RedisOperator sends the same tuples through redis-py pipelines. So an XACK with
-its idempotency markers (SET NX before XACK: never an ack without its marker) is built
+its idempotency markers (SET before XACK: never an ack without its marker) is built
 once, an XREADGROUP once, and each reply shape is parsed by one function here.
 """
 
@@ -21,13 +21,13 @@ Command = tuple[str | int, ...]
 
 def ack_commands(key: str, group: str, ids: Sequence[str], markers: Sequence[str],
                  marker_ttl: timedelta | None) -> list[Command]:
-    """SET NX (PX ttl) each idempotency marker, then XACK the ids: in this order, so an
-    entry is never acknowledged without its marker."""
+    """SET (PX ttl) each idempotency marker to "1" (handled), then XACK the ids: in this
+    order, so an entry is never acknowledged without its marker."""
     commands: list[Command] = []
     ttl = to_ms(marker_ttl) if marker_ttl else None
     for marker in markers:
-        commands.append(("SET", marker, "1", "NX", "PX", ttl) if ttl else
-                        ("SET", marker, "1", "NX"))
+        # Not NX: it turns an IdempotentScript's "2" (applied) into "1" (handled).
+        commands.append(("SET", marker, "1", "PX", ttl) if ttl else ("SET", marker, "1"))
     if ids:
         commands.append(("XACK", key, group, *ids))
     return commands

@@ -373,14 +373,16 @@ class RedisOperator:
             return 0
         return int(await self._run(key, group, self._client.xack, key, group, *ids))
 
-    async def exists_many(self, keys: Sequence[str]) -> list[bool]:
-        """EXISTS for each key in one round trip (keys may live on different cluster nodes)."""
+    async def markers_handled(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each idempotency marker says "handled" ("1", set once the handler
+        succeeded; an IdempotentScript's "2" is applied, not handled), in one round trip
+        (keys may live on different cluster nodes)."""
         if not keys:
             return []
         pipe = self._client.pipeline(transaction=False)
         for k in keys:
-            pipe.exists(k)
-        return [bool(n) for n in await pipe.execute()]
+            pipe.get(k)
+        return [v in ("1", b"1") for v in await pipe.execute()]
 
     # -- pending ------------------------------------------------------------------------
     async def pending_summary(self, key: str, group: str) -> PendingSummary:

@@ -128,10 +128,14 @@ RANGE = "return redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3]
 
 # Prefix of IdempotentScript: the marker is KEYS[1] and its TTL (ms) ARGV[1]; both are
 # removed before the user's body runs, so the body sees its own KEYS/ARGV from 1.
+# The marker says "2" (applied) until the handler has succeeded and its ack pipeline sets
+# "1" (handled): an entry whose handler failed after the effect is handled again — the
+# script a no-op then, the rest of the handler (a follow-up publish, say) run once more —
+# instead of being skipped as done by the batch's marker check.
 IDEMPOTENT_PREFIX = """
 local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
-if not redis.call('SET', marker, '1', 'NX', 'PX', ttl) then return false end
+if not redis.call('SET', marker, '2', 'NX', 'PX', ttl) then return false end
 """
 
 # The same, for a WAIT that follows (idempotency.durability): a marker found is touched
@@ -141,7 +145,7 @@ if not redis.call('SET', marker, '1', 'NX', 'PX', ttl) then return false end
 IDEMPOTENT_PREFIX_DURABLE = """
 local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
-if not redis.call('SET', marker, '1', 'NX', 'PX', ttl) then
+if not redis.call('SET', marker, '2', 'NX', 'PX', ttl) then
   redis.call('PEXPIRE', marker, ttl)
   return false
 end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -279,3 +280,60 @@ async def test_a_durable_idempotent_script_returns_only_once_a_replica_has_it() 
             finally:
                 await client.aclose()
                 sync_replica.close()
+
+
+class ReserveThenNotify(StreamHandler[dict[str, str]]):
+    """An effect inside Redis (IdempotentScript), then a follow-up that builds on it."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.apply = IdempotentScript(redis, "return redis.call('INCR', KEYS[1])")
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        order = message.payload["order_id"]
+        await self.apply(message, keys=[f"applied:{{{order}}}"])
+        await self.redis.rpush(f"notified:{{{order}}}", message.id)
+
+
+async def test_a_listener_with_durable_idempotency_acks_only_once_a_replica_has_the_effect(
+) -> None:
+    """The replica cut off: the script's effect is applied but not confirmed, so the
+    handler fails before its follow-up and the entry stays pending; its retries are not
+    skipped as done (the marker says applied, not handled) and succeed once the replica
+    is back. The effect once, the follow-up once, acked last."""
+    with RedisServer() as primary:
+        replica = RedisServer()
+        replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
+        with replica:
+            sync_replica = redis.Redis(port=replica.port, decode_responses=True)
+            await wait_until(lambda: true(
+                sync_replica.info("replication").get("master_link_status") == "up"))
+            client = Redis(port=primary.port, decode_responses=True)
+            operator = RedisOperator(client)
+            container = ListenerContainer(operator)
+            spec = make_spec("orders", idempotency=IdempotencySettings(
+                key="order_id", durability=DurabilitySettings(
+                    replicas=1, timeout=timedelta(milliseconds=100))),
+                retry=RetrySettings(max_deliveries=50, backoff=timedelta(milliseconds=100)))
+            assert replica.pid is not None
+            try:
+                await start(container, spec, ReserveThenNotify(client))
+                os.kill(replica.pid, signal.SIGSTOP)
+                try:
+                    await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                    await operator.xadd("orders", {"order_id": "o1"})
+                    await wait_until(lambda: equals(client.get("applied:{o1}"), "1"))
+                    await asyncio.sleep(0.5)  # several retries, each refused
+                    assert await client.llen("notified:{o1}") == 0
+                    assert await pel(operator, "orders") == 1
+                finally:
+                    os.kill(replica.pid, signal.SIGCONT)
+                await wait_until(lambda: equals(client.llen("notified:{o1}"), 1),
+                                 timeout=15)
+                await wait_until(lambda: equals(pel(operator, "orders"), 0))
+            finally:
+                await container.stop()
+                await client.aclose()
+            assert sync_replica.get("applied:{o1}") == "1"
+            assert sync_replica.get("streamboot:done:g:{o1}") == "1"
+            sync_replica.close()

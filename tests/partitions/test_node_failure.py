@@ -100,3 +100,85 @@ async def test_a_primary_stops_and_comes_back_and_every_entry_is_handled(
     assert seqs == set(range(600)), f"missing {sorted(set(range(600)) - seqs)[:20]}"
     assert refused > 0  # the outage was real: the producer met it
     assert len(published) == 600
+
+
+async def test_a_primary_killed_is_replaced_by_its_replica_and_the_listeners_follow() -> None:
+    """Three primaries with a replica each. The primary of one partition is killed (-9,
+    not restarted): the cluster promotes its replica (cluster-node-timeout 1 s), the
+    client follows the new slot map, and every entry the cluster holds afterwards is
+    handled, none left pending — only what the dead primary had not yet replicated can
+    be gone (asynchronous replication: publish.durability is the cure, counted here)."""
+    with RedisClusterServer(replicas=1, node_timeout_ms=1000) as cluster:
+        url = cluster.url
+        settings = AppSettings(
+            redis={"url": url, "cluster": True, "socket_timeout": "2s",
+                   "socket_connect_timeout": "500ms"},
+            container={"poll_timeout": "200ms"},
+            listeners={"orders": {"stream": "orders", "group": "g",
+                                  "handler": "tests.partitions.handlers:EventHandler",
+                                  "partitions": 3, "partition_by": "customer",
+                                  "pending_scan": {"interval": "1s", "min_idle": "2s"}}})
+        key = partition_key("orders", 1)
+        victim = node_of(cluster, key)
+        published: list[str] = []
+        async with run_app(settings, url=url) as app:
+            publisher = Publisher.for_listener(app.operator, settings.listeners["orders"])
+
+            async def produce() -> None:
+                seq = 0
+                while seq < 600:
+                    try:
+                        published.append(await publisher.publish(
+                            Event(customer=f"c{seq % 30}", seq=seq)))
+                        seq += 1
+                    except Exception:  # its node is down until the replica takes over
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.002)
+
+            producer = asyncio.create_task(produce())
+            await asyncio.sleep(0.5)
+            loop = asyncio.get_running_loop()
+            await asyncio.to_thread(cluster.servers[victim].stop, kill=True)
+            killed = loop.time()
+            while node_of_alive(cluster, key, victim) is None:
+                assert loop.time() - killed < 20, "the replica was never promoted"
+                await asyncio.sleep(0.1)
+            promoted = loop.time() - killed
+            await asyncio.wait_for(producer, 120)
+            handler: Any = app.handler("orders")
+
+            async def on_cluster() -> set[int]:
+                seqs: set[int] = set()
+                for i in range(3):
+                    seqs |= {int(e.fields["seq"]) for e in
+                             await app.operator.xrange(partition_key("orders", i))}
+                return seqs
+
+            held = await on_cluster()
+            deadline = loop.time() + 60
+            while held - {r.seq for r in handler.ran} and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            for i in range(3):
+                await settled(app.operator, partition_key("orders", i), deadline)
+                assert (await app.operator.pending_summary(partition_key("orders", i),
+                                                           "g")).count == 0
+    handled = {r.seq for r in handler.ran}
+    assert held <= handled, sorted(held - handled)[:10]
+    assert len(published) == 600
+    print(f"promoted after {promoted:.1f}s; published 600, gone with the primary "
+          f"{600 - len(held)}")
+    assert promoted < 10
+
+
+def node_of_alive(cluster: RedisClusterServer, key: str, dead: int) -> int | None:
+    """The node serving ``key`` once it is not ``dead`` (asked of a live node)."""
+    alive = next(s for i, s in enumerate(cluster.servers) if i != dead)
+    client = redis.Redis(port=alive.port)
+    try:
+        ranges = client.execute_command("CLUSTER", "SLOTS")
+    finally:
+        client.close()
+    wanted = slot(key)
+    port = next(int(r[2][1]) for r in ranges if int(r[0]) <= wanted <= int(r[1]))
+    index = next(i for i, s in enumerate(cluster.servers) if s.port == port)
+    return None if index == dead else index
