@@ -354,6 +354,12 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+AGAIN_AFTER_FAILURE = 0.5
+"""Seconds until a keeper whose renewal round failed is tried again (at most its
+interval): waiting a whole interval (min_idle / 3: 10 s by default) after a failover
+would leave its entries unrenewed, and unstarted, far longer than the outage."""
+
+
 class RenewalThread:
     """One daemon thread renewing every registered keeper when it falls due.
 
@@ -413,6 +419,8 @@ class RenewalThread:
                     else:  # two attempts just failed on a new connection: not a third here
                         keeper.attempt_failed(RedisConnectionError(
                             "redis unreachable from the renewal connection"))
+                    if not reachable:
+                        keeper.next_due = now + min(keeper.interval, AGAIN_AFTER_FAILURE)
             with self._lock:
                 due = min((k.next_due for k in self._keepers.values()), default=now + 1.0)
             self._wake.clear()

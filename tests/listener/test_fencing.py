@@ -29,6 +29,7 @@ from streamboot.listener.stats import ListenerStats
 from streamboot.observability.health import health
 from streamboot.wire.records import Renewal
 from tests.conftest import wait_until
+from tests.faults.proxy import FaultyProxy
 from tests.listener.test_live_work import Tally
 from tests.streams import age, equals, make_spec, pel, produce, true
 
@@ -467,3 +468,43 @@ def test_a_lease_is_trusted_for_a_share_of_its_ttl_after_its_renewal_was_sent() 
     told.lose()
     assert told.lost
     assert not told.trusted()
+
+
+async def test_a_failed_renewal_round_is_tried_again_soon_not_a_whole_interval_later(
+    operator: RedisOperator, key: str, redis_url: str
+) -> None:
+    """The renewal connection is cut and refused for 1.3 s around a due renewal
+    (``min_idle`` 6 s: one every 2 s). The round is tried again every 0.5 s, so renewals
+    resume within about half a second of Redis coming back — not at the next interval,
+    2 s after the failure (after a failover, 10 s with the default min_idle)."""
+    found: list[str] = []
+    sink = logger.add(lambda m: found.append(str(m)), level="INFO", format="{message}")
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    scan = PendingScanSettings(min_idle=timedelta(seconds=6), interval=timedelta(seconds=30))
+    try:
+        with FaultyProxy(host, int(port)) as proxy:
+            keeper_client = redis.Redis.from_url(proxy.url, socket_connect_timeout=0.2,
+                                                 socket_timeout=0.5)
+            await produce(operator, key, 1)
+            handled: Counter[str] = Counter()
+            container = ListenerContainer(operator, keeper_client)
+            container.register(make_spec(key, batch_size=1, concurrency=1, pending_scan=scan),
+                               Tally(handled, 5.0))
+            try:
+                await container.start(timeout=5)
+                await asyncio.sleep(1.0)
+                proxy.refuse(True)
+                await asyncio.to_thread(proxy.reset)
+                await asyncio.sleep(1.3)  # the renewal due at 2 s fails meanwhile
+                proxy.refuse(False)
+                await wait_until(lambda: true(any("renewed again" in f for f in found)),
+                                 timeout=5)
+            finally:
+                await container.stop()
+                keeper_client.close()
+    finally:
+        logger.remove(sink)
+    (line,) = [f for f in found if "ownership renewed again after" in f]
+    seconds = float(line.split("after ")[1].split("s")[0])
+    assert seconds < 1.2, line
+    assert handled[next(iter(handled))] == 1
