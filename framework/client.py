@@ -229,8 +229,23 @@ def renewal_client_resource(settings: AppSettings) -> Iterator[SyncClient]:
     try:
         yield client
     finally:
+        close_sync_client(client)
+
+
+def close_sync_client(client: SyncClient) -> None:
+    """Close a client of :func:`build_sync_client` or :func:`build_renewal_client`: with
+    Sentinel the Sentinels' own connections too, and with a Cluster every node's pool —
+    redis-py 8's ``RedisCluster.close`` releases its nodes' clients but leaves the pools
+    ``from_url`` made open (their ``auto_close_connection_pool`` is off)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        nodes = client.get_nodes()
         client.close()
-        pool = getattr(client, "connection_pool", None)
-        manager = getattr(pool, "sentinel_manager", None)
-        for sentinel in getattr(manager, "sentinels", []):
-            sentinel.close()
+        for node in nodes:
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+        return
+    client.close()
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", []):
+        sentinel.close()

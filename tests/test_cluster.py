@@ -4,6 +4,7 @@ spread over other nodes, recovery."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from streamboot import RedisOperator
-from streamboot.client import build_client, build_sync_client
+from streamboot.client import build_client, build_sync_client, close_sync_client
 from streamboot.codecs import FlatCodec
 from streamboot.config.models import (
     DurabilitySettings,
@@ -73,7 +74,7 @@ async def test_listener_on_redis_cluster(cluster: RedisClusterServer) -> None:
     assert await operator.create_stream("rotated-cluster", ttl=timedelta(hours=1), group="g")
     assert await operator.ttl("rotated-cluster") is not None
     await client.aclose()
-    keeper.close()
+    close_sync_client(keeper)
 
 
 async def test_a_durable_publish_waits_on_its_keys_node(cluster: RedisClusterServer) -> None:
@@ -93,3 +94,28 @@ async def test_a_durable_publish_waits_on_its_keys_node(cluster: RedisClusterSer
         assert len({slot(s) // 5462 for s in ("durable-a", "durable-b", "durable-c")}) > 1
     finally:
         await client.aclose()
+
+
+def test_a_closed_sync_cluster_client_leaves_no_connection_open(
+        cluster: RedisClusterServer) -> None:
+    """The renewal thread's client reaches every node (its script is loaded on each);
+    closing it at shutdown leaves none of those connections open — redis-py's own close
+    does not (its nodes' pools stay connected until garbage collection)."""
+    import redis
+
+    def clients() -> int:
+        total = 0
+        for server in cluster.servers:
+            with redis.Redis(port=server.port) as admin:
+                total += int(admin.info("clients")["connected_clients"]) - 1
+        return total
+
+    before = clients()
+    client = build_sync_client(RedisSettings(url=cluster.url, cluster=True))
+    client.ping(target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+    assert clients() >= before + len(cluster.servers)
+    close_sync_client(client)
+    deadline = time.monotonic() + 2.0  # the server sees a close within milliseconds
+    while clients() != before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert clients() == before

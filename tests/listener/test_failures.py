@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -236,50 +238,58 @@ async def test_a_retry_runs_after_its_backoff_not_after_the_blocked_read(
     assert all(0.15 < gap < 1.0 for gap in gaps), gaps
 
 
+@contextlib.contextmanager
+def replica_of(primary: RedisServer) -> Iterator[RedisServer]:
+    """A replica of ``primary``, in sync with it (the durability tests)."""
+    replica = RedisServer()
+    replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
+    with replica, redis.Redis(port=replica.port, decode_responses=True) as probe:
+        deadline = time.monotonic() + 10
+        while probe.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.05)
+        yield replica
+
+
 async def test_a_durable_idempotent_script_returns_only_once_a_replica_has_it() -> None:
     """``idempotency.durability``: effect, marker and WAIT in one round trip. With the
     replica cut off the call raises (the entry would not be acked) though the effect is
     applied; the retry is a no-op whose own WAIT covers that earlier effect, so it
     returns once the replica caught up — and the replica has the effect exactly once."""
-    with RedisServer() as primary:
-        replica = RedisServer()
-        replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
-        with replica:
-            sync_replica = redis.Redis(port=replica.port, decode_responses=True)
-            await wait_until(lambda: true(
-                sync_replica.info("replication").get("master_link_status") == "up"))
-            client = Redis(port=primary.port, decode_responses=True)
-            apply = IdempotentScript(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    with RedisServer() as primary, replica_of(primary) as replica:
+        sync_replica = redis.Redis(port=replica.port, decode_responses=True)
+        client = Redis(port=primary.port, decode_responses=True)
+        apply = IdempotentScript(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
-            def message(timeout_ms: int, key: str = "o-1") -> Message[dict[str, str]]:
-                return Message("1-0", "s", "g", "c", {}, {}, 1,
-                               (f"m:{{{key}}}", timedelta(minutes=1)),
-                               durability=DurabilitySettings(
-                                   replicas=1, timeout=timedelta(milliseconds=timeout_ms)))
+        def message(timeout_ms: int, key: str = "o-1") -> Message[dict[str, str]]:
+            return Message("1-0", "s", "g", "c", {}, {}, 1,
+                           (f"m:{{{key}}}", timedelta(minutes=1)),
+                           durability=DurabilitySettings(
+                               replicas=1, timeout=timedelta(milliseconds=timeout_ms)))
 
+        try:
+            assert await apply(message(1000, "o-0"), keys=["a:{o-0}"], args=[2]) == 2
+            assert sync_replica.get("a:{o-0}") == "2"  # there once it returned
+            assert replica.pid is not None
+            os.kill(replica.pid, signal.SIGSTOP)
             try:
-                assert await apply(message(1000, "o-0"), keys=["a:{o-0}"], args=[2]) == 2
-                assert sync_replica.get("a:{o-0}") == "2"  # there once it returned
-                assert replica.pid is not None
-                os.kill(replica.pid, signal.SIGSTOP)
-                try:
-                    await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
-                    with pytest.raises(NotDurableError) as short:
-                        await apply(message(100), keys=["total:{o-1}"], args=[5])
-                finally:
-                    os.kill(replica.pid, signal.SIGCONT)
-                assert str(short.value) == (
-                    "the effect and marker of entry 1-0 was acknowledged by 0 of the 1 "
-                    "replica required within 100ms (idempotency.durability): a failover "
-                    "now could lose it")
-                assert await client.get("total:{o-1}") == "5"  # applied, not yet safe
-                # The retry: already applied, so nothing runs; it returns once the
-                # replica (reconnecting, resyncing) has the first call's effect.
-                assert await apply(message(10_000), keys=["total:{o-1}"], args=[5]) is None
-                assert sync_replica.get("total:{o-1}") == "5"
+                await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                with pytest.raises(NotDurableError) as short:
+                    await apply(message(100), keys=["total:{o-1}"], args=[5])
             finally:
-                await client.aclose()
-                sync_replica.close()
+                os.kill(replica.pid, signal.SIGCONT)
+            assert str(short.value) == (
+                "the effect and marker of entry 1-0 was acknowledged by 0 of the 1 "
+                "replica required within 100ms (idempotency.durability): a failover "
+                "now could lose it")
+            assert await client.get("total:{o-1}") == "5"  # applied, not yet safe
+            # The retry: already applied, so nothing runs; it returns once the
+            # replica (reconnecting, resyncing) has the first call's effect.
+            assert await apply(message(10_000), keys=["total:{o-1}"], args=[5]) is None
+            assert sync_replica.get("total:{o-1}") == "5"
+        finally:
+            await client.aclose()
+            sync_replica.close()
 
 
 class ReserveThenNotify(StreamHandler[dict[str, str]]):
@@ -301,39 +311,34 @@ async def test_a_listener_with_durable_idempotency_acks_only_once_a_replica_has_
     handler fails before its follow-up and the entry stays pending; its retries are not
     skipped as done (the marker says applied, not handled) and succeed once the replica
     is back. The effect once, the follow-up once, acked last."""
-    with RedisServer() as primary:
-        replica = RedisServer()
-        replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
-        with replica:
-            sync_replica = redis.Redis(port=replica.port, decode_responses=True)
-            await wait_until(lambda: true(
-                sync_replica.info("replication").get("master_link_status") == "up"))
-            client = Redis(port=primary.port, decode_responses=True)
-            operator = RedisOperator(client)
-            container = ListenerContainer(operator)
-            spec = make_spec("orders", idempotency=IdempotencySettings(
-                key="order_id", durability=DurabilitySettings(
-                    replicas=1, timeout=timedelta(milliseconds=100))),
-                retry=RetrySettings(max_deliveries=50, backoff=timedelta(milliseconds=100)))
-            assert replica.pid is not None
+    with RedisServer() as primary, replica_of(primary) as replica:
+        sync_replica = redis.Redis(port=replica.port, decode_responses=True)
+        client = Redis(port=primary.port, decode_responses=True)
+        operator = RedisOperator(client)
+        container = ListenerContainer(operator)
+        spec = make_spec("orders", idempotency=IdempotencySettings(
+            key="order_id", durability=DurabilitySettings(
+                replicas=1, timeout=timedelta(milliseconds=100))),
+            retry=RetrySettings(max_deliveries=50, backoff=timedelta(milliseconds=100)))
+        assert replica.pid is not None
+        try:
+            await start(container, spec, ReserveThenNotify(client))
+            os.kill(replica.pid, signal.SIGSTOP)
             try:
-                await start(container, spec, ReserveThenNotify(client))
-                os.kill(replica.pid, signal.SIGSTOP)
-                try:
-                    await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
-                    await operator.xadd("orders", {"order_id": "o1"})
-                    await wait_until(lambda: equals(client.get("applied:{o1}"), "1"))
-                    await asyncio.sleep(0.5)  # several retries, each refused
-                    assert await client.llen("notified:{o1}") == 0
-                    assert await pel(operator, "orders") == 1
-                finally:
-                    os.kill(replica.pid, signal.SIGCONT)
-                await wait_until(lambda: equals(client.llen("notified:{o1}"), 1),
-                                 timeout=15)
-                await wait_until(lambda: equals(pel(operator, "orders"), 0))
+                await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                await operator.xadd("orders", {"order_id": "o1"})
+                await wait_until(lambda: equals(client.get("applied:{o1}"), "1"))
+                await asyncio.sleep(0.5)  # several retries, each refused
+                assert await client.llen("notified:{o1}") == 0
+                assert await pel(operator, "orders") == 1
             finally:
-                await container.stop()
-                await client.aclose()
-            assert sync_replica.get("applied:{o1}") == "1"
-            assert sync_replica.get("streamboot:done:g:{o1}") == "1"
-            sync_replica.close()
+                os.kill(replica.pid, signal.SIGCONT)
+            await wait_until(lambda: equals(client.llen("notified:{o1}"), 1),
+                             timeout=15)
+            await wait_until(lambda: equals(pel(operator, "orders"), 0))
+        finally:
+            await container.stop()
+            await client.aclose()
+        assert sync_replica.get("applied:{o1}") == "1"
+        assert sync_replica.get("streamboot:done:g:{o1}") == "1"
+        sync_replica.close()

@@ -24,6 +24,7 @@ from typing import TextIO
 import pytest
 import redis
 
+from streamboot.client import close_sync_client
 from streamboot.partitions.keys import lease_key, partition_key, partition_of
 from tests.conftest import http_get as get
 from tests.faults.proxy import FaultyProxy
@@ -54,7 +55,7 @@ def place(target: Target) -> Iterator[Place]:
                       redis.Redis.from_url(target.url, decode_responses=True))
     yield Place(target.url, client,
                 {"STREAMBOOT_REDIS__CLUSTER": "true"} if target.cluster else {})
-    client.close()
+    close_sync_client(client)
 
 
 def timeline_key(customer: int, kind: str = "timeline") -> str:

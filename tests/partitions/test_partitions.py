@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from streamboot import Publisher, RedisOperator
+from streamboot.client import close_sync_client
 from streamboot.config.models import AppSettings
 from streamboot.errors import UnpublishableError
 from streamboot.partitions.keys import partition_key, partition_of
@@ -115,7 +116,7 @@ async def test_an_entry_of_a_dead_consumer_is_recovered_in_its_partition(
                 break
             await asyncio.sleep(0.05)
         assert admin.xpending(key, "g")["pending"] == 0
-    admin.close()
+    close_sync_client(admin)
 
 
 async def test_rotation_runs_per_partition(target: Target) -> None:
