@@ -89,6 +89,12 @@ class Backpressure(StreambootError):
     dropped. Retry later, or shed load upstream."""
 
 
+class PublishUnavailable(StreambootError):
+    """Redis stayed unreachable (or without a primary) for the whole of
+    ``publish.retry_for``. The entries of that write were not written — unless a reply
+    was lost on the way back, then they may have been; ``__cause__`` is the last error."""
+
+
 class NotDurableError(StreambootError):
     """Entries written on the primary but acknowledged by fewer replicas than
     ``publish.durability.replicas`` within its timeout: a failover now could lose them.

@@ -16,13 +16,25 @@ from typing import Any
 from .codecs import Codec, codec_for
 from .config.durations import to_ms
 from .config.models import BackpressureSettings, DurabilitySettings, ListenerSettings
-from .errors import Backpressure, MissingStreamError, NotDurableError, UnpublishableError
+from .errors import (
+    Backpressure,
+    MissingStreamError,
+    NotDurableError,
+    PublishUnavailable,
+    UnpublishableError,
+)
 from .jobs.clock import Clock, SystemClock
 from .jobs.rotation import RotationPolicy
 from .listener.idempotency import business_key
 from .observability import tracing
 from .partitions.keys import RoundRobin, partition_key, partition_of
 from .wire.operator import RedisOperator
+from .wire.reconnect import ReconnectBackoff
+from .wire.redis_errors import describe_unavailable, is_transient
+
+RETRY_CAP = 1.0
+"""The longest pause between a publish's attempts: a failover is over in seconds, and a
+caller waiting on a publish should learn within a second once it is."""
 
 
 class Publisher:
@@ -32,11 +44,15 @@ class Publisher:
                  backpressure: BackpressureSettings | None = None,
                  group: str | None = None, tracing: bool = False, partitions: int = 1,
                  partition_by: str | None = None, json_field: str | None = None,
-                 durability: DurabilitySettings | None = None) -> None:
+                 durability: DurabilitySettings | None = None,
+                 retry_for: float = 0.0) -> None:
         """``durability``: each write is followed by WAIT in its round trip, and a publish
-        whose entries fewer replicas acknowledged raises :class:`NotDurableError`."""
+        whose entries fewer replicas acknowledged raises :class:`NotDurableError`.
+        ``retry_for``: seconds a write is tried again while Redis is unreachable or has
+        no primary (``publish.retry_for``; 0: never), then :class:`PublishUnavailable`."""
         self._operator = operator
         self._durability = durability
+        self._retry_for = retry_for
         self._stream = stream
         self._codec = codec
         self._rotation = rotation
@@ -67,7 +83,8 @@ class Publisher:
                    listener.publish.backpressure, listener.group, listener.tracing,
                    listener.partitions, listener.routed_by,
                    listener.json_field if listener.codec == "json" else None,
-                   listener.publish.durability)
+                   listener.publish.durability,
+                   listener.publish.retry_for.total_seconds())
 
     def key(self) -> str:
         """The stream key a message published now goes to (of an unpartitioned stream: a
@@ -146,8 +163,7 @@ class Publisher:
         for key, indexes in by_key.items():
             for start in range(0, len(indexes), chunk):
                 part = indexes[start:start + chunk]
-                await self._admit(key)
-                ids = await self._write(key, [entries[i] for i in part], short)
+                ids = await self._admit_and_write(key, [entries[i] for i in part], short)
                 for index, entry_id in zip(part, ids, strict=True):
                     placed[index] = (key, entry_id)
         if short and self._durability is not None:
@@ -159,6 +175,32 @@ class Publisher:
                                   to_ms(self._durability.timeout),
                                   [entry_id for _, entry_id in placed])
         return placed
+
+    async def _admit_and_write(self, key: str, entries: list[dict[str, str]],
+                               short: list[tuple[str, list[str], int]]) -> list[str]:
+        """Admit and write one chunk, again while Redis is unreachable or failing over —
+        for ``retry_for`` seconds from the first failure, backing off up to
+        :data:`RETRY_CAP` — then :class:`PublishUnavailable`. A refusal that waiting does
+        not cure (wrong type, no permission, too few replicas) is raised at once."""
+        failed_at: float | None = None
+        backoff = ReconnectBackoff(initial=0.05, cap=RETRY_CAP)
+        while True:
+            try:
+                await self._admit(key)
+                return await self._write(key, entries, short)
+            except Exception as exc:
+                if (isinstance(exc, NotDurableError) or not is_transient(exc)
+                        or self._retry_for <= 0):
+                    raise
+                now = time.monotonic()
+                failed_at = now if failed_at is None else failed_at
+                left = failed_at + self._retry_for - now
+                if left <= 0:
+                    raise PublishUnavailable(
+                        f"could not publish to {key!r} within {self._retry_for:g}s "
+                        f"(publish.retry_for): "
+                        f"{describe_unavailable(exc, self._operator.address)}") from exc
+                await asyncio.sleep(min(backoff.next_delay(), left))
 
     async def _write(self, key: str, entries: list[dict[str, str]],
                      short: list[tuple[str, list[str], int]]) -> list[str]:

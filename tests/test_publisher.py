@@ -126,3 +126,59 @@ async def test_durability_without_enough_replicas_names_what_was_written(
         await routed.publish_many([Event(n=i) for i in range(6)])
     assert len(many.value.ids) == len(many.value.written) == 6
     assert len(many.value.keys) == 2  # both partitions' writes, one error after both
+
+
+async def test_a_publish_waits_out_a_restart_within_retry_for() -> None:
+    """Redis down for about a second: a publish with ``retry_for: 5s`` returns once it
+    is back, the entry written once; one with 300 ms gives up by name and exit-code
+    class (``PublishUnavailable``, the cause kept); with ``0s`` the connection error
+    itself comes at once; a refusal waiting cannot cure (WRONGTYPE) is never retried."""
+    import time
+
+    import redis
+
+    from streamboot.client import build_client, close_client
+    from streamboot.config.models import RedisSettings
+    from streamboot.devserver import RedisServer
+    from streamboot.errors import PublishUnavailable
+
+    server = RedisServer().start()
+    client = build_client(RedisSettings(url=server.url,
+                                        socket_connect_timeout=timedelta(milliseconds=200)))
+    operator = RedisOperator(client)
+    patient = Publisher(operator, "orders", FlatCodec(), retry_for=5.0)
+    quick = Publisher(operator, "orders", FlatCodec(), retry_for=0.3)
+    never = Publisher(operator, "orders", FlatCodec())
+    try:
+        await patient.publish(Event(n=0))
+        server.stop(kill=True)
+        began = time.monotonic()
+        with pytest.raises(PublishUnavailable) as gave_up:
+            await quick.publish(Event(n=1))
+        assert time.monotonic() - began < 0.3 + 1.0
+        assert str(gave_up.value).startswith(
+            "could not publish to 'orders' within 0.3s (publish.retry_for): cannot reach "
+            f"redis at 127.0.0.1:{server.port} ("), gave_up.value
+        assert gave_up.value.__cause__ is not None
+        began = time.monotonic()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await never.publish(Event(n=1))
+        assert time.monotonic() - began < 1.0
+        restart = asyncio.get_running_loop().call_later(1.0, server.start)
+        began = time.monotonic()
+        entry_id = await patient.publish(Event(n=2))
+        took = time.monotonic() - began
+        restart.cancel()
+        assert 0.9 < took < 1.0 + 2.0, took  # back within a backoff step (at most 1 s)
+        assert [e.fields["n"] for e in await operator.xrange("orders")
+                if e.id == entry_id] == ["2"]
+        await client.set("a-string", "x")
+        wrong = Publisher(operator, "a-string", FlatCodec(), retry_for=5.0)
+        began = time.monotonic()
+        with pytest.raises(Exception, match=r"WRONGTYPE|not a stream") as refused:
+            await wrong.publish(Event(n=3))
+        assert not isinstance(refused.value, PublishUnavailable)
+        assert time.monotonic() - began < 0.5
+    finally:
+        await close_client(client)
+        server.close()

@@ -30,6 +30,7 @@ from ..errors import (
     NoGroupError,
     NotDurableError,
     NotFound,
+    PublishUnavailable,
     StreambootError,
     UsageError,
     WrongTypeError,
@@ -101,7 +102,7 @@ def with_redis(config: Path | None, url: str | None,
         fail(NOT_FOUND, str(exc))
     except NoGroupError as exc:
         fail(NOT_FOUND, str(exc))
-    except (_RedisFailure, NotDurableError) as exc:
+    except (_RedisFailure, NotDurableError, PublishUnavailable) as exc:
         fail(REDIS, str(exc))
     except StreambootError as exc:  # Usage, and the framework's own refusals
         fail(USAGE, str(exc))

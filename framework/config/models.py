@@ -459,6 +459,12 @@ class PublishSettings(StrictModel):
     """`Publisher.publish` returns only once `replicas` replicas have the entries (WAIT,
     same round trip), else raises `NotDurableError` naming them; absent: the primary's
     acknowledgement is enough"""
+    retry_for: Duration = timedelta(seconds=5)
+    """how long a publish keeps trying while Redis is unreachable or failing over
+    (refused, reset, timed out, no primary yet, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`),
+    backing off from 50 ms up to 1 s, before it raises `PublishUnavailable`; `0s`: the
+    first such error is raised as it is. A write whose reply was lost may have happened:
+    retried, it is written twice (at-least-once, as the listener is)"""
 
 
 class AlertSettings(StrictModel):

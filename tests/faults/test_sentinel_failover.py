@@ -18,6 +18,9 @@ import pytest
 import redis
 from redis.sentinel import Sentinel
 
+from streamboot import Publisher, PublishUnavailable, RedisOperator
+from streamboot.client import build_client, close_client
+from streamboot.config import settings_from_mapping
 from streamboot.devserver import RedisSentinelGroup
 from tests.faults.processes import Worker, journal, started, wait, workers
 
@@ -123,3 +126,47 @@ def test_a_killed_primary_is_replaced_and_every_entry_it_passed_on_is_handled(
     print(f"published {TOTAL}; missing on the new primary {len(vanished)} (acknowledged, "
           f"not yet replicated), of which never handled {len(lost)}; failover "
           f"{promoted - killed:.1f}s; flow {took:.2f}s after it")
+
+
+async def test_a_publish_during_a_failover_waits_for_the_new_primary() -> None:
+    """The primary killed: a publish retries (``publish.retry_for``, 5 s by default)
+    through the failover and returns once Sentinel promoted a replica, the entry on the
+    new primary. With ``retry_for: 300ms`` it gives up first, by name."""
+    with RedisSentinelGroup(down_after_ms=1000) as group:
+        listener = {"group": "g", "handler": "tests.handlers:LoggingHandler"}
+        settings = settings_from_mapping({
+            "redis": {"sentinel": {"master": group.master, "nodes": group.nodes},
+                      "socket_timeout": "5s", "socket_connect_timeout": "300ms"},
+            "listeners": {"patient": {"stream": "orders", **listener},
+                          "quick": {"stream": "orders", **listener,
+                                    "publish": {"retry_for": "300ms"}}},
+        })
+        client = build_client(settings.redis)
+        operator = RedisOperator(client)
+        patient = Publisher.for_listener(operator, settings.listeners["patient"])
+        quick = Publisher.for_listener(operator, settings.listeners["quick"])
+        try:
+            await patient.publish({"n": "0"})
+            old = group.primary_port()
+            assert old is not None
+            group.server_on(old).stop(kill=True)
+            began = time.monotonic()
+            with pytest.raises(PublishUnavailable) as gave_up:
+                await quick.publish({"n": "1"})
+            quick_took = time.monotonic() - began
+            entry_id = await patient.publish({"n": "2"})
+            took = time.monotonic() - began
+            new = group.primary_port()
+            assert new is not None
+            assert new != old
+            primary = redis.Redis(port=new, decode_responses=True)
+            assert [i for i, _ in primary.xrange("orders", entry_id, entry_id) or []] == [entry_id]
+            primary.close()
+        finally:
+            await close_client(client)
+    assert "could not publish to 'orders' within 0.3s (publish.retry_for): " \
+        in str(gave_up.value), gave_up.value
+    assert quick_took < 0.3 + 1.0, quick_took
+    assert took < 5.0, took
+    print(f"publish returned {took:.2f}s after the kill; the 300 ms one gave up after "
+          f"{quick_took:.2f}s: {gave_up.value}")
