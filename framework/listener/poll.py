@@ -510,13 +510,16 @@ class Subscription:
             return
         self._log.debug("re-reading {} from own pending list (delivery count grows)",
                         ", ".join(e.id for e in live))
+        # In hand before the round trip below: a recovery run already under way may claim
+        # these same entries (idle past min_idle, ours) meanwhile, and must find them held
+        # here, or both would handle them at once.
+        self._acks.hold((e.id for e in live), sent_at)
         try:
             counts = await self._operator.delivery_counts(self.spec.stream, self.spec.group,
                                                           [e.id for e in live])
         except Exception:
             self._abandon(live)
             raise
-        self._acks.hold((e.id for e in live), sent_at)
         await self._process(live, counts, until="finished")
 
     # -- handing entries over ------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
+import pytest
 import redis
 from loguru import logger
 from redis.asyncio import Redis
@@ -222,3 +224,42 @@ async def test_the_recovery_job_leaves_a_consumer_reading_its_own_pending_list_a
     assert dict(recorder.seen) == dict.fromkeys(ids, 1)
     assert sub.stats.reclaimed == 0
     assert recorder.max_in_flight == 1  # one at a time, as the replay promises
+
+
+async def test_a_claim_during_the_own_pending_replay_never_handles_an_entry_twice(
+    operator: RedisOperator, keeper_client: redis.Redis, client: Redis, key: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process frozen past min_idle resumes: its listener re-reads its own pending list
+    while a recovery run under way claims the same entries (idle, and its own). The claim
+    lands between the replay's read and its dispatch (forced here at the replay's one
+    round trip in between): the entry is handled once, by one of the two. (Before the fix:
+    handled twice, once by each.)"""
+    ids = await produce(operator, key, 1)
+    await operator.create_group(key, "g", "0")
+    await operator.xreadgroup(key, "g", "alive", count=1)  # ours, from before the freeze
+    await age(client, key, "g", "alive", ids, timedelta(seconds=1))  # past min_idle
+    listeners = ListenerContainer(operator, keeper_client)
+    recorder = Recorder()
+    sub = listeners.register(make_spec(key, consumer="alive", pending_scan=QUICK_SCAN),
+                             SlowHandler(recorder, seconds=0.2))
+    counts = operator.delivery_counts
+    claimed: list[int] = []
+
+    async def claim_first(*args: Any, **kwargs: Any) -> Any:
+        if not claimed:  # as if Redis served the claim just before the read, whose reply
+            # the loop took first (the read reset the idle time: it is made idle again)
+            await age(client, key, "g", "alive", ids, timedelta(seconds=1))
+            claimed.append((await PendingRecovery(sub, operator).run_once()).claimed)
+        return await counts(*args, **kwargs)
+
+    monkeypatch.setattr(operator, "delivery_counts", claim_first)
+    await listeners.start(timeout=5)
+    try:
+        await wait_until(lambda: equals(pel(operator, key), 0))
+        await asyncio.sleep(0.5)  # a second handling would have begun by now
+    finally:
+        await listeners.stop()
+    assert claimed == [1]  # the claim did land in the window
+    assert recorder.seen == {ids[0]: 1}
+    assert recorder.max_in_flight == 1
