@@ -41,8 +41,10 @@ async def test_an_exhausted_pool_is_reported_as_such(redis_url: str) -> None:
     assert "redis unavailable" not in text
 
 
-async def test_redis_down_says_where_and_why() -> None:
-    client = build_client(RedisSettings(url="redis://127.0.0.1:1/0"))
+@pytest.mark.parametrize(("url", "where"), [("redis://127.0.0.1:1/0", "127.0.0.1:1"),
+                                           ("redis://[::1]:1/0", "[::1]:1")])
+async def test_redis_down_says_where_and_why(url: str, where: str) -> None:
+    client = build_client(RedisSettings(url=url))
     operator = RedisOperator(client)
     with pytest.raises(RedisConnectionError) as caught:
         await client.ping()
@@ -50,7 +52,7 @@ async def test_redis_down_says_where_and_why() -> None:
     assert not pool_exhausted(caught.value)
     assert is_transient(caught.value)
     assert describe_unavailable(caught.value, operator.address) == (
-        "cannot reach redis at 127.0.0.1:1 (connection refused)")
+        f"cannot reach redis at {where} (connection refused)")
 
 
 async def test_a_wrong_password_is_permanent_never_cannot_reach(redis_url: str) -> None:

@@ -42,7 +42,7 @@ from .records import (
     StreamEntry,
     StreamInfo,
 )
-from .redis_errors import translate_response_error
+from .redis_errors import host_port, translate_response_error
 from .replication import with_wait
 
 RedisClient = Redis | RedisCluster
@@ -623,12 +623,12 @@ class RedisOperator:
         service = getattr(pool, "service_name", None)
         if service is not None:  # found through Sentinel: the primary it found last
             found = getattr(pool, "master_address", None)
-            where = f"{found[0]}:{found[1]}, " if found else ""
+            where = f"{host_port(*found)}, " if found else ""
             return f"{where}primary of {service!r} by Sentinel"
         kwargs = pool.connection_kwargs
         if "path" in kwargs:
             return str(kwargs["path"])
-        return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}"
+        return host_port(str(kwargs.get("host", "?")), kwargs.get("port", 6379))
 
     # -- plumbing -----------------------------------------------------------------------
     async def _eval_exact(self, key: str, group: str, script: Any, keys: Sequence[str],

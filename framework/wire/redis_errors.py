@@ -189,6 +189,12 @@ def _reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def host_port(host: str, port: object) -> str:
+    """``host:port`` for a message; an IPv6 address in brackets (``[::1]:26379``), as a
+    URL writes it, so that where the address ends and the port begins stays readable."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def describe_unavailable(exc: BaseException, address: str = "") -> str:
     """What a transient failure was, for the line that says it is retried."""
     where = f" at {address}" if address else ""
@@ -204,7 +210,7 @@ def describe_unavailable(exc: BaseException, address: str = "") -> str:
             found = re.search(r"Error (\d+) connecting", str(exc))
             reason = (os.strerror(int(found.group(1))).lower() if found
                       else "timed out" if "Timeout" in str(exc) else "none answered")
-            nodes = dict.fromkeys(f"{h}:{p}" for h, p in
+            nodes = dict.fromkeys(host_port(h, p) for h, p in
                                   re.findall(r"host=([^,]+),port=(\d+)", str(exc)))
             at = f" at {', '.join(nodes)}" if nodes else ""
             return f"cannot reach any of the Sentinels{at} of primary {service} ({reason})"
