@@ -5,13 +5,18 @@ write (tests.handlers:JournalHandler)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import redis
+
+from streamboot.devserver import RedisSentinelGroup
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAMBOOT = str(Path(sys.executable).with_name("streamboot"))
@@ -107,3 +112,29 @@ def started(records: list[Record], consumer: str, after: float = 0.0) -> list[st
 
 def ended(records: list[Record], consumer: str) -> list[str]:
     return [r.entry_id for r in records if r.what == "end" and r.consumer == consumer]
+
+
+@contextlib.contextmanager
+def replicas_cut_off(group: RedisSentinelGroup) -> Iterator[Callable[[], None]]:
+    """The primary's replicas paused (SIGSTOP) and their links cut, so that what the primary
+    writes from now reaches no replica (a paused replica's kernel would otherwise still
+    buffer the stream for it): replication lags, as under load or a slow link. Yields
+    ``resume`` (SIGCONT); they are resumed at the end in any case."""
+    old = group.primary_port()
+    assert old is not None
+    replicas = [s for s in group.servers if s.port != old]
+    for server in replicas:
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+
+    def resume() -> None:
+        for server in replicas:
+            if server.pid is not None:
+                os.kill(server.pid, signal.SIGCONT)
+
+    try:
+        with redis.Redis(port=old) as primary:
+            primary.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        yield resume
+    finally:
+        resume()

@@ -9,8 +9,6 @@ and every publish that did return is on the new primary."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
@@ -19,7 +17,7 @@ import redis
 from streamboot import NotDurableError, Publisher, RedisOperator, build_client, close_client
 from streamboot.config import settings_from_mapping
 from streamboot.devserver import RedisSentinelGroup
-from tests.faults.processes import wait
+from tests.faults.processes import replicas_cut_off, wait
 
 pytestmark = pytest.mark.fault
 
@@ -54,15 +52,7 @@ async def test_durable_publishes_survive_a_failover_that_loses_plain_ones() -> N
                 [{"n": str(n)} for n in range(50, 100)])
             old = group.primary_port()
             assert old is not None
-            replicas = [s for s in group.servers if s.port != old]
-            for server in replicas:
-                assert server.pid is not None
-                os.kill(server.pid, signal.SIGSTOP)
-            # Their links broken too: what the primary writes from now reaches no replica
-            # (a paused replica's kernel would otherwise still buffer the stream for it).
-            with redis.Redis(port=old) as primary:
-                primary.execute_command("CLIENT", "KILL", "TYPE", "replica")
-            try:
+            with replicas_cut_off(group):
                 began = time.monotonic()
                 for n in range(100, 150):
                     returned["plain"].append(await plain.publish({"n": str(n)}))
@@ -77,10 +67,6 @@ async def test_durable_publishes_survive_a_failover_that_loses_plain_ones() -> N
                 refused.append(batch.value)
                 durable_took = time.monotonic() - began
                 group.server_on(old).stop(kill=True)  # kill -9: the lagging entries die
-            finally:
-                for server in replicas:
-                    if server.pid is not None:
-                        os.kill(server.pid, signal.SIGCONT)
             wait(lambda: group.primary_port() not in (None, old), 30, "no failover")
             new = group.primary_port()
             assert new is not None

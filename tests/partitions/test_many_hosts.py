@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 import pytest
 import redis
@@ -55,6 +55,8 @@ def place(target: Target) -> Iterator[Place]:
                       redis.Redis.from_url(target.url, decode_responses=True))
     yield Place(target.url, client,
                 {"STREAMBOOT_REDIS__CLUSTER": "true"} if target.cluster else {})
+    while Producer.running:  # left running by a test that failed
+        Producer.running[-1].stop()
     close_sync_client(client)
 
 
@@ -256,12 +258,17 @@ class Producer:
     """Publishes entries 0, 1, 2 … at about ``rate`` per second in a thread, until told
     to stop or ``limit`` entries (bounded in count and time)."""
 
+    running: ClassVar[list[Producer]] = []
+    """Started and not stopped yet: a failed test's producer is stopped by the ``place``
+    fixture before it closes the client (else the thread fails the next test)."""
+
     def __init__(self, r: Client, rate: float = 200.0, limit: int = 6_000) -> None:
         self._r, self._pause, self._limit = r, 1.0 / rate, limit
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+        Producer.running.append(self)
 
     def _run(self) -> None:
         while not self._stop.is_set() and self.sent < self._limit:
@@ -272,6 +279,8 @@ class Producer:
     def stop(self) -> int:
         self._stop.set()
         self._thread.join(5)
+        if self in Producer.running:
+            Producer.running.remove(self)
         return self.sent
 
 
@@ -340,7 +349,7 @@ def test_a_member_joining_then_the_first_leaving_hands_over_in_order(
         assert 0 <= takeover < 2.0, takeover
         assert (a.metric("streamboot_partition_rebalances_total") or 0) >= 1
         time.sleep(1.0)
-        assert a.stop() == 0  # SIGTERM: settles, releases, leaves
+        assert a.stop() == 0, a.log.read_text()[-3000:]  # SIGTERM: settles, releases, leaves
         released = time.monotonic()
         until(lambda: b.owns() == PARTITIONS, "the second member owns every partition", 10)
         took = time.monotonic() - released
