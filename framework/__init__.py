@@ -39,11 +39,13 @@ from .errors import (
     WrongTypeError,
 )
 from .handler import StreamHandler
+from .inbox import Inbox
 from .jobs.clock import Clock, FakeClock, SystemClock
 from .listener.idempotency import IdempotentScript
 from .lock import SingleInstanceLock
 from .message import Message
-from .publisher import Publisher
+from .publisher import EntryId, Publisher
+from .web import EmbeddedApp
 from .wire.operator import RedisClient, RedisOperator
 
 __all__ = [
@@ -55,11 +57,14 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DuplicateListenerError",
+    "EmbeddedApp",
+    "EntryId",
     "FakeClock",
     "FlatCodec",
     "HandlerResolutionError",
     "HandlerTimeout",
     "IdempotentScript",
+    "Inbox",
     "InvalidDuration",
     "JsonCodec",
     "LockNotAcquired",

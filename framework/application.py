@@ -236,7 +236,8 @@ class Application:
     def _waiting(self, said: str | None) -> None:
         self.waiting_for_redis = said
 
-    async def _healthz(self) -> dict[str, object]:
+    async def health(self) -> dict[str, object]:
+        """What /healthz answers: ``healthy`` and the ``problems`` an admin can act on."""
         assert self.operator is not None
         if self.waiting_for_redis is not None or self.listeners is None:
             return {"healthy": False,
@@ -251,7 +252,7 @@ class Application:
             lambda: self.listeners.subscriptions if self.listeners is not None else {},
             lambda: self.stream_views, self.alerts, lambda: self.membership,
             lambda: self.listeners.counters if self.listeners is not None else []))
-        self.metrics_server = MetricsServer(registry, self._healthz)
+        self.metrics_server = MetricsServer(registry, self.health)
         cfg = self.settings.metrics
         await serve_or_refuse(self.metrics_server, cfg.host, cfg.port)
         logger.info("metrics and /healthz on http://{}:{}/", cfg.host, self.metrics_server.port)

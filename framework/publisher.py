@@ -32,6 +32,23 @@ from .wire.operator import RedisOperator
 from .wire.reconnect import ReconnectBackoff
 from .wire.redis_errors import describe_unavailable, is_transient
 
+
+class EntryId(str):
+    """An entry id as a publish returns it: a plain ``str`` (the id XADD gave) that also
+    knows the stream it went to, ``.stream`` — a partition's key, a period's. Ids are
+    unique per stream only: two partitions may give the same id in the same millisecond."""
+
+    stream: str
+
+    def __new__(cls, entry_id: str, stream: str) -> EntryId:
+        made = super().__new__(cls, entry_id)
+        made.stream = stream
+        return made
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (a thread pool, a queue) keep .stream
+        return (EntryId, (str(self), self.stream))
+
+
 RETRY_CAP = 1.0
 """The longest pause between a publish's attempts: a failover is over in seconds, and a
 caller waiting on a publish should learn within a second once it is."""
@@ -123,49 +140,43 @@ class Publisher:
             tracing.inject(fields)
         return fields
 
-    async def publish_keyed(self, payloads: Sequence[Any]) -> list[tuple[str, str]]:
-        """Like :meth:`publish_many`, returning each entry's (key, id): the key tells which
-        partition (or period) it went to."""
-        fields = [self.fields(p) for p in payloads]
-        return await self._publish_routed(fields)
-
-    async def publish(self, payload: Any) -> str:
+    async def publish(self, payload: Any) -> EntryId:
         """XADD the payload with the listener's codec (``MAXLEN ~ max_len`` if given).
 
         A rotated period's stream is never created by XADD (NOMKSTREAM): when no consumer
         has created it yet (a deploy across a boundary), the publisher creates it first
         with its group and TTL in one step, as the rotation job does. Either the entry is
-        written and its id returned, or this raises.
+        written and its id returned (an :class:`EntryId`: ``.stream`` is where it went),
+        or this raises.
         """
         return (await self.publish_many([payload]))[0]
 
-    async def publish_fields(self, fields: Mapping[str, str]) -> tuple[str, str]:
+    async def publish_fields(self, fields: Mapping[str, str]) -> EntryId:
         """XADD fields exactly as given (no codec, no schema_version) to the stream a
         publish would use now — the current period's for a rotated listener, created if
-        missing — under the same backpressure; returns (key, id). For operators'
-        hand-made entries (``streamboot publish``)."""
-        ((key, entry_id),) = await self._publish_routed([dict(fields)])
-        return key, entry_id
+        missing — under the same backpressure. For hand-made entries (``streamboot
+        publish``, a malformed one in a test)."""
+        (entry,) = await self._publish_routed([dict(fields)])
+        return entry
 
-    async def publish_many(self, payloads: Sequence[Any], chunk: int = 500) -> list[str]:
-        """XADD many payloads, ``chunk`` per pipelined round trip, in order (per
-        partition: entries of one partition keep their order)."""
-        return [entry_id for _, entry_id in
-                await self._publish_routed([self.fields(p) for p in payloads], chunk)]
+    async def publish_many(self, payloads: Sequence[Any], chunk: int = 500) -> list[EntryId]:
+        """XADD many payloads, ``chunk`` per pipelined round trip; the ids in the payloads'
+        order (entries of one partition are written in that order too)."""
+        return await self._publish_routed([self.fields(p) for p in payloads], chunk)
 
     async def _publish_routed(self, entries: list[dict[str, str]],
-                              chunk: int = 500) -> list[tuple[str, str]]:
+                              chunk: int = 500) -> list[EntryId]:
         by_key: dict[str, list[int]] = {}
         for index, fields in enumerate(entries):
             by_key.setdefault(self.key_for(fields), []).append(index)
-        placed: list[tuple[str, str]] = [("", "")] * len(entries)
+        placed: list[EntryId] = [EntryId("", "")] * len(entries)
         short: list[tuple[str, list[str], int]] = []  # writes too few replicas acknowledged
         for key, indexes in by_key.items():
             for start in range(0, len(indexes), chunk):
                 part = indexes[start:start + chunk]
                 ids = await self._admit_and_write(key, [entries[i] for i in part], short)
                 for index, entry_id in zip(part, ids, strict=True):
-                    placed[index] = (key, entry_id)
+                    placed[index] = EntryId(entry_id, key)
         if short and self._durability is not None:
             # Everything was written (nothing is undone); the caller learns which entries
             # a failover could still lose.
@@ -173,7 +184,7 @@ class Publisher:
                                   [i for _, ids, _ in short for i in ids],
                                   min(n for _, _, n in short), self._durability.replicas,
                                   to_ms(self._durability.timeout),
-                                  [entry_id for _, entry_id in placed])
+                                  list(placed))
         return placed
 
     async def _admit_and_write(self, key: str, entries: list[dict[str, str]],

@@ -49,7 +49,7 @@ from .errors import StreambootError
 from .handler import StreamHandler
 from .listener.dead_letters import original_pairs
 from .message import Message
-from .publisher import Publisher
+from .publisher import EntryId, Publisher
 from .wire.hash_slots import colocated
 from .wire.ids import parse_id
 from .wire.operator import RedisOperator
@@ -98,17 +98,8 @@ class DeadLetter:
     """The entry's original fields."""
 
 
-class PublishedId(str):
-    """An entry id as ``app.publish`` returns it: a plain ``str`` that also knows the stream
-    it went to (``.stream``). Ids are unique per stream only: two partitions (or two
-    listeners) may hand out the same id in the same millisecond."""
-
-    stream: str
-
-    def __new__(cls, entry_id: str, stream: str) -> PublishedId:
-        made = super().__new__(cls, entry_id)
-        made.stream = stream
-        return made
+PublishedId = EntryId
+"""The test kit's former name of :class:`~streamboot.EntryId` (kept for old tests)."""
 
 
 class TestApp:
@@ -131,20 +122,18 @@ class TestApp:
             raise KeyError(f"no running listener {listener!r}: {self._names()}")
         return declared.handler
 
-    async def publish(self, listener: str, payload: Any) -> PublishedId:
+    async def publish(self, listener: str, payload: Any) -> EntryId:
         """Publish as the listener's producers do (its codec; its current period when it
         rotates); returns the entry id, which ``handled`` and ``dead_lettered`` take."""
-        ((key, entry_id),) = await self._publisher(listener).publish_keyed([payload])
-        return self._record(listener, key, entry_id)
+        return self._record(listener, await self._publisher(listener).publish(payload))
 
-    async def publish_fields(self, listener: str, fields: Mapping[str, str]) -> PublishedId:
+    async def publish_fields(self, listener: str, fields: Mapping[str, str]) -> EntryId:
         """Publish fields exactly as given (a malformed entry, say)."""
-        key, entry_id = await self._publisher(listener).publish_fields(fields)
-        return self._record(listener, key, entry_id)
+        return self._record(listener, await self._publisher(listener).publish_fields(fields))
 
-    def _record(self, listener: str, key: str, entry_id: str) -> PublishedId:
-        self._published.setdefault(entry_id, []).append((listener, key))
-        return PublishedId(entry_id, key)
+    def _record(self, listener: str, entry: EntryId) -> EntryId:
+        self._published.setdefault(entry, []).append((listener, entry.stream))
+        return entry
 
     def _publisher(self, listener: str) -> Publisher:
         """One per listener, as an application keeps it (its round-robin goes on)."""

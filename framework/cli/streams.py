@@ -277,8 +277,8 @@ def publish(
         routed = [ls for ls in (settings.listeners.values() if settings else ())
                   if ls.stream == stream]
         if routed:
-            key, new_id = await Publisher.for_listener(operator, routed[0]).publish_fields(
-                pairs)
+            entry = await Publisher.for_listener(operator, routed[0]).publish_fields(pairs)
+            key, new_id = entry.stream, str(entry)
         else:
             key, new_id = stream, await operator.xadd(stream, pairs)
         if json_:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from streamboot import Publisher, RedisOperator
+from streamboot import EntryId, Publisher, RedisOperator
 from streamboot.client import close_sync_client
 from streamboot.config.models import AppSettings
 from streamboot.errors import UnpublishableError
@@ -157,7 +157,7 @@ async def test_the_kit_tells_apart_equal_ids_of_two_partitions(target: Target) -
         first = await app.publish("orders", Event(customer="c0", seq=0))
         assert first.stream == partition_key("orders", partition_of("c0", 3))
         other = next(f"{{orders:p{i}}}" for i in range(3) if f"{{orders:p{i}}}" != first.stream)
-        app._record("orders", other, str(first))  # the same id, as another partition's
+        app._record("orders", EntryId(str(first), other))  # the same id, another partition
         await app.handled(first)  # the one published, in its own partition
         with pytest.raises(ValueError, match=r"pass the id app\.publish returned"):
             await app.handled(str(first))

@@ -1,0 +1,72 @@
+"""The ledger of the inbox tests: payments applied to account balances in SQLite, the
+"handled" record in the same transaction (``LEDGER_INBOX=1``) or only Redis's markers.
+
+Each applied effect also writes a row to ``effects`` (no key): how many times an event's
+effect was applied is then counted, not inferred. ``LEDGER_DIE_AFTER=<event_id>`` kills
+the process (-9) right after that event's COMMIT, before the framework acks it: the
+window the inbox exists for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from streamboot import Message, StreamHandler
+from streamboot.inbox import Inbox
+
+
+class Payment(BaseModel):
+    event_id: str
+    account: int
+    amount: int
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def create(path: Path, accounts: int) -> None:
+    db = connect(path)
+    with db:
+        db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        db.execute("CREATE TABLE effects (event_id TEXT NOT NULL, pid INTEGER NOT NULL)")
+        db.executemany("INSERT INTO accounts VALUES (?, 0)", [(i,) for i in range(accounts)])
+        Inbox().create_table(db)
+    db.close()
+
+
+class LedgerHandler(StreamHandler[Payment]):
+    """Sync, as a DB-API driver is: run off the loop, one connection per thread."""
+
+    def __init__(self) -> None:
+        self.path = os.environ["LEDGER_DB"]
+        self.use_inbox = os.environ.get("LEDGER_INBOX") == "1"
+        self.die_after = os.environ.get("LEDGER_DIE_AFTER")
+        self.inbox = Inbox()
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        return db
+
+    def handle(self, message: Message[Payment]) -> None:
+        payment, db = message.payload, self._db()
+        with db:  # one transaction: the claim, the balance, the effect's row
+            if self.use_inbox and not self.inbox.claim(db, message):
+                return
+            db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?",
+                       (payment.amount, payment.account))
+            db.execute("INSERT INTO effects VALUES (?, ?)", (payment.event_id, os.getpid()))
+        if payment.event_id == self.die_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # committed, not acked
