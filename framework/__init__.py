@@ -44,6 +44,7 @@ from .jobs.clock import Clock, FakeClock, SystemClock
 from .listener.idempotency import IdempotentScript
 from .lock import SingleInstanceLock
 from .message import Message
+from .middleware import CallNext, Middleware, RateLimiter
 from .publisher import EntryId, Publisher
 from .web import EmbeddedApp
 from .wire.operator import RedisClient, RedisOperator
@@ -52,6 +53,7 @@ __all__ = [
     "AppSettings",
     "Application",
     "Backpressure",
+    "CallNext",
     "Clock",
     "Codec",
     "ConfigError",
@@ -70,6 +72,7 @@ __all__ = [
     "LockNotAcquired",
     "MalformedDeadLetter",
     "Message",
+    "Middleware",
     "MissingStreamError",
     "MissingVariableError",
     "NoGroupError",
@@ -79,6 +82,7 @@ __all__ = [
     "PayloadError",
     "PublishUnavailable",
     "Publisher",
+    "RateLimiter",
     "RedisClient",
     "RedisOperator",
     "RedisServer",

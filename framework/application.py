@@ -4,6 +4,7 @@ and the scheduler, and stops them in order."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 import signal
@@ -15,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
 from .config.models import AppSettings
-from .di import StreambootContainer, build_container, provide, resolve_handler
+from .di import StreambootContainer, build_container, provide, resolve_handler, resolve_middlewares
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
 from .handler import StreamHandler
 from .jobs.clock import Clock, SystemClock
@@ -24,6 +25,7 @@ from .jobs.registry import declare
 from .jobs.schedule import Every, note_skipped, schedule, stop_scheduler
 from .listener.container import CANCEL_GRACE, ListenerContainer
 from .listener.spec import ListenerSpec, resolve_listener
+from .middleware.rate_limit import limiter_for
 from .observability.alerts import AlertState
 from .observability.health import health
 from .observability.http import MetricsServer, serve_or_refuse
@@ -184,6 +186,7 @@ class Application:
             if not listener.enabled:
                 logger.info("listener {} is disabled", name)
         handlers: dict[str, StreamHandler[Any]] = {}
+        chains: dict[str, dict[str, Any]] = {}  # listener -> its middleware and limiter
         problems = []
         unresolved: set[str] = set()
         declared = []
@@ -199,11 +202,28 @@ class Application:
                     unresolved.add(assigned.listener)
                     problems.append(ConfigProblem(
                         self.source, f"listeners.{assigned.listener}.handler", str(exc)))
-            if handler is not None:
-                declared.append((assigned, spec, handler))
+            chain = chains.get(assigned.listener)
+            if chain is None and assigned.listener not in unresolved:
+                try:
+                    chain = chains[assigned.listener] = await self._chain_of(assigned)
+                except HandlerResolutionError as exc:
+                    unresolved.add(assigned.listener)
+                    problems.append(ConfigProblem(
+                        self.source, f"listeners.{assigned.listener}.middleware", str(exc)))
+            if handler is not None and chain is not None:
+                declared.append((assigned, dataclasses.replace(spec, **chain), handler))
         if problems:
             raise ConfigError(problems)
         return declared
+
+    async def _chain_of(self, assigned: Assigned) -> dict[str, Any]:
+        """What a listener's subscriptions share: its middleware beans and rate limiter."""
+        assert self.operator is not None
+        in_file = self.settings.listeners[assigned.listener]
+        return {"middleware": await resolve_middlewares(self.settings, self.container,
+                                                        assigned.listener),
+                "rate_limiter": limiter_for(in_file, self.operator, in_file.stream,
+                                            in_file.group)}
 
     async def _say_shared_order(self) -> None:
         """Warn once per listener when another process reads an unpartitioned listener

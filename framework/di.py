@@ -25,6 +25,7 @@ from .errors import ConfigError, ConfigProblem, HandlerResolutionError
 from .handler import StreamHandler, handler_problems
 from .jobs.schedule import quiet_cancellations_at_stop
 from .listener.container import ListenerContainer
+from .middleware.chain import middleware_problem
 from .wire.operator import RedisOperator
 
 
@@ -77,6 +78,16 @@ async def provide(provider: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+async def _provided(ref: str, container: containers.DeclarativeContainer, where: str) -> Any:
+    """The bean of the container's provider named ``ref`` (a handler's, a middleware's)."""
+    provider = getattr(container, ref, None)
+    if not isinstance(provider, providers.Provider):
+        raise HandlerResolutionError(
+            f"{where}: the container has no provider named {ref!r} "
+            "(use a provider name or an import path 'package.module:Class')")
+    return await provide(provider)
+
+
 async def resolve_handler(
     ref: str, container: containers.DeclarativeContainer, listener: str
 ) -> StreamHandler[Any]:
@@ -85,13 +96,7 @@ async def resolve_handler(
         cls = import_handler_class(ref, where)
         bean = await _construct(cls, container, where)
     else:
-        provider = getattr(container, ref, None)
-        if not isinstance(provider, providers.Provider):
-            raise HandlerResolutionError(
-                f"{where}: the container has no provider named {ref!r} "
-                "(use a provider name or an import path 'package.module:Class')"
-            )
-        bean = await provide(provider)
+        bean = await _provided(ref, container, where)
     if not isinstance(bean, StreamHandler):
         raise HandlerResolutionError(
             f"{where}: {type(bean).__name__} is not a StreamHandler subclass instance"
@@ -100,6 +105,34 @@ async def resolve_handler(
     if problems:
         raise HandlerResolutionError(f"{where}: {'; '.join(problems)}")
     return bean
+
+
+async def resolve_middleware(ref: str, container: containers.DeclarativeContainer,
+                             listener: str) -> Any:
+    """A middleware bean (middleware/chain.py), named as a handler is: a provider of the
+    container, or ``package.module:Class`` with its constructor arguments injected."""
+    where = f"listener {listener!r}, middleware {ref!r}"
+    if ":" in ref:
+        try:
+            cls = import_ref(ref)
+        except LookupError as exc:
+            raise HandlerResolutionError(f"{where}: {exc}") from exc
+        if not isinstance(cls, type):
+            raise HandlerResolutionError(f"{where}: {ref.partition(':')[2]!r} is not a class")
+        bean = await _construct(cls, container, where)
+    else:
+        bean = await _provided(ref, container, where)
+    problem = middleware_problem(bean)
+    if problem is not None:
+        raise HandlerResolutionError(f"{where}: {problem}")
+    return bean
+
+
+async def resolve_middlewares(settings: AppSettings, container: containers.DeclarativeContainer,
+                              listener: str) -> tuple[Any, ...]:
+    """The listener's chain, outermost first: ``container.middleware``, then its own."""
+    refs = [*settings.container.middleware, *settings.listeners[listener].middleware]
+    return tuple([await resolve_middleware(ref, container, listener) for ref in refs])
 
 
 def import_ref(ref: str) -> object:
@@ -149,8 +182,8 @@ def import_handler_class(ref: str, where: str) -> type[StreamHandler[Any]]:
 
 
 async def _construct(
-    cls: type[StreamHandler[Any]], container: containers.DeclarativeContainer, where: str
-) -> StreamHandler[Any]:
+    cls: type[Any], container: containers.DeclarativeContainer, where: str
+) -> Any:
     """Inject each constructor parameter from the container's provider of the same name."""
     kwargs: dict[str, Any] = {}
     for name, param in inspect.signature(cls.__init__).parameters.items():

@@ -30,7 +30,13 @@ from .observability import tracing
 from .partitions.keys import RoundRobin, partition_key, partition_of
 from .wire.operator import RedisOperator
 from .wire.reconnect import ReconnectBackoff
-from .wire.redis_errors import describe_unavailable, is_transient
+from .wire.redis_errors import (
+    describe_permanent,
+    describe_unavailable,
+    is_permanent,
+    is_transient,
+    no_primary_found,
+)
 
 
 class EntryId(str):
@@ -200,9 +206,19 @@ class Publisher:
                 await self._admit(key)
                 return await self._write(key, entries, short)
             except Exception as exc:
-                if (isinstance(exc, NotDurableError) or not is_transient(exc)
-                        or self._retry_for <= 0):
+                if isinstance(exc, NotDurableError):
                     raise
+                if no_primary_found(exc):  # never redis-py's pool dump: one line
+                    wrong = await self._operator.unknown_primary_name()
+                    if wrong is not None or is_permanent(exc):
+                        raise PublishUnavailable(f"cannot publish to {key!r}: "
+                                                 f"{wrong or describe_permanent(exc)}") from exc
+                if not is_transient(exc):
+                    raise
+                if self._retry_for <= 0:
+                    raise PublishUnavailable(
+                        f"could not publish to {key!r} (publish.retry_for 0s: not retried): "
+                        f"{describe_unavailable(exc, self._operator.address)}") from exc
                 now = time.monotonic()
                 failed_at = now if failed_at is None else failed_at
                 left = failed_at + self._retry_for - now

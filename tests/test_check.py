@@ -45,7 +45,7 @@ listeners:
         f"{bad}: container.concurrency: Input should be a valid integer, unable to parse "
         "string as an integer (got 'many')",
         f"{bad}: container.batch_sise: unknown key; expected one of: poll_timeout, "
-        "batch_size, concurrency, shutdown_timeout, handler_timeout",
+        "batch_size, concurrency, shutdown_timeout, handler_timeout, middleware",
         f"{bad}: listeners.orders.handler: listener 'orders', handler "
         "'no_such_pkg.handlers:Nope': cannot import 'no_such_pkg.handlers': No module named "
         "'no_such_pkg' (modules are imported from the current directory and PYTHONPATH: run "

@@ -161,9 +161,13 @@ async def test_a_publish_waits_out_a_restart_within_retry_for() -> None:
             f"redis at 127.0.0.1:{server.port} ("), gave_up.value
         assert gave_up.value.__cause__ is not None
         began = time.monotonic()
-        with pytest.raises(redis.exceptions.ConnectionError):
+        with pytest.raises(PublishUnavailable) as at_once:
             await never.publish(Event(n=1))
         assert time.monotonic() - began < 1.0
+        assert str(at_once.value).startswith(  # one line, never redis-py's pool dump
+            "could not publish to 'orders' (publish.retry_for 0s: not retried): cannot "
+            f"reach redis at 127.0.0.1:{server.port} (")
+        assert isinstance(at_once.value.__cause__, redis.exceptions.ConnectionError)
         restart = asyncio.get_running_loop().call_later(1.0, server.start)
         began = time.monotonic()
         entry_id = await patient.publish(Event(n=2))

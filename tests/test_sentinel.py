@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import pytest
 import redis
 
 from streamboot.config import ConfigError, settings_from_mapping
-from streamboot.devserver import RedisSentinelGroup
+from streamboot.devserver import RedisSentinelGroup, find_server, free_port
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = """\
@@ -85,8 +88,6 @@ def test_a_wrong_master_name_is_one_line_naming_the_known_ones(
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
 def test_sentinels_that_do_not_answer_are_one_line(
         tmp_path: Path, sentinels: RedisSentinelGroup, host: str) -> None:
-    from streamboot.devserver import free_port
-
     dead = [f"{host}:{free_port()}", f"{host}:{free_port()}"]
     done = streamboot(tmp_path, sentinels, "status", nodes=",".join(dead))
     assert done.returncode == 3
@@ -135,3 +136,87 @@ def test_run_with_a_wrong_master_name_ends_at_once_with_exit_3(
     said = [line for line in done.stderr.splitlines() if "monitor no primary named" in line]
     assert len(said) == 1, done.stderr[-2000:]
     assert "'nope' (they monitor: mymaster)" in said[0]
+
+
+@pytest.mark.parametrize(("redis_section", "says"), [
+    ({"sentinel": {"master": "m", "nodes": ["s1:99999"]}}, "'s1:99999' (port out of range"),
+    ({"socket_timeout": "1s"}, "publish.durability.timeout (1s) must be shorter than "
+                               "redis.socket_timeout (1s)"),
+])
+def test_what_cannot_work_is_refused_with_its_reason(redis_section: dict[str, object],
+                                                      says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings_from_mapping({"redis": redis_section, "listeners": {"orders": {
+            "stream": "orders", "group": "g", "handler": "x:Y", "poll_timeout": "100ms",
+            "publish": {"durability": {"replicas": 1, "timeout": "1s"}}}}})
+    assert says in str(raised.value)
+
+
+def test_publish_with_a_wrong_master_name_says_so_at_once(
+        tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    began = time.monotonic()
+    done = streamboot(tmp_path, sentinels, "publish", "orders", "n=1", master="mymastr")
+    assert done.returncode == 3
+    assert time.monotonic() - began < 4  # not after publish.retry_for (5 s)
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("streamboot: cannot publish to 'orders': the Sentinels at ")
+    assert "monitor no primary named 'mymastr' (they monitor: mymaster)" in line
+
+
+def test_url_is_refused_beside_a_sentinel_file(
+        tmp_path: Path, sentinels: RedisSentinelGroup) -> None:
+    done = streamboot(tmp_path, sentinels, "status", "--url", "redis://127.0.0.1:1/0")
+    assert done.returncode == 2
+    assert "--url cannot be used with redis.sentinel" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def guarded_sentinel(sentinels: RedisSentinelGroup) -> Iterator[str]:
+    """One more Sentinel of the group's primary, this one with ``requirepass``."""
+    port, folder = free_port(), tempfile.TemporaryDirectory(prefix="streamboot-guarded-")
+    conf = Path(folder.name) / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {folder.name}\nrequirepass s3cret\n"
+                    f"sentinel monitor mymaster 127.0.0.1 {sentinels.primary_port()} 2\n")
+    binary = find_server()
+    sentinel = subprocess.Popen([binary.path, str(conf), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password="s3cret", socket_timeout=1)
+        wait_for(lambda: _answers(client), timeout=10)
+        client.close()
+        yield f"127.0.0.1:{port}"
+    finally:
+        sentinel.kill()
+        sentinel.wait(timeout=5)
+        folder.cleanup()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.parametrize(("password", "says"), [
+    (None, "require a password (set redis.sentinel.password; redis.password is the data "
+           "nodes')"),
+    ("wrong", "refused the credentials of redis.sentinel (username, password)"),
+])
+@pytest.mark.parametrize("command", ["status", "run"])
+def test_a_sentinel_that_requires_a_password_says_so_and_exit_3(
+        tmp_path: Path, guarded_sentinel: str, password: str | None, says: str,
+        command: str) -> None:
+    config = tmp_path / "app.yaml"
+    secret = f", password: {password}" if password else ""
+    config.write_text(APP.replace('nodes: "${SENTINELS}"}', f'nodes: "{guarded_sentinel}"'
+                                  f'{secret}}}'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
+    env["MASTER"] = "mymaster"
+    args = ["run", str(config)] if command == "run" else ["status", "--config", str(config)]
+    done = subprocess.run([sys.executable, "-m", "streamboot", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3, done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if says in line]
+    assert len(said) == 1, done.stderr[-2000:]
+    assert f"the Sentinels at {guarded_sentinel} " in said[0]

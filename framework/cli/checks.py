@@ -16,7 +16,13 @@ from pydantic import BaseModel
 
 from ..config.loader import load_settings, read_yaml
 from ..config.models import AppSettings, ListenerSettings
-from ..di import build_container, import_handler_class, provide, resolve_handler
+from ..di import (
+    build_container,
+    import_handler_class,
+    provide,
+    resolve_handler,
+    resolve_middlewares,
+)
 from ..errors import ConfigError, ConfigProblem, HandlerResolutionError
 from ..handler import handler_problems
 from ..partitions.keys import partition_keys
@@ -78,6 +84,10 @@ async def _resolve_each(settings: AppSettings, container: Any, file: str,
             problems.append(ConfigProblem(file, f"listeners.{name}.handler", str(exc)))
             continue
         problems.extend(_fields_problems(file, name, listener, type(handler).payload_type))
+        try:
+            await resolve_middlewares(settings, container, name)
+        except HandlerResolutionError as exc:
+            problems.append(ConfigProblem(file, f"listeners.{name}.middleware", str(exc)))
     return problems
 
 

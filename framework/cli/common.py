@@ -27,6 +27,7 @@ from ..config.loader import load_settings
 from ..config.models import AppSettings, ListenerSettings, RedisSettings
 from ..errors import (
     ConfigError,
+    ConfigProblem,
     NoGroupError,
     NotDurableError,
     NotFound,
@@ -78,6 +79,10 @@ def settings_for(config: Path | None, url: str | None) -> tuple[RedisSettings, A
     settings = load_settings(config) if config is not None else None
     redis = settings.redis if settings is not None else RedisSettings(
         url=os.environ.get("REDIS_URL") or DEFAULT_URL)
+    if url and redis.sentinel is not None:  # model_copy would not validate: say it here
+        raise ConfigError([ConfigProblem(str(config), "redis.sentinel", (
+            "--url cannot be used with redis.sentinel (this file finds the primary "
+            "through Sentinel): drop --url, or use a file without redis.sentinel"))])
     if url:
         redis = redis.model_copy(update={"url": url})
     return redis, settings

@@ -148,7 +148,9 @@ class SentinelSettings(StrictModel):
         bad = []
         for node in nodes:
             host, _, port = node.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if host and port.isdigit() and not 0 < int(port) < 65536:
+                bad.append(f"{node!r} (port out of range 1-65535)")
+            elif not host or not port.isdigit():
                 bad.append(repr(node) if node else "an empty entry")
         if bad:  # every one at once, not the first of several
             raise ValueError(f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not "
@@ -281,6 +283,11 @@ class ContainerSettings(StrictModel):
     (`HandlerTimeout`: retried, then dead-lettered). Set it above your slowest legitimate
     handler; `/healthz` reports a handler running past it"""
 
+    middleware: list[str] = []
+    """middlewares around every listener's handling, outermost first: provider names of the
+    application container or `package.module:Class` (constructor arguments injected as for
+    handlers); each listener's own `middleware` run inside these"""
+
     _waits = field_validator("poll_timeout", "handler_timeout")(at_least_1ms)
 
 
@@ -342,6 +349,22 @@ class DurabilitySettings(StrictModel):
     are written on the primary, not yet on enough replicas)"""
 
     _wait = field_validator("timeout")(at_least_1ms)
+
+
+class RateLimitSettings(StrictModel):
+    """At most ``per_second`` handlings of the listener start per second (a token bucket:
+    bursts of up to ``burst``); waiting entries stay in hand, renewed, outside
+    ``handler_timeout``."""
+
+    per_second: float = Field(gt=0, le=1_000_000)
+    """handlings started per second, at most (fractions allowed: `0.5` is one every 2 s)"""
+    burst: int | None = Field(default=None, ge=1, le=1_000_000, json_schema_extra={
+        "default_shown": "`per_second` (at least 1)"})
+    """how many may start at once after a quiet spell"""
+    shared: bool = False
+    """`true`: one bucket for every process of the group, in Redis
+    (`{<stream>}:rate:<group>`, the server's clock); `false`: each process its own. While
+    Redis cannot be asked, each process limits by its own bucket"""
 
 
 class IdempotencySettings(StrictModel):
@@ -463,7 +486,8 @@ class PublishSettings(StrictModel):
     """how long a publish keeps trying while Redis is unreachable or failing over
     (refused, reset, timed out, no primary yet, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`),
     backing off from 50 ms up to 1 s, before it raises `PublishUnavailable`; `0s`: the
-    first such error is raised as it is. A write whose reply was lost may have happened:
+    first such error raises `PublishUnavailable` at once (the error as its
+    `__cause__`). A write whose reply was lost may have happened:
     retried, it is written twice (at-least-once, as the listener is)"""
 
 
@@ -548,6 +572,11 @@ class ListenerSettings(StrictModel):
         "default_shown": "`ordering_key`, else round-robin"})
     """payload field whose value picks an entry's partition (`crc32(value) mod partitions`):
     the same value always goes to the same partition, so its entries stay in order"""
+    middleware: list[str] = []
+    """this listener's middlewares, outermost first, inside `container.middleware`
+    (docs/middleware.md)"""
+    rate_limit: RateLimitSettings | None = None
+    """at most so many handlings started per second; absent: no limit"""
     ordering_key: str | None = Field(default=None, min_length=1)
     """payload field: entries with the same value are never handled at the same time by one
     process, and are handled in stream order (a retried entry holds back the later entries
@@ -783,6 +812,24 @@ class AppSettings(BaseSettings):
                     f"than redis.socket_timeout ({limit.total_seconds()}s), or every idle read "
                     "would end in a socket timeout"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _wait_below_socket_timeout(self) -> AppSettings:
+        """A WAIT rides in the write's round trip: a reply that takes ``timeout`` must not
+        be cut off by the socket's timeout first (the write would then be retried as if
+        Redis were down, and written again, and no ``NotDurableError`` would say why)."""
+        limit = self.redis.socket_timeout
+        for name, listener in self.listeners.items():
+            for where, durability in (("publish", listener.publish.durability),
+                                      ("idempotency", listener.idempotency.durability
+                                       if listener.idempotency else None)):
+                if durability is not None and durability.timeout >= limit:
+                    raise ValueError(
+                        f"listeners.{name}: {where}.durability.timeout "
+                        f"({durability.timeout.total_seconds():g}s) must be shorter than "
+                        f"redis.socket_timeout ({limit.total_seconds():g}s): the WAIT's "
+                        "reply would be cut off by the socket's timeout first")
         return self
 
     @model_validator(mode="after")

@@ -36,10 +36,15 @@ class Statements:
 def check_table_name(table: str) -> str:
     """A table name goes into the SQL as it is: only a plain (optionally schema-qualified)
     identifier is accepted, so no name can inject anything."""
-    if not _IDENTIFIER.match(table):
+    if not _IDENTIFIER.fullmatch(table):
         raise ValueError(f"inbox table {table!r} is not a plain SQL identifier "
                          "(letters, digits, _; optionally schema.table)")
     return table
+
+
+def quoted(table: str) -> str:
+    """``"schema"."table"``: a name that is also an SQL word (``order``) still works."""
+    return ".".join(f'"{part}"' for part in table.split("."))
 
 
 def markers(paramstyle: str) -> tuple[str, str]:
@@ -59,6 +64,7 @@ def markers(paramstyle: str) -> tuple[str, str]:
 def statements(table: str, paramstyle: str) -> Statements:
     first, second = markers(paramstyle)
     only = ":at" if paramstyle == "named" else first  # purge's one parameter
+    table = quoted(table)
     return Statements(
         paramstyle=paramstyle,
         create=(f"CREATE TABLE IF NOT EXISTS {table} (key VARCHAR(512) PRIMARY KEY, "
@@ -69,19 +75,29 @@ def statements(table: str, paramstyle: str) -> Statements:
     )
 
 
+def dbapi_under(connection: object) -> object | None:
+    """The DB-API connection under a SQLAlchemy ``Session`` or ``Connection`` (to ask
+    whether it would commit alone), or None when it cannot be reached."""
+    made = getattr(connection, "connection", None)
+    if callable(made) and not hasattr(made, "dbapi_connection"):
+        made = made()  # Session.connection(): begins the session's transaction
+        made = getattr(made, "connection", None)  # its Connection's pool proxy
+    return getattr(made, "dbapi_connection", None)
+
+
 def kind_of(connection: object) -> Kind:
     """A SQLAlchemy ``Session``/``Connection`` (sync or asyncio), or a DB-API connection
     or cursor."""
     module = type(connection).__module__
-    if module.split(".")[0] != "sqlalchemy":
-        return "dbapi"
+    if module.split(".")[0] != "sqlalchemy" or hasattr(connection, "dbapi_connection"):
+        return "dbapi"  # a pool's proxy of a DB-API connection (engine.raw_connection())
     return "sqlalchemy-async" if module.startswith("sqlalchemy.ext.asyncio") else "sqlalchemy"
 
 
 def paramstyle_of(connection: object) -> str:
     """The paramstyle its driver's module declares (PEP 249): the connection's class's
     module, or a package above it (psycopg's classes live in submodules)."""
-    module = type(connection).__module__
+    module = type(getattr(connection, "dbapi_connection", connection)).__module__
     while module:
         found = getattr(sys.modules.get(module), "paramstyle", None)
         if isinstance(found, str):
@@ -99,6 +115,9 @@ def commits_alone(connection: object) -> bool:
     BEGIN issued (``in_transaction``). psycopg/psycopg2: ``autocommit`` True, with no
     ``transaction()`` block open (psycopg 3's ``info.transaction_status``). A driver that
     says none of this is trusted to open a transaction, as PEP 249 requires."""
+    connection = getattr(connection, "dbapi_connection", connection)  # a pool's proxy
+    if not hasattr(connection, "cursor") and hasattr(connection, "connection"):
+        connection = connection.connection  # a cursor: its connection decides
     if getattr(connection, "in_transaction", False) is True:
         return False
     autocommit = getattr(connection, "autocommit", None)

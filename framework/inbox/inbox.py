@@ -30,6 +30,7 @@ from .dialects import (
     Statements,
     check_table_name,
     commits_alone,
+    dbapi_under,
     kind_of,
     paramstyle_of,
     statements,
@@ -82,7 +83,12 @@ class Inbox:
         it was handled (committed) before — do nothing and return; the entry is acked.
         Call it first in the transaction, before the effect. A connection that would
         commit the record by itself (autocommit, no transaction open) is refused."""
-        if kind_of(connection) == "dbapi" and commits_alone(connection):
+        kind = kind_of(connection)
+        if kind == "sqlalchemy-async":
+            raise TypeError("an asyncio session: use `await inbox.claim_async(session, "
+                            "message)`")
+        raw = connection if kind == "dbapi" else dbapi_under(connection)
+        if raw is not None and commits_alone(raw):
             raise ValueError("the inbox's connection is not in a transaction (autocommit): "
                              "the record would commit without the effect — open one "
                              "first (BEGIN, or a connection without autocommit)")

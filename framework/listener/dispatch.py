@@ -34,6 +34,7 @@ from ..codecs import codec_for
 from ..errors import HandlerTimeout, PayloadError
 from ..handler import StreamHandler
 from ..message import Message
+from ..middleware.chain import chained
 from ..observability.logs import ENTRY_ID, install_entry_context
 from ..observability.tracing import ConsumerTracer, without_trace_fields
 from ..wire.decoding import undecodable
@@ -53,6 +54,9 @@ from .timeouts import Running, Watchdog
 
 FRESH = 1
 Until = Literal["started", "finished"]
+_RUNNING: contextvars.ContextVar[Running] = contextvars.ContextVar("streamboot_running")
+"""The worker's :class:`Running`, for the end of a middleware chain (a sync handler's
+thread job is recorded there, so a timeout can abandon it)."""
 
 
 class Rejection(NamedTuple):
@@ -85,6 +89,8 @@ class Dispatcher:
             self._decode = lambda fields: decode(without_trace_fields(fields))
         self._handle = handler.handle
         self._is_async = handler.is_async()
+        self._limiter = spec.rate_limiter
+        self._chain = chained(spec.middleware, self._invoke) if spec.middleware else None
         self._threads = (None if self._is_async
                          else HandlerThreads(spec.concurrency, f"sb-{spec.name}"))
         self._watchdog = Watchdog(spec.handler_timeout.total_seconds(), self._abandon_worker)
@@ -308,6 +314,8 @@ class Dispatcher:
         plain methods; the handler's call stays here, since every extra coroutine layer
         costs about half a microsecond per entry."""
         entry_id = entry.id
+        if self._limiter is not None:  # before the clock starts: waiting is not handling
+            await self._limiter.acquire()
         started = perf_counter()
         if self._tenure is not None and not self._tenure.trusted():
             if not await self._tenure_held(self._tenure, entry_id):
@@ -338,7 +346,10 @@ class Dispatcher:
             watchdog.arm(started)
         error: Exception | None = None
         try:
-            if self._is_async:
+            if self._chain is not None:
+                _RUNNING.set(running)
+                await self._chain(message)
+            elif self._is_async:
                 await self._handle(message)
             else:
                 assert self._threads is not None
@@ -372,6 +383,15 @@ class Dispatcher:
             return
         self._stats.handled += 1
         self._acks.succeeded(entry_id, marker)
+
+    async def _invoke(self, message: Message[Any]) -> Any:
+        """The handler's call at the end of a middleware chain: awaited, or in a thread."""
+        if self._is_async:
+            return await self._handle(message)
+        assert self._threads is not None
+        job = self._threads.submit(contextvars.copy_context().run, self._handle, message)
+        _RUNNING.get().future = job
+        return await asyncio.wrap_future(job)
 
     def _trusted(self, keeper: OwnershipKeeper, entry_id: str, now: float) -> bool:
         """The entry's receipt, or the last renewal, vouches that it is still ours (the

@@ -63,11 +63,11 @@ _LINES = {
                       "partition's lease before the XACK; {they} pending for the "
                       "partition's new owner, which handles {them} again (at-least-once): "
                       "{ids}",
-    "already": "{n} handled here had been acknowledged already when this consumer's XACK "
-               "arrived: another consumer took them over while their handlers ran here (a "
-               "pause, a lost connection), so they were handled twice, as at-least-once "
-               "allows; or they were deleted meanwhile, or a failover's new primary never "
-               "had them pending (their delivery was not replicated){ids}",
+    "already": "{n} handled here {was} no longer pending when this consumer's XACK "
+               "arrived, for one of three reasons: a failover's new primary never had the "
+               "delivery (replication lags: nothing was handled twice); another consumer "
+               "took it over while the handler ran here (a pause, a lost connection: then "
+               "handled twice, as at-least-once allows); or it was deleted meanwhile{ids}",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from ..config.models import (
     ContainerSettings,
@@ -42,6 +42,13 @@ class ListenerSpec:
     listener: str = ""
     """The declared listener this subscription belongs to (its partitions and periods
     share it): the ``listener`` label of the metrics."""
+    middleware: tuple[Any, ...] = ()
+    """The resolved middleware beans, outermost first (``container.middleware``, then the
+    listener's): set by the application once they are resolved, shared by its
+    partitions and periods."""
+    rate_limiter: Any = None
+    """The listener's :class:`~streamboot.middleware.RateLimiter` (``rate_limit``), one for
+    all its subscriptions; None: no limit."""
 
     @property
     def listener_name(self) -> str:

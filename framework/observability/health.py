@@ -9,6 +9,7 @@ import time
 from ..listener.poll import Subscription
 from ..partitions.membership import Membership
 from ..wire.operator import RedisOperator
+from ..wire.redis_errors import describe_unavailable, is_transient
 
 
 async def health(operator: RedisOperator, subscriptions: dict[str, Subscription],
@@ -29,7 +30,8 @@ async def health(operator: RedisOperator, subscriptions: dict[str, Subscription]
     try:
         await asyncio.wait_for(operator.ping(), 1.0)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else "no answer within 1s"
+        reason = (describe_unavailable(exc, operator.address) if is_transient(exc)
+                  else f"{type(exc).__name__}: {exc}" if str(exc) else "no answer within 1s")
         problems.append(f"redis unreachable: {reason}")
     now = time.monotonic()
     for name, sub in subscriptions.items():

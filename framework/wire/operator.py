@@ -62,6 +62,7 @@ class RedisOperator:
         self._range = client.register_script(scripts.RANGE)
         self._reclaim_one = client.register_script(scripts.RECLAIM_ONE)
         self._renew_owned = client.register_script(scripts.RENEW_OWNED)
+        self._take_token = client.register_script(scripts.TAKE_TOKEN)
         self.said_read_only = False
         """Whether the hint for a read-only replica (redis_errors.READ_ONLY_HINT) was said:
         once per process, whichever listener or job met it first."""
@@ -263,6 +264,12 @@ class RedisOperator:
         """DELCONSUMER only if it holds nothing pending and idled ``min_idle``, atomically."""
         return bool(await self._run(key, group, self._delete_idle_consumer, keys=[key],
                                     args=[group, consumer, to_ms(min_idle)]))
+
+    async def take_token(self, key: str, rate: float, burst: float) -> float:
+        """Take a token of the shared bucket ``key`` (a rate limit): 0.0 when taken, else
+        the seconds until one is there."""
+        reply = await self._take_token(keys=[key], args=[repr(rate), repr(burst)])
+        return float(reply.decode() if isinstance(reply, bytes) else reply)
 
     async def destroy_group(self, key: str, group: str) -> bool:
         return bool(await self._run(key, group, self._client.xgroup_destroy, key, group))
@@ -593,8 +600,8 @@ class RedisOperator:
                 continue
             if service in masters:
                 return None
-            nodes = ", ".join(f"{s.connection_pool.connection_kwargs.get('host')}:"
-                              f"{s.connection_pool.connection_kwargs.get('port')}"
+            nodes = ", ".join(host_port(str(s.connection_pool.connection_kwargs.get("host")),
+                                        s.connection_pool.connection_kwargs.get("port"))
                               for s in manager.sentinels)
             return (f"the Sentinels at {nodes} monitor no primary named {service!r} "
                     f"(they monitor: {', '.join(sorted(masters)) or 'none'}); check "

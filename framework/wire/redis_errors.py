@@ -118,7 +118,7 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError
                   | AuthenticationWrongNumberOfArgsError | WrongTypeError):
         return True
-    if tls_failure(exc) is not None:
+    if tls_failure(exc) is not None or sentinels_refused_credentials(exc) is not None:
         return True
     return isinstance(exc, ResponseError) and server_error_text(exc).startswith(
         (*_UNKNOWN_COMMAND, *_NO_SUCH_DB, *_SCRIPT_NOPERM, "NOPERM", "WRONGPASS", "NOAUTH"))
@@ -133,6 +133,27 @@ def no_primary_found(exc: BaseException) -> bool:
 
 def sentinels_unreachable(exc: BaseException) -> bool:
     return no_primary_found(exc) and " : " in str(exc)
+
+
+def sentinels_refused_credentials(exc: BaseException) -> str | None:
+    """A Sentinel answered and refused this client's credentials (redis-py keeps each
+    Sentinel's error in its MasterNotFoundError): "missing" (it requires a password and
+    none was sent) or "wrong"; None otherwise. No retry heals either."""
+    if not sentinels_unreachable(exc):
+        return None
+    text = str(exc).split(" : ", 1)[1]
+    if _password_missing(text) or "NOAUTH" in text:
+        return "missing"
+    if "WRONGPASS" in text or "invalid username-password" in text \
+            or "AuthenticationError" in text:
+        return "wrong"
+    return None
+
+
+def _sentinel_nodes(exc: BaseException) -> str:
+    nodes = dict.fromkeys(host_port(h, p) for h, p in
+                          re.findall(r"host=([^,]+),port=(\d+)", str(exc)))
+    return f" at {', '.join(nodes)}" if nodes else ""
 
 
 def _demoted_while_blocked(text: str) -> bool:
@@ -210,10 +231,8 @@ def describe_unavailable(exc: BaseException, address: str = "") -> str:
             found = re.search(r"Error (\d+) connecting", str(exc))
             reason = (os.strerror(int(found.group(1))).lower() if found
                       else "timed out" if "Timeout" in str(exc) else "none answered")
-            nodes = dict.fromkeys(host_port(h, p) for h, p in
-                                  re.findall(r"host=([^,]+),port=(\d+)", str(exc)))
-            at = f" at {', '.join(nodes)}" if nodes else ""
-            return f"cannot reach any of the Sentinels{at} of primary {service} ({reason})"
+            return (f"cannot reach any of the Sentinels{_sentinel_nodes(exc)} of primary "
+                    f"{service} ({reason})")
         return (f"the Sentinels report no healthy primary {service} now (a failover in "
                 "progress?)")
     if isinstance(exc, ResponseError):
@@ -252,6 +271,13 @@ def describe_permanent(exc: BaseException, address: str = "") -> str:
             text += ": the server requires a client certificate"
         return (f"TLS handshake with redis {address or '?'} failed: {text} "
                 "(check redis.tls: ca_file, cert_file, key_file)")
+    refusal = sentinels_refused_credentials(exc)
+    if refusal == "missing":
+        return (f"the Sentinels{_sentinel_nodes(exc)} require a password (set "
+                "redis.sentinel.password; redis.password is the data nodes')")
+    if refusal == "wrong":
+        return (f"the Sentinels{_sentinel_nodes(exc)} refused the credentials of "
+                "redis.sentinel (username, password): authentication failed")
     text = server_error_text(exc) if isinstance(exc, ResponseError) else str(exc)
     if _password_missing(text):
         at = f" at {address}" if address else ""

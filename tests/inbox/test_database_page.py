@@ -13,17 +13,13 @@ import pytest
 from streamboot import Inbox
 from streamboot.listener.idempotency import marker_key
 from streamboot.testing import message_of, run_app
+from tests.documented import documented_files as files_in
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "database.md"
 
 
 def documented_files() -> dict[str, str]:
-    files = {}
-    for body in re.findall(r"```(?:python|yaml)\n(.*?)```", DOC.read_text(), re.S):
-        first, _, rest = body.partition("\n")
-        if first.startswith("# ") and ("/" in first or first.endswith(".yaml")):
-            files[first[2:].strip()] = rest
-    return files
+    return files_in(DOC.read_text())
 
 
 async def test_the_database_page_runs_as_written(

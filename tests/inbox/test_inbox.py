@@ -41,7 +41,7 @@ def test_each_paramstyle_gets_its_markers(style: str, claim: str, parameters: An
     assert sql.claim_parameters("k", 1.0) == parameters
 
 
-@pytest.mark.parametrize("table", ["inbox; DROP TABLE x", "1abc", "a b", "a.b.c", ""])
+@pytest.mark.parametrize("table", ["inbox; DROP TABLE x", "1abc", "a b", "a.b.c", "", "inbox\n"])
 def test_a_table_name_that_is_not_an_identifier_is_refused(table: str) -> None:
     with pytest.raises(ValueError, match="is not a plain SQL identifier"):
         check_table_name(table)
@@ -160,3 +160,38 @@ async def test_sqlalchemy_asyncio_sessions_claim_in_their_transaction(tmp_path: 
     with pytest.raises(TypeError, match="AsyncSession"):
         await inbox.claim_async(sqlite3.connect(":memory:"), message())
     await engine.dispose()
+
+
+def test_a_cursor_of_an_autocommit_connection_is_refused_too(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    Inbox().create_table(db)
+    with pytest.raises(ValueError, match="not in a transaction"):
+        Inbox().claim(db.cursor(), message())
+    assert db.execute("SELECT COUNT(*) FROM streamboot_inbox").fetchone() == (0,)
+
+
+def test_sqlalchemy_in_autocommit_is_refused_and_other_shapes_are_told_apart(
+        tmp_path: Path) -> None:
+    import sqlalchemy
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.orm import Session
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = sqlalchemy.create_engine(url)
+    inbox = Inbox("order")  # an SQL word as the table's name: quoted, so it works
+    with Session(engine) as session, session.begin():
+        inbox.create_table(session)
+    auto = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with Session(auto) as session, pytest.raises(ValueError, match="not in a transaction"):
+        inbox.claim(session, message("1-0"))
+    raw = engine.raw_connection()  # the pool's proxy of a sqlite3 connection
+    assert inbox.claim(raw, message("2-0"))
+    raw.commit()
+    raw.close()
+    with pytest.raises(TypeError, match=r"use `await inbox\.claim_async"):
+        inbox.claim(AsyncSession(create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/b.db")),
+                    message())
+    with Session(engine) as session:
+        assert not inbox.claim(session, message("2-0"))
+    engine.dispose()
+    auto.dispose()

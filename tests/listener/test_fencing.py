@@ -213,7 +213,7 @@ async def test_an_ack_that_finds_entries_acknowledged_already_says_they_ran_twic
         logger.remove(sink)
     assert stats.already_acked == 1
     assert len(lines) == 1
-    assert "1 entry handled here had been acknowledged already" in lines[0]
+    assert "1 entry handled here was no longer pending when this consumer's XACK" in lines[0]
 
 
 async def test_a_restart_counts_each_entry_deleted_while_pending_once(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,20 +21,15 @@ from redis import Redis
 
 from streamboot.devserver import RedisServer, free_port
 from tests.conftest import http_get, stop_process, wait_for
+from tests.documented import documented_files as files_in
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "web-app.md"
 
 
 def documented_files() -> dict[str, str]:
-    """Every fenced block of the shop section whose first line names a file (``# path``)."""
+    """The shop section's files."""
     section = DOC.read_text().split("## A shop, from an empty directory", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    files = {}
-    for body in re.findall(r"```(?:python|yaml)\n(.*?)```", section, re.S):
-        first, _, rest = body.partition("\n")
-        if first.startswith("# "):
-            files[first[2:].strip()] = rest
-    return files
+    return files_in(section.split("\n## ", 1)[0])
 
 
 def post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
