@@ -154,8 +154,8 @@ class Acks:
         """A success: its XACK (and marker) is owed. Acked on its own shortly if the loop
         is waiting on a read that may block."""
         self._ids.append(entry_id)
-        if marker is not None:
-            self._markers.append(marker)
+        if marker is not None:  # with its entry: the marker's value names it (commands.py)
+            self._markers.append(f"{marker}\n{entry_id}")
         if self._reading and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._patience,
                                                                   self._side_ack)
@@ -201,7 +201,7 @@ class Acks:
         """Idempotency markers set by successes whose SET has not been confirmed: for the
         dedup check, they count as already set."""
         riding = self._riding[1] if self._riding is not None else []
-        return {*self._markers, *riding}
+        return {item.rpartition("\n")[0] or item for item in (*self._markers, *riding)}
 
     # -- riding with the read ------------------------------------------------------------
     def ride(self) -> tuple[list[str], list[str]]:

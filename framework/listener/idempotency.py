@@ -126,7 +126,8 @@ class IdempotentScript:
         marker, ttl = message.marker
         durability = message.durability
         if durability is None:
-            result = await self._script(keys=[marker, *keys], args=[to_ms(ttl), *args])
+            result = await self._script(keys=[marker, *keys],
+                                        args=[to_ms(ttl), message.id, *args])
             return None if result is None else result
         # Effect, marker and WAIT in one round trip on one connection: the entry is acked
         # only once enough replicas have them (else this raises and it is retried).
@@ -134,7 +135,7 @@ class IdempotentScript:
         reply, acknowledged = await with_wait(
             self._client, marker, durability.replicas, timeout_ms,
             lambda pipe: pipe.execute_command("EVAL", self._durable, 1 + len(keys), marker,
-                                              *keys, to_ms(ttl), *args))
+                                              *keys, to_ms(ttl), message.id, *args))
         if acknowledged < durability.replicas:
             raise NotDurableError([marker], [message.id], acknowledged, durability.replicas,
                                   timeout_ms, setting="idempotency.durability",

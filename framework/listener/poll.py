@@ -540,7 +540,9 @@ class Subscription:
         (idempotency.py's ``sort_batch``); a second entry of a key waits for the first."""
         assert self._idempotency is not None
         markers = [self._idempotency.marker_for(e.fields) for e in entries]
-        found = await self._operator.markers_handled([m for m in markers if m is not None])
+        found = await self._operator.markers_handled(
+            [m for m in markers if m is not None],
+            [e.id for e, m in zip(entries, markers, strict=True) if m is not None])
         batch = sort_batch(entries, markers, found, self._acks.unconfirmed_markers())
         self._injected.extend((entry, FRESH) for entry in batch.later)
         if batch.done:

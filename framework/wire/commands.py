@@ -21,13 +21,20 @@ Command = tuple[str | int, ...]
 
 def ack_commands(key: str, group: str, ids: Sequence[str], markers: Sequence[str],
                  marker_ttl: timedelta | None) -> list[Command]:
-    """SET (PX ttl) each idempotency marker to "1" (handled), then XACK the ids: in this
-    order, so an entry is never acknowledged without its marker."""
+    """SET (PX ttl) each idempotency marker to "1 <entry id>" (handled), then XACK the ids:
+    in this order, so an entry is never acknowledged without its marker.
+
+    ``markers`` are ``"<marker>\n<entry id>"`` (listener/acks.py): the value names the
+    entry, so that a marker whose ack never took — set on a primary that never delivered
+    the entry, after a failover — does not make that node skip the entry itself (see
+    :func:`marker_says_handled`)."""
     commands: list[Command] = []
     ttl = to_ms(marker_ttl) if marker_ttl else None
-    for marker in markers:
-        # Not NX: it turns an IdempotentScript's "2" (applied) into "1" (handled).
-        commands.append(("SET", marker, "1", "PX", ttl) if ttl else ("SET", marker, "1"))
+    for item in markers:
+        marker, newline, entry_id = item.rpartition("\n")
+        marker, value = (marker, f"1 {entry_id}") if newline else (entry_id, "1")
+        # Not NX: it turns an IdempotentScript's "2" (applied) into "1 …" (handled).
+        commands.append(("SET", marker, value, "PX", ttl) if ttl else ("SET", marker, value))
     if ids:
         commands.append(("XACK", key, group, *ids))
     return commands
@@ -95,3 +102,15 @@ def parsed_entries(rows: Iterable[Any] | None) -> list[StreamEntry]:
 def parsed_read_reply(reply: Any) -> list[StreamEntry]:
     """An XREADGROUP reply as redis-py parses it in a pipeline: ``[[stream, rows]]``."""
     return parsed_entries(reply[0][1]) if reply else []
+
+
+def marker_says_handled(value: str | bytes | None, entry_id: str) -> bool:
+    """Whether a marker's value means "this business key was handled": by another entry
+    (``1 <other id>``, or ``1`` from before values named their entry). The entry's own
+    ``1 <its id>`` seen at its delivery means its ack never took on this node (a failover
+    whose new primary never delivered it): handled again, at least once. ``2`` (an
+    IdempotentScript applied it, no success yet) is not "handled" either."""
+    if value is None:
+        return False
+    text = value.decode() if isinstance(value, bytes) else value
+    return text == "1" or (text.startswith("1 ") and text != f"1 {entry_id}")

@@ -24,6 +24,7 @@ from ..errors import MissingStreamError
 from . import scripts
 from .commands import (
     ack_commands,
+    marker_says_handled,
     parse_entries,
     parsed_entries,
     parsed_read_reply,
@@ -380,16 +381,18 @@ class RedisOperator:
             return 0
         return int(await self._run(key, group, self._client.xack, key, group, *ids))
 
-    async def markers_handled(self, keys: Sequence[str]) -> list[bool]:
-        """Whether each idempotency marker says "handled" ("1", set once the handler
-        succeeded; an IdempotentScript's "2" is applied, not handled), in one round trip
-        (keys may live on different cluster nodes)."""
+    async def markers_handled(self, keys: Sequence[str],
+                              entry_ids: Sequence[str]) -> list[bool]:
+        """Whether each idempotency marker says "handled" for the entry beside it
+        (commands.marker_says_handled; an IdempotentScript's "2" is applied, not
+        handled), in one round trip (keys may live on different cluster nodes)."""
         if not keys:
             return []
         pipe = self._client.pipeline(transaction=False)
         for k in keys:
             pipe.get(k)
-        return [v in ("1", b"1") for v in await pipe.execute()]
+        return [marker_says_handled(v, i)
+                for v, i in zip(await pipe.execute(), entry_ids, strict=True)]
 
     # -- pending ------------------------------------------------------------------------
     async def pending_summary(self, key: str, group: str) -> PendingSummary:

@@ -135,7 +135,10 @@ RANGE = "return redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3]
 IDEMPOTENT_PREFIX = """
 local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
-if not redis.call('SET', marker, '2', 'NX', 'PX', ttl) then return false end
+local own = '1 ' .. table.remove(ARGV, 1)
+local found = redis.call('GET', marker)
+if found and found ~= own then return false end
+redis.call('SET', marker, '2', 'PX', ttl)
 """
 
 # The same, for a WAIT that follows (idempotency.durability): a marker found is touched
@@ -145,10 +148,13 @@ if not redis.call('SET', marker, '2', 'NX', 'PX', ttl) then return false end
 IDEMPOTENT_PREFIX_DURABLE = """
 local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
-if not redis.call('SET', marker, '2', 'NX', 'PX', ttl) then
+local own = '1 ' .. table.remove(ARGV, 1)
+local found = redis.call('GET', marker)
+if found and found ~= own then
   redis.call('PEXPIRE', marker, ttl)
   return false
 end
+redis.call('SET', marker, '2', 'PX', ttl)
 """
 
 # Delete a consumer only if it holds no pending entry and has been idle long enough,

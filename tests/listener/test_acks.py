@@ -90,10 +90,10 @@ async def test_acks_ride_with_the_read_and_come_back_when_it_fails() -> None:
     acks.succeeded("1-0", "m1")
     acks.succeeded("2-0", None)
     assert acks.watermark == "3-0"
-    assert acks.ride() == (["1-0", "2-0"], ["m1"])
+    assert acks.ride() == (["1-0", "2-0"], ["m1\n1-0"])  # with its entry
     assert acks.unconfirmed_markers() == {"m1"}
     acks.missed()  # the read failed: its acks wait for the next one
-    assert acks.ride() == (["1-0", "2-0"], ["m1"])
+    assert acks.ride() == (["1-0", "2-0"], ["m1\n1-0"])
     acks.arrived(2)
     assert not acks.holds("1-0")
     assert not acks.holds("2-0")

@@ -340,5 +340,5 @@ async def test_a_listener_with_durable_idempotency_acks_only_once_a_replica_has_
             await container.stop()
             await client.aclose()
         assert sync_replica.get("applied:{o1}") == "1"
-        assert sync_replica.get("streamboot:done:g:{o1}") == "1"
+        assert str(sync_replica.get("streamboot:done:g:{o1}")).startswith("1 ")  # handled
         sync_replica.close()
