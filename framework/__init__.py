@@ -14,6 +14,7 @@ from .devserver import RedisServer
 from .di import StreambootContainer
 from .errors import (
     Backpressure,
+    BatchEntryError,
     ConfigError,
     ConfigProblem,
     DuplicateListenerError,
@@ -38,7 +39,7 @@ from .errors import (
     UsageError,
     WrongTypeError,
 )
-from .handler import StreamHandler
+from .handler import BatchFailures, BatchHandler, StreamHandler
 from .inbox import Inbox
 from .jobs.clock import Clock, FakeClock, SystemClock
 from .listener.idempotency import IdempotentScript
@@ -53,6 +54,9 @@ __all__ = [
     "AppSettings",
     "Application",
     "Backpressure",
+    "BatchEntryError",
+    "BatchFailures",
+    "BatchHandler",
     "CallNext",
     "Clock",
     "Codec",

@@ -18,7 +18,7 @@ from loguru import logger
 from .config.models import AppSettings
 from .di import StreambootContainer, build_container, provide, resolve_handler, resolve_middlewares
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
-from .handler import StreamHandler
+from .handler import StreamHandler, batch_problem
 from .jobs.clock import Clock, SystemClock
 from .jobs.contract import DeclaredListener, Listeners
 from .jobs.registry import declare
@@ -202,6 +202,12 @@ class Application:
                     unresolved.add(assigned.listener)
                     problems.append(ConfigProblem(
                         self.source, f"listeners.{assigned.listener}.handler", str(exc)))
+                else:
+                    wrong = batch_problem(type(handler), assigned.settings.batch is not None)
+                    if wrong is not None:
+                        unresolved.add(assigned.listener)
+                        problems.append(ConfigProblem(
+                            self.source, f"listeners.{assigned.listener}.batch", wrong))
             chain = chains.get(assigned.listener)
             if chain is None and assigned.listener not in unresolved:
                 try:

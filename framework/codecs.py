@@ -24,6 +24,9 @@ from typing_extensions import is_typeddict  # both kinds (typing's and its own)
 from .errors import PayloadError, UnpublishableError
 
 Decoder = Callable[[dict[str, str]], Any]
+BatchDecoder = Callable[[list[dict[str, str]]], list[Any]]
+"""Many entries' payloads in one call into pydantic-core; raises when any is invalid (the
+caller then decodes one by one, to say which)."""
 
 
 def is_raw(tp: Any) -> bool:
@@ -99,6 +102,8 @@ def _plain(payload: Any) -> dict[str, Any]:
 class Codec(Protocol):
     def decoder(self, payload_type: Any) -> Decoder: ...
 
+    def batch_decoder(self, payload_type: Any) -> BatchDecoder | None: ...
+
     def encode(self, payload: Any) -> dict[str, str]: ...
 
 
@@ -158,6 +163,23 @@ class FlatCodec:
 
         return decode
 
+    def batch_decoder(self, payload_type: Any) -> BatchDecoder | None:
+        """A list validated in one ``TypeAdapter`` call: about half the per-entry cost of
+        ``model_validate`` on each (the call's overhead is paid once). None for the raw
+        fields (nothing to validate)."""
+        if is_raw(payload_type):
+            return None
+        validate = TypeAdapter(list[payload_type]).validate_python
+        nested = _nested_fields(payload_type)
+        if not nested:
+            return validate
+
+        def decode_many(many: list[dict[str, str]]) -> list[Any]:
+            return validate([{k: _parsed(v) if k in nested else v for k, v in fields.items()}
+                             for fields in many])
+
+        return decode_many
+
     def encode(self, payload: Any) -> dict[str, str]:
         out: dict[str, str] = {}
         for key, value in _plain(payload).items():
@@ -194,6 +216,11 @@ class JsonCodec:
                 raise PayloadError(f"invalid {name}: {_describe(exc)}", exc) from None
 
         return decode
+
+    def batch_decoder(self, payload_type: Any) -> BatchDecoder | None:
+        """None: each entry's JSON text is validated on its own (``validate_json`` parses
+        and validates in one pass already)."""
+        return None
 
     def encode(self, payload: Any) -> dict[str, str]:
         if isinstance(payload, BaseModel):

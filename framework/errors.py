@@ -208,5 +208,10 @@ class HandlerTimeout(StreambootError):
         self.entry_id = entry_id
 
 
+class BatchEntryError(StreambootError):
+    """An entry a batch handler reported as failed with a reason in text (not an
+    exception): the reason is the message, as a dead letter's error shows it."""
+
+
 class StartupError(StreambootError):
     """What makes ``run`` give up at start: no retry would heal it."""

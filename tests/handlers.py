@@ -15,7 +15,7 @@ from loguru import logger
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from streamboot import Message, StreamHandler
+from streamboot import BatchHandler, Message, StreamHandler
 from streamboot.listener.idempotency import IdempotentScript
 
 
@@ -266,6 +266,18 @@ class JournalHandler(StreamHandler[dict[str, str]]):
             time.sleep(float(message.payload["block"]))  # noqa: ASYNC251 - the point
         await asyncio.sleep(float(os.environ.get("TEST_HANDLER_SLEEP", "0")))
         journal(message, "end")
+
+
+class JournalBatchHandler(BatchHandler[dict[str, str]]):
+    """JournalHandler's journal, a batch at a time: every entry's ``start`` line, the
+    process's ``TEST_HANDLER_SLEEP``, every entry's ``end`` line."""
+
+    async def handle_batch(self, messages: list[Message[dict[str, str]]]) -> None:
+        for message in messages:
+            journal(message, "start")
+        await asyncio.sleep(float(os.environ.get("TEST_HANDLER_SLEEP", "0")))
+        for message in messages:
+            journal(message, "end")
 
 
 def journal(message: Message[dict[str, str]], what: str) -> None:

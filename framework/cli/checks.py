@@ -24,7 +24,7 @@ from ..di import (
     resolve_middlewares,
 )
 from ..errors import ConfigError, ConfigProblem, HandlerResolutionError
-from ..handler import handler_problems
+from ..handler import batch_problem, handler_problems
 from ..partitions.keys import partition_keys
 from ..wire.operator import RedisOperator
 from ..wire.redis_errors import (
@@ -84,6 +84,9 @@ async def _resolve_each(settings: AppSettings, container: Any, file: str,
             problems.append(ConfigProblem(file, f"listeners.{name}.handler", str(exc)))
             continue
         problems.extend(_fields_problems(file, name, listener, type(handler).payload_type))
+        batch = batch_problem(type(handler), listener.batch is not None)
+        if batch is not None:
+            problems.append(ConfigProblem(file, f"listeners.{name}.batch", batch))
         try:
             await resolve_middlewares(settings, container, name)
         except HandlerResolutionError as exc:

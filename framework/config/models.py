@@ -367,6 +367,27 @@ class RateLimitSettings(StrictModel):
     Redis cannot be asked, each process limits by its own bucket"""
 
 
+class BatchSettings(StrictModel):
+    """How a :class:`~streamboot.BatchHandler`'s batches are made (docs/batches.md)."""
+
+    max_size: int | None = Field(default=None, ge=1, le=10_000, json_schema_extra={
+        "default_shown": "the listener's `batch_size`"})
+    """entries per `handle_batch` call, at most; above `batch_size`, a batch gathers
+    several reads (up to `max_wait`)"""
+    max_wait: Duration = timedelta(0)
+    """how long a batch short of `max_size` may wait for more entries before it is
+    handled (its entries are in hand meanwhile, renewed); `0s`: what one read brings is a
+    batch"""
+
+    @field_validator("max_wait")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0) or value > timedelta(minutes=1):
+            raise ValueError("must be between 0s and 1m: entries wait that long, in hand, "
+                             "before their handler starts")
+        return value
+
+
 class IdempotencySettings(StrictModel):
     """Skip entries whose business key was already handled by this group."""
 
@@ -577,6 +598,9 @@ class ListenerSettings(StrictModel):
     (docs/middleware.md)"""
     rate_limit: RateLimitSettings | None = None
     """at most so many handlings started per second; absent: no limit"""
+    batch: BatchSettings | None = None
+    """how a `BatchHandler`'s batches are made; only for a `BatchHandler` (absent: one
+    read's entries per batch)"""
     ordering_key: str | None = Field(default=None, min_length=1)
     """payload field: entries with the same value are never handled at the same time by one
     process, and are handled in stream order (a retried entry holds back the later entries

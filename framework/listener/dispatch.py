@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from itertools import repeat
 from time import monotonic, perf_counter
@@ -68,6 +68,12 @@ class Rejection(NamedTuple):
 _Job = tuple[StreamEntry, int, "asyncio.Future[None] | None"]
 
 
+def _plain_text(entry: StreamEntry) -> bool:
+    """Every name and value ASCII, no name twice: the payload can be built as it is."""
+    _, fields, raw = entry
+    return raw is not None and len(raw) == 2 * len(fields) and all(map(str.isascii, raw))
+
+
 class Dispatcher:
     def __init__(self, spec: ListenerSpec, handler: StreamHandler[Any], stats: ListenerStats,
                  failures: FailurePolicy, idempotency: Idempotency | None, acks: Acks,
@@ -81,16 +87,21 @@ class Dispatcher:
         self._idempotency = idempotency
         self._acks = acks
         self._keeper = keeper
-        self._decode = codec_for(spec.codec, spec.json_field).decoder(type(handler).payload_type)
+        codec = codec_for(spec.codec, spec.json_field)
+        self._decode = codec.decoder(type(handler).payload_type)
+        self._decode_many = codec.batch_decoder(type(handler).payload_type)
         self._tracer: ConsumerTracer | None = None
         if spec.tracing:  # decided once: without tracing the hot path never looks at it
             self._tracer = ConsumerTracer(spec.stream, spec.group, spec.consumer)
-            decode = self._decode
+            decode, many = self._decode, self._decode_many
             self._decode = lambda fields: decode(without_trace_fields(fields))
-        self._handle = handler.handle
+            if many is not None:
+                self._decode_many = lambda batch: many([without_trace_fields(f) for f in batch])
+        self._handle: Callable[[Any], Any] = handler.handle
         self._is_async = handler.is_async()
         self._limiter = spec.rate_limiter
-        self._chain = chained(spec.middleware, self._invoke) if spec.middleware else None
+        self._chain: Callable[[Any], Awaitable[Any]] | None = (
+            chained(spec.middleware, self._invoke) if spec.middleware else None)
         self._threads = (None if self._is_async
                          else HandlerThreads(spec.concurrency, f"sb-{spec.name}"))
         self._watchdog = Watchdog(spec.handler_timeout.total_seconds(), self._abandon_worker)
@@ -431,6 +442,16 @@ class Dispatcher:
             return Rejection(PayloadError(f"payload could not be built: "
                                           f"{type(exc).__name__}: {exc}", exc),
                              REASON_INVALID_PAYLOAD)
+
+    def _payloads(self, entries: Sequence[StreamEntry]) -> list[Any]:
+        """Each entry's payload or :class:`Rejection`: the whole list in one call into
+        pydantic-core when every entry is plain text and valid; else one by one, so each
+        rejection names its own entry."""
+        many = self._decode_many
+        if many is not None and len(entries) > 1 and all(map(_plain_text, entries)):
+            with contextlib.suppress(Exception):  # one is invalid: the loop says which
+                return many([entry.fields for entry in entries])
+        return [self._payload(entry) for entry in entries]
 
     def _message(self, entry: StreamEntry, payload: Any,
                  deliveries: int) -> tuple[Message[Any], str | None]:

@@ -25,7 +25,7 @@ from loguru import logger
 
 from ..config.models import LEASE_READ_MARGIN
 from ..errors import NoGroupError, StartupError, WrongTypeError
-from ..handler import StreamHandler
+from ..handler import BatchHandler, StreamHandler
 from ..wire.operator import RedisOperator
 from ..wire.readers import group_reader
 from ..wire.reconnect import ReconnectBackoff
@@ -39,6 +39,7 @@ from ..wire.redis_errors import (
     read_only,
 )
 from .acks import Acks
+from .batches import BatchDispatcher
 from .dispatch import FRESH, Dispatcher, Until
 from .failures import FailurePolicy
 from .idempotency import Idempotency, sort_batch
@@ -104,8 +105,10 @@ class Subscription:
                       if lot is not None and tenure is None else None)
         self._failures = FailurePolicy(spec, operator, self._acks, self.stats, self._reinject,
                                        self.losses, self._retry_given_up, tenure)
-        self._dispatcher = Dispatcher(spec, handler, self.stats, self._failures,
-                                      self._idempotency, self._acks, self.keeper, tenure)
+        parts = (self.stats, self._failures, self._idempotency, self._acks, self.keeper, tenure)
+        self._dispatcher = (BatchDispatcher(spec, handler, *parts)
+                            if isinstance(handler, BatchHandler)
+                            else Dispatcher(spec, handler, *parts))
         self._read = ReadInFlight(group_reader(operator, spec.stream, spec.group,
                                                spec.consumer), self._acks, self._log)
         self._offset = ReadOffset()

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from ..config.models import (
+    BatchSettings,
     ContainerSettings,
     IdempotencySettings,
     ListenerSettings,
@@ -46,6 +47,8 @@ class ListenerSpec:
     """The resolved middleware beans, outermost first (``container.middleware``, then the
     listener's): set by the application once they are resolved, shared by its
     partitions and periods."""
+    batch: BatchSettings | None = None
+    """``batch`` of a :class:`~streamboot.BatchHandler`'s listener (None: the defaults)."""
     rate_limiter: Any = None
     """The listener's :class:`~streamboot.middleware.RateLimiter` (``rate_limit``), one for
     all its subscriptions; None: no limit."""
@@ -93,4 +96,5 @@ def resolve_listener(
         idempotency=listener.idempotency,
         tracing=listener.tracing,
         ordering_key=listener.ordering_key,
+        batch=listener.batch,
     )

@@ -28,14 +28,16 @@ STUCK_GRACE = 1.0
 class Running:
     """What one dispatch worker is running now."""
 
-    __slots__ = ("abandoned", "deliveries", "entry", "entry_id", "future", "started", "task",
-                 "timed_out")
+    __slots__ = ("abandoned", "batch", "deliveries", "entry", "entry_id", "future", "started",
+                 "task", "timed_out")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self.task = task
         self.entry_id: str | None = None
         self.entry: Any = None
         self.deliveries = 0
+        self.batch: list[tuple[Any, int]] | None = None
+        """A batch handler's entries and their deliveries (batches.py)."""
         self.started = 0.0
         self.timed_out = False
         self.abandoned = False

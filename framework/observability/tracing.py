@@ -16,7 +16,7 @@ the publisher decide once, at construction, whether to trace at all.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -64,6 +64,25 @@ class ConsumerTracer:
             "messaging.redis.delivery_count": deliveries}
         with self._tracer.start_as_current_span(
                 self._name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
+                record_exception=False, set_status_on_exception=False) as span:
+            yield span
+
+
+    @contextmanager
+    def batch_span(self, entries: Sequence[Any]) -> Iterator[Any]:
+        """One span for a batch handler's call, linked to each entry's producer span (a
+        batch has many parents: OpenTelemetry's messaging conventions link them)."""
+        links = []
+        for entry in entries:
+            if "traceparent" in entry.fields:
+                context = trace.get_current_span(
+                    propagate.extract(entry.fields)).get_span_context()
+                if context.is_valid:
+                    links.append(trace.Link(context))
+        attributes: dict[str, str | int] = {
+            **self._attributes, "messaging.batch.message_count": len(entries)}
+        with self._tracer.start_as_current_span(
+                self._name, kind=SpanKind.CONSUMER, attributes=attributes, links=links,
                 record_exception=False, set_status_on_exception=False) as span:
             yield span
 

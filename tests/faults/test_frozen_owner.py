@@ -25,7 +25,8 @@ LOST = re.compile(r"(\d+) entr(?:y|ies) held here (?:was|were) (?:taken over|ack
                   r"meanwhile) by another consumer")
 
 
-def config(tmp_path: Path, url: str, stream: str) -> Path:
+def config(tmp_path: Path, url: str, stream: str,
+           handler: str = "tests.handlers:JournalHandler", extra: str = "") -> Path:
     path = tmp_path / f"{stream}.yaml"
     path.write_text(f"""
 redis: {{url: "{url}", socket_connect_timeout: 500ms}}
@@ -35,8 +36,9 @@ listeners:
   orders:
     stream: {stream}
     group: g
-    handler: "tests.handlers:JournalHandler"
+    handler: "{handler}"
     pending_scan: {{interval: 500ms, min_idle: 2s}}
+    {extra}
 """)
     return path
 
@@ -126,3 +128,44 @@ def test_a_blocked_event_loop_keeps_its_work(
     assert started(records, "B") == []
     assert "reclaimed" not in log_b
     assert LOST.search(a.text()) is None
+
+
+def test_a_resumed_process_starts_no_batch_it_lost(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    """The same freeze with a BatchHandler: A runs two batches of 4 (the listener's
+    ``concurrency: 2``), two more wait for a worker, and a read-ahead was delivered;
+    frozen past ``min_idle``, B takes all 20 over; resumed, A finishes the two batches
+    that ran and starts none of the others."""
+    redis = Redis.from_url(project_env["REDIS_URL"], decode_responses=True)
+    stream, out = "frozen-batches", tmp_path / "journal"
+    for n in range(2 * BATCH):
+        redis.xadd(stream, {"n": str(n), "out": str(out)})
+    path = config(tmp_path, project_env["REDIS_URL"], stream,
+                  "tests.handlers:JournalBatchHandler",
+                  "concurrency: 2\n    batch: {max_size: 4}")
+    a = Worker(path, "A", project_env, tmp_path / "a.log", TEST_HANDLER_SLEEP="3")
+    try:
+        with workers(a):
+            wait(lambda: len(started(journal(out), "A")) == 8
+                 and pending_of(redis, stream).get("A") == 2 * BATCH, 15,
+                 lambda: f"A never ran two batches:\n{a.text()[-2000:]}")
+            running = set(started(journal(out), "A"))
+            a.freeze()
+            b = Worker(path, "B", project_env, tmp_path / "b.log", TEST_HANDLER_SLEEP="0")
+            with workers(b):
+                wait(lambda: len(set(ended(journal(out), "B"))) == 2 * BATCH
+                     and not pending_of(redis, stream), 30,
+                     lambda: f"B did not take everything over:\n{b.text()[-2000:]}")
+                a.resume()
+                wait(lambda: len(ended(journal(out), "A")) == 8, 10,
+                     lambda: f"A did not resume:\n{a.text()[-2000:]}")
+                wait(lambda: LOST.search(a.text()) is not None, 5, lambda: a.text()[-2000:])
+    finally:
+        redis.close()
+    records = journal(out)
+    assert a.resumed_at is not None
+    assert started(records, "A", after=a.resumed_at) == []  # no batch started after
+    assert set(started(records, "A")) == running
+    assert len(set(ended(records, "B"))) == 2 * BATCH
+    assert sum(int(n) for n in LOST.findall(a.text())) == 2 * BATCH, a.text()

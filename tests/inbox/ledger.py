@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from streamboot import Message, StreamHandler
+from streamboot import BatchHandler, Message, StreamHandler
 from streamboot.inbox import Inbox
 
 
@@ -70,3 +70,30 @@ class LedgerHandler(StreamHandler[Payment]):
             db.execute("INSERT INTO effects VALUES (?, ?)", (payment.event_id, os.getpid()))
         if payment.event_id == self.die_after:
             os.kill(os.getpid(), signal.SIGKILL)  # committed, not acked
+
+
+class BatchLedgerHandler(BatchHandler[Payment]):
+    """The same ledger, a batch per transaction: each message's claim, balance and effect
+    row, one COMMIT for all (what batches are for)."""
+
+    def __init__(self) -> None:
+        self.path = os.environ["LEDGER_DB"]
+        self.die_after = os.environ.get("LEDGER_DIE_AFTER")
+        self.inbox = Inbox()
+        self._local = threading.local()
+
+    def handle_batch(self, messages: list[Message[Payment]]) -> None:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        with db:
+            for message in messages:
+                if not self.inbox.claim(db, message):
+                    continue  # applied by an earlier delivery: nothing to do, acked
+                payment = message.payload
+                db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?",
+                           (payment.amount, payment.account))
+                db.execute("INSERT INTO effects VALUES (?, ?)",
+                           (payment.event_id, os.getpid()))
+        if any(m.payload.event_id == self.die_after for m in messages):
+            os.kill(os.getpid(), signal.SIGKILL)  # the batch committed, not acked

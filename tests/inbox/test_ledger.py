@@ -17,8 +17,9 @@ STREAM = "{ledger}:payments"
 pytestmark = pytest.mark.fault
 
 
-def app_file(tmp_path: Path, url: str) -> Path:
-    config = tmp_path / "ledger.yaml"
+def app_file(tmp_path: Path, url: str, handler: str = "LedgerHandler",
+             batch: str = "") -> Path:
+    config = tmp_path / f"ledger-{handler}.yaml"
     config.write_text(f"""
 application: {{name: ledger}}
 redis: {{url: "{url}", socket_connect_timeout: 250ms}}
@@ -27,9 +28,10 @@ listeners:
   orders:
     stream: "{STREAM}"
     group: ledger
-    handler: tests.inbox.ledger:LedgerHandler
+    handler: tests.inbox.ledger:{handler}
     idempotency: {{key: event_id, ttl: 1h, prefix: "{{ledger}}:done"}}
     pending_scan: {{interval: 500ms, min_idle: 1s}}
+    {batch}
 """)
     return config
 
@@ -63,11 +65,14 @@ def applied(db: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT event_id, COUNT(*) FROM effects GROUP BY event_id"))
 
 
-@pytest.mark.parametrize("inbox", [False, True], ids=["redis-markers", "inbox"])
+@pytest.mark.parametrize("inbox", [False, True, "batch"],
+                         ids=["redis-markers", "inbox", "inbox-batches"])
 def test_a_kill_between_commit_and_ack_applies_the_effect_once_only_with_the_inbox(
         ledger: tuple[Path, Path, redis.Redis], project_env: dict[str, str], tmp_path: Path,
-        inbox: bool) -> None:
+        redis_url: str, inbox: bool | str) -> None:
     config, db, r = ledger
+    if inbox == "batch":  # the whole batch committed, then the kill: none applied twice
+        config = app_file(tmp_path, redis_url, "BatchLedgerHandler")
     env = {**project_env, "LEDGER_DB": str(db), "LEDGER_INBOX": "1" if inbox else "0"}
     publish(r, [(f"e-{i}", i % 200, 10) for i in range(20)])
     doomed = Worker(config, "w1", env, tmp_path / "w1.log", LEDGER_DIE_AFTER="e-7")
@@ -84,12 +89,18 @@ def test_a_kill_between_commit_and_ack_applies_the_effect_once_only_with_the_inb
         assert effects["e-7"] == 2  # the marker was to be set with the ack: applied twice
 
 
+@pytest.mark.parametrize("batches", [False, True], ids=["per-entry", "batches"])
 def test_the_ledger_stays_exact_through_a_kill_mid_run(
         ledger: tuple[Path, Path, redis.Redis], project_env: dict[str, str],
-        tmp_path: Path) -> None:
+        tmp_path: Path, redis_url: str, batches: bool) -> None:
     """The issue's ledger: 5,000 payments to 200 accounts, two workers, one killed -9 while
-    it handles, started again; every balance exact, each effect applied once."""
+    it handles, started again; every balance exact, each effect applied once — one
+    transaction per entry, or per batch (``BatchHandler``, batches of up to 200 gathered
+    for 50 ms)."""
     config, db, r = ledger
+    if batches:
+        config = app_file(tmp_path, redis_url, "BatchLedgerHandler",
+                          "batch: {max_size: 200, max_wait: 50ms}")
     env = {**project_env, "LEDGER_DB": str(db), "LEDGER_INBOX": "1"}
     rng = random.Random(25)
     payments = [(f"e-{i}", rng.randrange(200), rng.randrange(1, 100)) for i in range(5000)]

@@ -12,6 +12,7 @@ from loguru import logger
 
 from streamboot.testing import run_app
 from tests.documented import documented_files as files_in
+from tests.documented import forget_modules
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "middleware.md"
 
@@ -42,6 +43,7 @@ async def test_the_middleware_page_runs_as_written(
     finally:
         logger.remove(sink)
         await client.aclose()
+        forget_modules("shop")
     (line,) = [r for r in records if r["message"] == "invoice i-1"]
     assert line["extra"]["tenant"] == "acme"
     assert float(bucket["tokens"]) < 10  # the shared bucket was taken from, in Redis
