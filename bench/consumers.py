@@ -116,6 +116,7 @@ async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> flo
     from streamboot.config import ContainerSettings, ListenerSettings, RedisSettings
     from streamboot.listener.container import ListenerContainer
     from streamboot.listener.spec import resolve_listener
+    from streamboot.process.gc_tuning import tune_gc
 
     class Raw(StreamHandler[dict[str, str]]):
         async def handle(self, message: Message[dict[str, str]]) -> None:
@@ -138,6 +139,8 @@ async def streamboot(args: argparse.Namespace, probe: Probe, model: bool) -> flo
     await wait_go(args.url, args.wait_go)
     start = time.perf_counter()
     await container.start(timeout=10)  # returns once the subscription reads
+    # application.gc: tuned, as `streamboot run` applies it once started (BENCH_GC=tuned).
+    tune_gc("tuned" if os.environ.get("BENCH_GC") == "tuned" else "default")
     await mark_live(args.url, args.wait_go)
     if args.wait_go:
         await _until_stopped(args, probe)

@@ -36,6 +36,7 @@ from .partitions.keys import partition_key
 from .partitions.membership import LeasedListener, LeaseScope, Membership
 from .partitions.repartition import check_partitions
 from .partitions.shared_order import say_if_shared
+from .process.gc_tuning import tune_gc
 from .process.preflight import reach_redis
 from .process.shutdown import (
     EXIT_CANNOT_START,
@@ -336,6 +337,7 @@ class Application:
                 # Bounded: the first read of each listener (its own pending list) never
                 # blocks, so this is about one round trip unless Redis is failing.
                 await self.start(wait_live=START_WAIT)
+                tune_gc(self.settings.application.gc)  # this process is ours to tune
                 if await self._until_stop_or_all_failed():
                     code = EXIT_CANNOT_START
             finally:

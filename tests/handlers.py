@@ -283,3 +283,14 @@ class JournalBatchHandler(BatchHandler[dict[str, str]]):
 def journal(message: Message[dict[str, str]], what: str) -> None:
     with open(message.payload["out"], "a") as out:
         out.write(f"{what} {message.consumer} {message.id} {time.time():.6f}\n")
+
+
+class GcHandler(StreamHandler[dict[str, str]]):
+    """Writes the process's collector settings (young threshold, frozen objects) to the
+    file named by the entry's ``out`` field: what ``application.gc`` did to the process."""
+
+    def handle(self, message: Message[dict[str, str]]) -> None:
+        import gc
+
+        with open(message.payload["out"], "w") as out:
+            out.write(f"{gc.get_threshold()[0]} {gc.get_freeze_count()}\n")

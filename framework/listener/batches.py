@@ -80,6 +80,7 @@ class BatchDispatcher(Dispatcher):
                  **kwargs: Any) -> None:
         super().__init__(spec, handler, *args, **kwargs)
         self._handle = handler.handle_batch
+        self._predecode = False  # each batch is validated in one call when it is made
         batch = self._spec.batch
         self._max_size = (batch.max_size if batch is not None and batch.max_size
                           else self._spec.batch_size)

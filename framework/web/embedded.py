@@ -26,6 +26,7 @@ from ..di import StreambootContainer, build_container, provide
 from ..errors import UsageError
 from ..observability.health import health
 from ..observability.logs import configure_logging, install_entry_context
+from ..process.gc_tuning import tune_gc
 from ..process.preflight import reach_redis
 from ..publisher import Publisher
 from ..wire.operator import RedisOperator
@@ -120,6 +121,7 @@ class EmbeddedApp:
         except BaseException:
             await self.stop()
             raise
+        tune_gc(self.settings.application.gc)  # only when the file asks for it
         logger.info("{} embedded: {}", self.settings.application.name,
                     "listeners and jobs running" if self.listeners else "publishers only")
 
