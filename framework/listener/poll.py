@@ -448,6 +448,8 @@ class Subscription:
         it brings are handled as a read of our own would be (then reading goes on here)."""
         assert self._spot is not None
         await self._read.close()
+        if not self._may_park():
+            return  # a stop or a due retry came while the connection closed: never park
         delivered = await self._spot.wait(self._polled)
         if delivered:  # None: the shared read failed — our own next read tells if it was us
             await self._handle_new(*delivered)

@@ -3,6 +3,7 @@ handled at once, full batches, a prompt stop, errors handed back to each listene
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -155,5 +156,43 @@ async def test_one_listener_leaving_the_lot_does_not_wait_out_the_shared_read(
                                       and all(s.parked for s in subscriptions(app))), timeout=10)
         await client.xadd("park:4", {"n": "1"})
         await wait_until(lambda: true(SEEN["park:4"] == 1), timeout=5)
+    finally:
+        await app.stop()
+
+
+async def test_a_stop_while_a_listener_goes_to_park_is_not_waited_out(
+        redis_url: str, client: Redis) -> None:
+    """The stop arrives while the listener closes its own connection to park (CI saw it on
+    a partition's hand-over at SIGTERM): it must not then park and wait for an entry that
+    never comes — before, the stop waited out shutdown_timeout (5 s) and exited forced."""
+    app = Application(settings_from_mapping({
+        "redis": {"url": redis_url, "client_name": "parking-test"},
+        "container": {"poll_timeout": "300ms", "shutdown_timeout": "5s"},
+        "listeners": {f"l{i}": {"stream": f"park:{i}", "group": "g", "consumer": "c",
+                                "handler": "tests.listener.test_parking:Count"}
+                      for i in range(2)}}))
+    stopping: list[asyncio.Task[None]] = []
+    try:
+        await app.start()
+        assert app.listeners is not None
+        listeners = app.listeners
+        target = listeners.subscriptions["l0"]
+        read = target._read
+        close = read.close
+
+        async def close_then_race() -> None:
+            if not stopping:  # the first close is the one that goes to park
+                stopping.append(asyncio.create_task(listeners.unregister("l0",
+                                                                         hand_over=True)))
+                await asyncio.sleep(0)  # the stop is requested before the park
+            await close()
+
+        read.close = close_then_race  # type: ignore[method-assign]
+        await wait_until(lambda: true(bool(stopping)), timeout=10)
+        began = time.monotonic()
+        await stopping[0]
+        assert time.monotonic() - began < 1.5, time.monotonic() - began
+        assert not listeners.forced
+        await wait_until(lambda: true(all(s.parked for s in subscriptions(app))), timeout=10)
     finally:
         await app.stop()
