@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from . import dlq
+from .asyncapi import asyncapi
 from .new import new
 from .run import check, run
 from .streams import pending, publish, replay, status
@@ -34,7 +35,7 @@ def _root(_version_: Annotated[bool, typer.Option(
     """Streamboot: declarative Redis Streams consumers."""
 
 
-for command in (run, check, status, pending, publish, replay, new):
+for command in (run, check, status, pending, publish, replay, new, asyncapi):
     app.command()(command)
 app.add_typer(dlq.app, name="dlq")
 

@@ -55,7 +55,7 @@ async def check_application(path: str | Path) -> tuple[AppSettings | None, list[
         return settings, [*problems, *exc.problems]
     problems.extend(await _resolve_each(settings, container, file))
     problems.extend(await _check_redis(settings, container, file))
-    await _close(container)
+    await close_container(container)
     return settings, problems
 
 
@@ -69,7 +69,7 @@ async def handler_problems_of(settings: AppSettings, file: str) -> list[ConfigPr
     try:
         return await _resolve_each(settings, container, file, enabled_only=True)
     finally:
-        await _close(container)
+        await close_container(container)
 
 
 async def _resolve_each(settings: AppSettings, container: Any, file: str,
@@ -164,7 +164,7 @@ async def _check_redis(settings: AppSettings, container: Any, file: str) -> list
     return problems
 
 
-async def _close(container: Any) -> None:
+async def close_container(container: Any) -> None:
     try:
         result = container.shutdown_resources()
         if result is not None:

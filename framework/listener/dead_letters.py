@@ -28,6 +28,18 @@ REASON_INVALID_PAYLOAD = "invalid_payload"
 REASON_UNDECODABLE = "undecodable"
 REASON_TIMEOUT = "handler_timeout"
 ORIGINAL_COUNT = "dlq_fields"
+DEAD_LETTER_FIELDS = {
+    "dlq_reason": "why: max_deliveries, invalid_payload, undecodable or handler_timeout",
+    "dlq_error": "the last error, `Type: message` (empty when there was none)",
+    "dlq_stream": "the stream the entry was read from (where a replay publishes it)",
+    "dlq_id": "the entry's id in that stream",
+    "dlq_group": "the group that could not handle it",
+    "dlq_deliveries": "how often it was delivered (empty when unknown)",
+    "dlq_at": "when it was dead-lettered (ISO 8601, UTC)",
+    ORIGINAL_COUNT: "how many of the first field pairs are the entry's own",
+}
+"""The fields a dead letter adds after the entry's own, and what each says (the AsyncAPI
+document's ``DeadLetter`` message)."""
 
 
 def describe_error(exc: BaseException | None) -> str:
