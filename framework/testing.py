@@ -169,15 +169,17 @@ class TestApp:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            states = {entry_id: await self._state(entry_id) for entry_id in entry_ids}
-            if all(state == want for state in states.values()):
+            # Pairs, not a dict: two partitions may give the same id (equal strings), and
+            # each of them is waited for.
+            states = [(entry_id, await self._state(entry_id)) for entry_id in entry_ids]
+            if all(state == want for _, state in states):
                 return
-            if want == "handled" and "dead-lettered" in states.values():
+            if want == "handled" and any(state == "dead-lettered" for _, state in states):
                 reasons = [f"{i} was {await self._dead_reason(i)}"
-                           for i, state in states.items() if state == "dead-lettered"]
+                           for i, state in states if state == "dead-lettered"]
                 raise AssertionError("expected handled, but " + "; ".join(reasons))
             if loop.time() > deadline:
-                said = "; ".join(f"{i}: {s}" for i, s in states.items())
+                said = "; ".join(f"{i}: {s}" for i, s in states)
                 raise AssertionError(f"not all {want} within {timeout}s — {said}")
             await asyncio.sleep(_EVERY)
 
