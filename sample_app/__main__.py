@@ -72,9 +72,10 @@ def show(report: Report, scenario: Scenario) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name, value in [
+        ("API requests (HTTP)", f"{report.api_requests} to {report.api_url or 'none'}"),
         ("orders placed", report.placed), ("accepted", report.accepted),
         ("rejected: out of stock", report.rejected),
-        ("duplicates refused by the lock", report.duplicates),
+        ("duplicates refused (409)", report.duplicates),
         ("dead-lettered (payment kept failing)", report.dead_lettered),
         ("stock left", f"{report.stock_left} of {scenario.stock}"),
         ("analytics: orders counted", report.analytics),

@@ -26,3 +26,8 @@ def order(order_id: str) -> str:
 
 def lock(user_id: str, product_id: str) -> str:
     return f"{{orders}}:lock:{user_id}:{product_id}"
+
+
+def request(request_id: str) -> str:
+    """A request the API took (its id, chosen by the client): a resubmission is refused."""
+    return f"{{orders}}:request:{request_id}"

@@ -1,13 +1,14 @@
 """The Black Friday run: N users race for limited stock while worker processes consume.
 
-Workers are real processes (``python -m streamboot run config/application.yaml``), so a
-run can kill one with SIGKILL mid-way and still has to satisfy every invariant.
+Seed 002's shape, each part a process of its own: the users send concurrent HTTP requests
+to the API server (sample_app/web.py under uvicorn), which takes the per-user lock and
+publishes; the workers are ``python -m streamboot run config/application.yaml``, so a run
+can kill one with SIGKILL mid-way and still has to satisfy every invariant.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -19,14 +20,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sample_app import keys
-from sample_app.api import LOCK_TTL, DuplicateRequest, OrderApi
+from sample_app.api import LOCK_TTL
 from sample_app.inventory import InventoryService
 from sample_app.orders import OrderBook
-from streamboot import Publisher, RedisClient, RedisOperator, build_client, load_settings
+from sample_app.server import ApiServer
+from streamboot import RedisClient, RedisOperator, build_client, load_settings
 
 PRODUCT = "ps5"
 DLQ = "{orders}:dlq"
@@ -73,6 +76,37 @@ class Scenario:
 
 
 @dataclass
+class Shoppers:
+    """The users' side of the API: each request, and what it was answered."""
+
+    http: httpx.AsyncClient
+    placed: int = 0
+    """Orders the API accepted for publishing (202)."""
+    duplicates: int = 0
+    """Double clicks the API refused while the first was in flight (409)."""
+    requests: int = 0
+
+    async def order(self, user_id: str, product_id: str, qty: int, request_id: str) -> None:
+        response = await self.http.post("/orders", json={
+            "user_id": user_id, "product_id": product_id, "qty": qty,
+            "request_id": request_id})
+        self.requests += 1
+        if response.status_code == 202:
+            self.placed += 1
+        elif response.status_code == 409:
+            self.duplicates += 1
+        else:
+            raise RuntimeError(f"POST /orders answered {response.status_code}: "
+                               f"{response.text[:200]}")
+
+    async def in_flight(self, user_id: str, product_id: str) -> bool:
+        response = await self.http.get(f"/users/{user_id}/orders/{product_id}")
+        self.requests += 1
+        response.raise_for_status()
+        return bool(response.json()["in_flight"])
+
+
+@dataclass
 class Report:
     placed: int = 0
     accepted: int = 0
@@ -94,6 +128,8 @@ class Report:
     ran_for: float = 0.0
     retention_interval: float = 0.0
     killed_worker: bool = False
+    api_url: str = ""
+    api_requests: int = 0
     expected_orders: int | None = None
     """users × orders per user, for a run of fixed length (None: --forever, minute runs)."""
     user_errors: list[str] = field(default_factory=list)
@@ -155,21 +191,32 @@ async def run(scenario: Scenario, console: Console) -> Report:
         if listener.rotation is None:  # rotated streams are made by their rotation job
             await operator.create_group(listener.stream, listener.group, "0")
     workers = [_start_worker(scenario, i) for i in range(scenario.workers)]
-    api = OrderApi(operator, Publisher.for_listener(operator, settings.listeners["orders"]),
-                   client)
     report = Report()
+    server: ApiServer | None = None
     try:
-        stopping = asyncio.Event()
-        users = asyncio.gather(*(_user(api, scenario, i, stopping)
-                                 for i in range(scenario.users)),
-                               return_exceptions=True)
-        killer = asyncio.create_task(_kill_when(api, scenario, workers, report))
-        if scenario.forever:
-            await _until_interrupted(users, console, stopping)
-        await _progress(api, operator, users, scenario, console)
-        killer.cancel()
-        report.user_errors = _user_errors(users)
+        server = await ApiServer.start(scenario.config)
+        report.api_url = server.url
+        console.print(f"API server (uvicorn, sample_app/web.py) at {server.url}")
+        connections = 2 * scenario.users + 8  # a double click is two requests at once
+        limits = httpx.Limits(max_connections=connections,
+                              max_keepalive_connections=connections)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits,
+                                     timeout=httpx.Timeout(15.0)) as http:
+            shoppers = Shoppers(http)
+            stopping = asyncio.Event()
+            users = asyncio.gather(*(_user(shoppers, client, scenario, i, stopping)
+                                     for i in range(scenario.users)),
+                                   return_exceptions=True)
+            killer = asyncio.create_task(_kill_when(shoppers, scenario, workers, report))
+            if scenario.forever:
+                await _until_interrupted(users, console, stopping)
+            await _progress(shoppers, operator, client, users, scenario, console)
+            killer.cancel()
+            report.user_errors = _user_errors(users)
+            report.duplicates, report.api_requests = shoppers.duplicates, shoppers.requests
     finally:
+        if server is not None:
+            server.stop()  # after the users: no request of theirs is cut short
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -185,7 +232,7 @@ async def run(scenario: Scenario, console: Console) -> Report:
     report.ran_for = (datetime.now(UTC) - scenario.began).total_seconds()
     if not scenario.forever and not scenario.minute_periods:
         report.expected_orders = scenario.users * scenario.orders_per_user
-    await _fill(report, api, operator)
+    await _fill(report, client, operator)
     report.check(None if scenario.forever else scenario.stock)
     await client.aclose()
     return report
@@ -246,7 +293,7 @@ async def _until_interrupted(users: asyncio.Future[Any], console: Console,
                       "reporting without them[/yellow]")
 
 
-async def _user(api: OrderApi, scenario: Scenario, index: int,
+async def _user(shoppers: Shoppers, client: RedisClient, scenario: Scenario, index: int,
                 stopping: asyncio.Event) -> None:
     """Sequential purchases; each may be a double click (a duplicate sent at once)."""
     rng = random.Random(scenario.seed * 100_003 + index)
@@ -258,32 +305,28 @@ async def _user(api: OrderApi, scenario: Scenario, index: int,
         if scenario.forever or purchase > scenario.orders_per_user:
             await asyncio.sleep(rng.uniform(0.5, 2.0))
         if scenario.forever and index == 0 and purchase % 20 == 0:  # restock now and then
-            await api.client.incrby(keys.stock(PRODUCT), scenario.stock)
+            await client.incrby(keys.stock(PRODUCT), scenario.stock)  # the shop, not a user
         clicks = 2 if rng.random() < scenario.double_click else 1
-        await asyncio.gather(*(_click(api, user) for _ in range(clicks)))
-        await _wait_unlocked(api, user)
+        request = f"{user}-{purchase}-{rng.getrandbits(32):08x}"  # the clicks resend it
+        await asyncio.gather(*(shoppers.order(user, PRODUCT, 1, request)
+                               for _ in range(clicks)))
+        await _wait_handled(shoppers, user)
 
 
-async def _click(api: OrderApi, user: str) -> None:
-    with contextlib.suppress(DuplicateRequest):  # refused by the lock, and counted
-        await api.create_order(user, PRODUCT, 1)
-
-
-async def _wait_unlocked(api: OrderApi, user: str) -> None:
-    """The user waits for the order's outcome: its lock is released by the worker (or
-    expires after LOCK_TTL when the order was dead-lettered)."""
-    key = keys.lock(user, PRODUCT)
-    for _ in range(int(LOCK_TTL.total_seconds() * 50) + 50):
-        if not await api.client.exists(key):
+async def _wait_handled(shoppers: Shoppers, user: str) -> None:
+    """The user waits for the order's outcome, asking the API: a worker releases the lock
+    once the order is applied (a dead-lettered order's expires after LOCK_TTL)."""
+    for _ in range(int(LOCK_TTL.total_seconds() * 20) + 20):
+        if not await shoppers.in_flight(user, PRODUCT):
             return
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
 
 
-async def _kill_when(api: OrderApi, scenario: Scenario, workers: list[subprocess.Popen[bytes]],
-                     report: Report) -> None:
+async def _kill_when(shoppers: Shoppers, scenario: Scenario,
+                     workers: list[subprocess.Popen[bytes]], report: Report) -> None:
     if scenario.kill_worker_after is None:
         return
-    while len(api.placed) < scenario.kill_worker_after:  # noqa: ASYNC110 - a plain counter
+    while shoppers.placed < scenario.kill_worker_after:  # noqa: ASYNC110 - a plain counter
         await asyncio.sleep(0.01)
     workers[0].kill()  # SIGKILL: its pending entries are stranded until reclaimed
     report.killed_worker = True
@@ -295,8 +338,8 @@ async def _accounted(operator: RedisOperator, client: RedisClient) -> int:
     return done + (await operator.xlen(DLQ) if await operator.exists(DLQ) else 0)
 
 
-async def _progress(api: OrderApi, operator: RedisOperator, users: asyncio.Future[Any],
-                    scenario: Scenario, console: Console) -> None:
+async def _progress(shoppers: Shoppers, operator: RedisOperator, client: RedisClient,
+                    users: asyncio.Future[Any], scenario: Scenario, console: Console) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     loop = asyncio.get_running_loop()
@@ -304,11 +347,11 @@ async def _progress(api: OrderApi, operator: RedisOperator, users: asyncio.Futur
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("orders accounted for", total=None)
         while loop.time() < deadline:
-            accounted = await _accounted(operator, api.client)
+            accounted = await _accounted(operator, client)
             progress.update(task, completed=accounted,
-                            total=len(api.placed) if users.done() else None)
-            if users.done() and accounted >= len(api.placed) \
-                    and await _settled(operator, api.client):
+                            total=shoppers.placed if users.done() else None)
+            if users.done() and accounted >= shoppers.placed \
+                    and await _settled(operator, client):
                 return
             await asyncio.sleep(0.1)
     console.print("[red]timed out waiting for the workers[/red]")
@@ -338,15 +381,13 @@ async def _notification_backlog(operator: RedisOperator, client: RedisClient) ->
     return backlog
 
 
-async def _fill(report: Report, api: OrderApi, operator: RedisOperator) -> None:
-    client = api.client
+async def _fill(report: Report, client: RedisClient, operator: RedisOperator) -> None:
     book = OrderBook(client)
     counts = await book.counts()
     # What reached the stream: an order whose publish was cut short by Ctrl-C (--forever)
     # may be in it without the API having heard back.
     info = await client.xinfo_stream(keys.ORDERS)
     report.placed = int(info["entries-added"])
-    report.duplicates = api.duplicates
     report.accepted = counts.get("accepted", 0)
     report.rejected = counts.get("rejected", 0)
     report.accepted_qty = counts.get("accepted_qty", 0)

@@ -51,7 +51,12 @@ def test_blackfriday_invariants_hold(own_server: RedisServer) -> None:
     assert accepted == 30  # 40 users x 3 purchases compete for 30 units
     assert placed == accepted + figure(out, "rejected: out of stock") + figure(
         out, "dead-lettered (payment kept failing)")
-    assert figure(out, "duplicates refused by the lock") > 0
+    assert figure(out, "duplicates refused (409)") > 0
+    # Every purchase went through the API server: one POST per click, one GET or more
+    # per purchase while its order is in flight.
+    requests = re.search(r"API requests \(HTTP\)\s*│\s*(\d+) to http://127\.0\.0\.1:\d+", out)
+    assert requests, out
+    assert int(requests[1]) >= 2 * placed + figure(out, "duplicates refused (409)")
     assert figure(out, "analytics: orders counted") == placed
     applied = accepted + figure(out, "rejected: out of stock")
     assert re.search(rf"notifications sent\s*│\s*accepted=30, rejected={applied - 30}\b", out)
