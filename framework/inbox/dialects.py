@@ -10,12 +10,15 @@ then find the row (or not, if the first rolled back).
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["dbapi", "sqlalchemy", "sqlalchemy-async"]
+Kind = Literal["dbapi", "dbapi-async", "sqlalchemy", "sqlalchemy-async"]
+ASYNC_DRIVERS = ("aiosqlite",)
+"""Asyncio drivers whose ``execute`` returns an awaitable without being ``async def``."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -87,9 +90,13 @@ def dbapi_under(connection: object) -> object | None:
 
 def kind_of(connection: object) -> Kind:
     """A SQLAlchemy ``Session``/``Connection`` (sync or asyncio), or a DB-API connection
-    or cursor."""
+    or cursor — sync, or asyncio (psycopg's ``AsyncConnection``/``AsyncCursor``,
+    aiosqlite: their ``execute`` is awaited)."""
     module = type(connection).__module__
     if module.split(".")[0] != "sqlalchemy" or hasattr(connection, "dbapi_connection"):
+        execute = getattr(type(connection), "execute", None)
+        if module.split(".")[0] in ASYNC_DRIVERS or inspect.iscoroutinefunction(execute):
+            return "dbapi-async"
         return "dbapi"  # a pool's proxy of a DB-API connection (engine.raw_connection())
     return "sqlalchemy-async" if module.startswith("sqlalchemy.ext.asyncio") else "sqlalchemy"
 

@@ -20,6 +20,7 @@ back, claims it itself).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -63,7 +64,7 @@ class Inbox:
         self._statements: dict[str, Statements] = {}
 
     def _sql(self, connection: object) -> Statements:
-        style = ("named" if kind_of(connection) != "dbapi" else
+        style = ("named" if kind_of(connection).startswith("sqlalchemy") else
                  self.paramstyle or paramstyle_of(connection))
         found = self._statements.get(style)
         if found is None:
@@ -84,14 +85,11 @@ class Inbox:
         Call it first in the transaction, before the effect. A connection that would
         commit the record by itself (autocommit, no transaction open) is refused."""
         kind = kind_of(connection)
-        if kind == "sqlalchemy-async":
-            raise TypeError("an asyncio session: use `await inbox.claim_async(session, "
-                            "message)`")
-        raw = connection if kind == "dbapi" else dbapi_under(connection)
-        if raw is not None and commits_alone(raw):
-            raise ValueError("the inbox's connection is not in a transaction (autocommit): "
-                             "the record would commit without the effect — open one "
-                             "first (BEGIN, or a connection without autocommit)")
+        if kind.endswith("-async"):
+            what = "session" if kind == "sqlalchemy-async" else "connection"
+            raise TypeError(f"an asyncio {what} ({type(connection).__name__}): use `await "
+                            f"inbox.claim_async({what}, message)`")
+        refuse_autocommit(connection if kind == "dbapi" else dbapi_under(connection))
         sql = self._sql(connection)
         return self._execute(connection, sql.claim,
                              sql.claim_parameters(inbox_key(message), self._clock())) == 1
@@ -121,13 +119,16 @@ class Inbox:
             if cursor is not connection:
                 cursor.close()
 
-    # -- SQLAlchemy asyncio ------------------------------------------------------------
+    # -- asyncio: SQLAlchemy's AsyncSession, psycopg's AsyncConnection, aiosqlite ---------
 
     async def create_table_async(self, session: Any) -> None:
         await self._execute_async(session, self._sql(session).create, None)
 
     async def claim_async(self, session: Any, message: Message[Any]) -> bool:
-        """:meth:`claim` on an ``AsyncSession`` or ``AsyncConnection``."""
+        """:meth:`claim` on SQLAlchemy's ``AsyncSession``/``AsyncConnection``, or an asyncio
+        DB-API connection or cursor (psycopg's ``AsyncConnection``, aiosqlite)."""
+        if kind_of(session) == "dbapi-async":
+            refuse_autocommit(session)
         sql = self._sql(session)
         return await self._execute_async(
             session, sql.claim, sql.claim_parameters(inbox_key(message), self._clock())) == 1
@@ -139,9 +140,30 @@ class Inbox:
 
     @staticmethod
     async def _execute_async(session: Any, statement: str, parameters: Any) -> int:
-        if kind_of(session) != "sqlalchemy-async":
+        kind = kind_of(session)
+        if kind == "dbapi-async":
+            cursor = await (session.execute(statement) if parameters is None else
+                            session.execute(statement, parameters))
+            try:
+                return int(cursor.rowcount)
+            finally:
+                if cursor is not session:
+                    closed = cursor.close()
+                    if inspect.isawaitable(closed):
+                        await closed
+        if kind != "sqlalchemy-async":
             raise TypeError(f"the *_async methods take SQLAlchemy's AsyncSession or "
-                            f"AsyncConnection, not {type(session).__name__}")
+                            f"AsyncConnection, or an asyncio DB-API connection (psycopg's "
+                            f"AsyncConnection, aiosqlite), not {type(session).__name__}")
         from sqlalchemy import text
         result = await session.execute(text(statement), parameters or {})
         return int(result.rowcount)
+
+
+def refuse_autocommit(connection: object | None) -> None:
+    """A connection whose statements commit alone would commit the record without the
+    effect: refused before anything is written."""
+    if connection is not None and commits_alone(connection):
+        raise ValueError("the inbox's connection is not in a transaction (autocommit): "
+                         "the record would commit without the effect — open one "
+                         "first (BEGIN, or a connection without autocommit)")

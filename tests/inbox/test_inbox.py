@@ -195,3 +195,20 @@ def test_sqlalchemy_in_autocommit_is_refused_and_other_shapes_are_told_apart(
         assert not inbox.claim(session, message("2-0"))
     engine.dispose()
     auto.dispose()
+
+
+async def test_an_aiosqlite_connection_claims_with_claim_async(tmp_path: Path) -> None:
+    import aiosqlite
+
+    inbox = Inbox()
+    async with aiosqlite.connect(tmp_path / "a.db") as db:
+        await inbox.create_table_async(db)
+        await db.commit()
+        assert await inbox.claim_async(db, message("1-0"))
+        await db.rollback()
+        assert await inbox.claim_async(db, message("1-0"))  # rolled back: claimed again
+        await db.commit()
+        assert not await inbox.claim_async(db, message("1-0"))
+    async with aiosqlite.connect(tmp_path / "a.db", isolation_level=None) as auto:
+        with pytest.raises(ValueError, match="not in a transaction"):
+            await inbox.claim_async(auto, message("2-0"))
