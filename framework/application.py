@@ -216,7 +216,8 @@ class Application:
                 except HandlerResolutionError as exc:
                     unresolved.add(assigned.listener)
                     problems.append(ConfigProblem(
-                        self.source, f"listeners.{assigned.listener}.middleware", str(exc)))
+                        self.source, exc.key or f"listeners.{assigned.listener}.middleware",
+                        str(exc)))
             if handler is not None and chain is not None:
                 declared.append((assigned, dataclasses.replace(spec, **chain), handler))
         if problems:

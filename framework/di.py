@@ -131,8 +131,17 @@ async def resolve_middleware(ref: str, container: containers.DeclarativeContaine
 async def resolve_middlewares(settings: AppSettings, container: containers.DeclarativeContainer,
                               listener: str) -> tuple[Any, ...]:
     """The listener's chain, outermost first: ``container.middleware``, then its own."""
-    refs = [*settings.container.middleware, *settings.listeners[listener].middleware]
-    return tuple([await resolve_middleware(ref, container, listener) for ref in refs])
+    refs = [*(("container.middleware", ref) for ref in settings.container.middleware),
+            *((f"listeners.{listener}.middleware", ref)
+              for ref in settings.listeners[listener].middleware)]
+    chain = []
+    for key, ref in refs:
+        try:
+            chain.append(await resolve_middleware(ref, container, listener))
+        except HandlerResolutionError as exc:
+            exc.key = key
+            raise
+    return tuple(chain)
 
 
 def import_ref(ref: str) -> object:

@@ -60,7 +60,10 @@ class DuplicateListenerError(StreambootError, ValueError):
 
 
 class HandlerResolutionError(StreambootError):
-    """A listener's ``handler`` cannot be imported, found or constructed."""
+    """A listener's ``handler`` (or a middleware) cannot be imported, found or constructed."""
+
+    key: str | None = None
+    """The file's key to fix, when it is not the listener's own (``container.middleware``)."""
 
 
 # -- entries and handlers ---------------------------------------------------------------

@@ -123,9 +123,10 @@ def handler_problems(cls: type[StreamHandler[Any]]) -> list[str]:
                         "not handle (or subclass StreamHandler for one entry at a time)")
     call = (_call_problem(cls, "handle_batch", "messages") if batch
             else _call_problem(cls, "handle", "message"))
-    if call is not None and not batch and callable(getattr(cls, "handle_batch", None)):
-        call = (f"{name} has handle_batch but subclasses StreamHandler, which calls "
-                "handle(message): subclass BatchHandler to take entries in batches")
+    if not batch and callable(getattr(cls, "handle_batch", None)):
+        call = (f"{name} has handle_batch but subclasses StreamHandler, which calls only "
+                "handle(message): subclass BatchHandler to take entries in batches"
+                + ("" if call is not None else ", or remove handle_batch (never called)"))
     if call is not None:
         problems.append(call)
     problem = payload_problem(cls.payload_type)

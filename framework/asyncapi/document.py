@@ -133,17 +133,19 @@ def asyncapi_document(settings: AppSettings, payload_types: Mapping[str, Any],
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    names: dict[str, Any] = {}  # message name -> the payload type it describes
+    names: dict[str, Any] = {}  # message name -> the payload type and codec it describes
     dead_letter = {"name": "DeadLetter", "title": "A dead letter",
                    "summary": "an entry that could not be handled, with why",
                    "payload": _dead_letter_schema()}
     for name, listener in settings.listeners.items():
         payload_type = payload_types.get(name)
         message = _message_name(payload_type, name)
-        if message in names and names[message] is not payload_type:
-            message = f"{message}.{channel_id(name)}"  # two types of one name
+        described = (id(payload_type), listener.codec,
+                     listener.json_field if listener.codec == "json" else None)
+        if message in names and names[message] != described:
+            message = f"{message}.{channel_id(name)}"  # another type, or another codec
         if message not in names:
-            names[message] = payload_type
+            names[message] = described
             messages[message] = _message(message, payload_type, listener, schemas)
         kind = (handlers or {}).get(name, "StreamHandler")
         for suffix, key in _keys(listener):
@@ -165,10 +167,7 @@ def asyncapi_document(settings: AppSettings, payload_types: Mapping[str, Any],
             dlq = _dead_letter_key(listener, key, bool(suffix))
             if dlq is None:
                 continue
-            channels[f"{cid}.dlq"] = {
-                "address": _address(dlq), "x-redis-key": dlq,
-                "description": f"the dead letters of {key!r}",
-                "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}}}
+            channels[f"{cid}.dlq"] = _dead_letter_channel(dlq, key, listener)
             operations[f"{cid}.dead_letter"] = {
                 "action": "send", "channel": {"$ref": f"#/channels/{cid}.dlq"},
                 "messages": [{"$ref": f"#/channels/{cid}.dlq/messages/DeadLetter"}],
@@ -184,6 +183,17 @@ def asyncapi_document(settings: AppSettings, payload_types: Mapping[str, Any],
                                     "file: its streams, their payloads and who handles them."},
             "servers": _servers(settings), "channels": channels, "operations": operations,
             "components": components}
+
+
+def _dead_letter_channel(dlq: str, key: str, listener: ListenerSettings) -> dict[str, Any]:
+    """A rotated listener's dead letters are per period too: their key is a format."""
+    messages = {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}}
+    if listener.rotation is None:
+        return {"address": _address(dlq), "x-redis-key": dlq,
+                "description": f"the dead letters of {key!r}", "messages": messages}
+    channel = _channel(dlq, listener, messages, f"the dead letters of each period of {key!r}")
+    del channel["x-streamboot-rotation"]
+    return channel
 
 
 def _dead_letter_key(listener: ListenerSettings, key: str, partitioned: bool) -> str | None:
@@ -216,5 +226,6 @@ def _dead_letter_schema() -> dict[str, Any]:
                   for field, what in DEAD_LETTER_FIELDS.items()}
     return {"type": "object", "properties": properties, "required": sorted(properties),
             "additionalProperties": {"type": "string"},
-            "description": "the dead letter's own fields, then the original entry's fields "
-                           "as they were"}
+            "description": "the original entry's fields as they were, then the dead "
+                           "letter's own (dlq_*; dlq_fields says how many pairs are the "
+                           "entry's)"}

@@ -18,7 +18,7 @@ from ..errors import ConfigError, ConfigProblem, HandlerResolutionError
 from ..handler import BatchHandler, StreamHandler
 from ..process.shutdown import EXIT_CONFIG
 from .checks import close_container
-from .common import ConfigOption, out, print_problems
+from .common import ConfigOption, err, out, print_problems
 from .run import ConfigArg, _app_file, _import_from_cwd
 
 OutOption = Annotated[Path | None, typer.Option(
@@ -39,14 +39,18 @@ def asyncapi(config_arg: ConfigArg = None, config_option: ConfigOption = None,
         print_problems(exc)
         raise typer.Exit(EXIT_CONFIG) from None
     document = asyncapi_document(settings, payloads, kinds, version=api_version)
-    if out_file is not None and out_file.suffix == ".json":
+    if out_file is not None and out_file.suffix.lower() == ".json":
         text = json.dumps(document, indent=2) + "\n"
     else:
         text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     if out_file is None:
         typer.echo(text, nl=False)
         return
-    out_file.write_text(text)
+    try:
+        out_file.write_text(text)
+    except OSError as exc:
+        err.print(f"cannot write {str(out_file)!r}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(EXIT_CONFIG) from None
     out.print(f"wrote {out_file}: AsyncAPI {document['asyncapi']}, "
               f"{len(document['channels'])} channels, "
               f"{len(document['operations'])} operations", markup=False)

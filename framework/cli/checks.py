@@ -90,7 +90,8 @@ async def _resolve_each(settings: AppSettings, container: Any, file: str,
         try:
             await resolve_middlewares(settings, container, name)
         except HandlerResolutionError as exc:
-            problems.append(ConfigProblem(file, f"listeners.{name}.middleware", str(exc)))
+            problems.append(ConfigProblem(
+                file, exc.key or f"listeners.{name}.middleware", str(exc)))
     return problems
 
 

@@ -246,7 +246,7 @@ class BatchDispatcher(Dispatcher):
             if running.future is not None and self._threads is not None:
                 self._threads.abandon(running.future, first)
             self._stats.timed_out += 1
-            error = HandlerTimeout(first, watchdog.timeout)
+            error = HandlerTimeout(first, watchdog.timeout)  # each entry: its own, below
         except Exception as exc:
             error = exc
         else:
@@ -259,7 +259,13 @@ class BatchDispatcher(Dispatcher):
         if running.abandoned:
             return  # counted as failed when its worker was given up on
         ids = [message.id for message in messages]
-        failed = dict.fromkeys(ids, error) if error is not None else failures_of(result, ids)
+        if isinstance(error, HandlerTimeout):
+            failed: dict[str, Exception] = {i: HandlerTimeout(i, watchdog.timeout)
+                                            for i in ids}
+        elif error is not None:
+            failed = dict.fromkeys(ids, error)
+        else:
+            failed = failures_of(result, ids)
         for entry, deliveries, _, marker in batch:
             why = failed.get(entry.id)
             if why is None:

@@ -29,7 +29,8 @@ REASON_UNDECODABLE = "undecodable"
 REASON_TIMEOUT = "handler_timeout"
 ORIGINAL_COUNT = "dlq_fields"
 DEAD_LETTER_FIELDS = {
-    "dlq_reason": "why: max_deliveries, invalid_payload, undecodable or handler_timeout",
+    "dlq_reason": "why: max_deliveries (the last error in dlq_error, a handler_timeout's "
+                  "too), invalid_payload or undecodable",
     "dlq_error": "the last error, `Type: message` (empty when there was none)",
     "dlq_stream": "the stream the entry was read from (where a replay publishes it)",
     "dlq_id": "the entry's id in that stream",

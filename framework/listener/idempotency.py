@@ -1,14 +1,15 @@
 """Idempotency by business key: an entry whose key this group already handled is skipped.
 
-The framework sets the marker (``SET … "1" PX ttl``) in the same pipeline as the XACK, only
-after the handler succeeded. For effects inside Redis, :class:`IdempotentScript` makes the
-effect and the marker one atomic step, so a crash between them cannot apply it twice.
+The framework sets the marker (``SET … "1 <entry id>" PX ttl``) in the same pipeline as
+the XACK, only after the handler succeeded. For effects inside Redis,
+:class:`IdempotentScript` makes the effect and the marker one atomic step, so a crash
+between them cannot apply it twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,24 +76,27 @@ class Sorted:
 
 
 def sort_batch(entries: Sequence[StreamEntry], markers: Sequence[str | None],
-               found: Iterable[bool], unconfirmed: set[str]) -> Sorted:
+               found: Iterable[bool], unconfirmed: set[str],
+               in_hand: Mapping[str, str] | None = None) -> Sorted:
     """``markers``: each entry's marker (None: no key); ``found``: EXISTS of each marker
     that is not None, in order; ``unconfirmed``: markers set by successes whose SET is
-    still on its way (they count as set)."""
+    still on its way (they count as set); ``in_hand``: marker → the id of the entry of
+    that key being handled here (queued, running, waiting for its retry): another entry
+    of the key waits for its outcome, the entry itself (a retry) does not."""
     exists = iter(found)
     todo: list[StreamEntry] = []
     done: list[str] = []
     later: list[StreamEntry] = []
-    first: set[str] = set()
+    first: dict[str, str] = dict(in_hand or {})
     for entry, marker in zip(entries, markers, strict=True):
         if marker is None:
             todo.append(entry)
         elif next(exists) or marker in unconfirmed:
             done.append(entry.id)
-        elif marker in first:
+        elif marker in first and first[marker] != entry.id:
             later.append(entry)
         else:
-            first.add(marker)
+            first[marker] = entry.id
             todo.append(entry)
     return Sorted(todo, done, later)
 

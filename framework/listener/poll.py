@@ -113,6 +113,11 @@ class Subscription:
                                                spec.consumer), self._acks, self._log)
         self._offset = ReadOffset()
         self._injected: deque[tuple[StreamEntry, int]] = deque()
+        self._keyed: dict[str, str] = {}
+        """Idempotency marker → the id of the entry of that key last given to the
+        dispatcher (stale once that entry left the hand: checked with ``holds``)."""
+        self._twins: dict[str, list[StreamEntry]] = {}
+        """Entries waiting for the outcome of their key's entry in hand (``_keyed``)."""
         self._stop = asyncio.Event()
         self._handing_over = False
         self._started = asyncio.Event()
@@ -280,6 +285,8 @@ class Subscription:
                     self._renewals.unregister(self.keeper)
 
     async def _step(self) -> None:
+        if self._twins:
+            self._release_twins()
         tenure = self.tenure
         if tenure is not None and not tenure.trusted(self._read_window):
             await self._fenced(tenure)
@@ -439,7 +446,7 @@ class Subscription:
         """Idle: the stream drained (a read blocked for ``poll_timeout`` came back empty),
         nothing in hand or owed, no retry waiting — the shared read can watch it."""
         return (self._spot is not None and not self._stop.is_set()
-                and not self._read.in_flight and not self._injected
+                and not self._read.in_flight and not self._injected and not self._twins
                 and not self._acks.in_hand and not self._acks.owed
                 and not self._failures.waiting and not self._dispatcher.busy)
 
@@ -548,14 +555,35 @@ class Subscription:
         found = await self._operator.markers_handled(
             [m for m in markers if m is not None],
             [e.id for e, m in zip(entries, markers, strict=True) if m is not None])
-        batch = sort_batch(entries, markers, found, self._acks.unconfirmed_markers())
-        self._injected.extend((entry, FRESH) for entry in batch.later)
+        keyed, holds = self._keyed, self._acks.holds
+        in_hand = {m: i for m in markers if m is not None
+                   and (i := keyed.get(m)) is not None and holds(i)}
+        batch = sort_batch(entries, markers, found, self._acks.unconfirmed_markers(),
+                           in_hand)
+        marker_of = {e.id: m for e, m in zip(entries, markers, strict=True) if m is not None}
+        for entry in batch.later:  # its key's entry is in hand: it waits for the outcome
+            self._twins.setdefault(marker_of[entry.id], []).append(entry)
+        for entry in batch.todo:
+            marker = marker_of.get(entry.id)
+            if marker is not None:
+                keyed[marker] = entry.id
+        if len(keyed) > 4 * (len(self._acks.in_hand) + 256):  # forget the settled ones
+            self._keyed = {m: i for m, i in keyed.items() if holds(i)}
         if batch.done:
             self.stats.deduplicated += len(batch.done)
             self._acks.settled(batch.done)
             self._log.debug("{} already handled (idempotency key); acking them",
                             count_of(len(batch.done)))
         return batch.todo
+
+    def _release_twins(self) -> None:
+        """Entries whose key's entry left the hand (acked, dead-lettered, given up) go
+        through the idempotency check again: skipped if it succeeded, handled if not."""
+        holds = self._acks.holds
+        for marker in [m for m in self._twins
+                       if (i := self._keyed.get(m)) is None or not holds(i)]:
+            self._keyed.pop(marker, None)
+            self._injected.extend((entry, FRESH) for entry in self._twins.pop(marker))
 
     def _abandon(self, entries: Sequence[StreamEntry]) -> None:
         """A batch read but not dispatched (Redis failed in between): stop holding it, so

@@ -51,7 +51,16 @@ def middleware_problem(bean: object) -> str | None:
     """Why ``bean`` cannot be a middleware, or None."""
     if isinstance(bean, type) or not callable(bean):
         return f"{type(bean).__name__} is not a middleware (no __call__(message, call_next))"
-    if not inspect.iscoroutinefunction(type(bean).__call__):
+    call = type(bean).__call__
+    if not inspect.iscoroutinefunction(call):
         return (f"{type(bean).__name__}.__call__ must be `async def __call__(self, message, "
                 "call_next)`")
+    try:
+        inspect.signature(call).bind(bean, None, call_next=None)
+    except TypeError:
+        return (f"{type(bean).__name__}.__call__{inspect.signature(call)} cannot be called "
+                "as __call__(self, message, call_next=…): the next step is passed by that "
+                "name")
+    except ValueError:  # no signature to read (a builtin): trusted
+        pass
     return None

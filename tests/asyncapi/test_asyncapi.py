@@ -217,3 +217,41 @@ def test_the_asyncapi_page_runs_as_written(tmp_path: Path,
     assert document["channels"]["orders"]["address"] == "orders"
     payload = document["components"]["messages"]["OrderPlaced"]["payload"]
     assert payload["required"] == ["order_id", "sku", "qty"]
+
+
+def test_one_model_under_two_codecs_is_two_messages_and_a_rotated_dlq_is_a_format(
+        tmp_path: Path) -> None:
+    """A trial found the orders model described once, as JSON, for a flat listener too;
+    and a rotated listener's dead letters given a pattern as their exact key."""
+    from tests.asyncapi import beans
+
+    settings = settings_from_mapping({"listeners": {
+        "orders": {"stream": "orders", "group": "g", "handler": "x:Y"},
+        "orders_json": {"stream": "orders-json", "group": "g", "handler": "x:Y",
+                        "codec": "json"},
+        "hourly": {"stream": "hourly", "group": "g", "handler": "x:Y",
+                   "rotation": {"key_format": "hourly:%Y%m%d%H", "period": "1h"}}}})
+    document = asyncapi_document(settings, {"orders": beans.Order, "orders_json": beans.Order,
+                                            "hourly": beans.Order})
+    assert _errors(document) == []
+    assert _unresolved(document) == []
+    channels, messages = document["channels"], document["components"]["messages"]
+    flat = next(iter(channels["orders"]["messages"]))
+    json_ = next(iter(channels["orders_json"]["messages"]))
+    assert flat != json_
+    assert messages[flat]["x-streamboot-codec"] == "flat"
+    assert messages[json_]["x-streamboot-codec"] == "json"
+    assert messages[json_]["contentType"] == "application/json"
+    dlq = channels["hourly.dlq"]
+    assert "x-redis-key" not in dlq
+    assert dlq["x-redis-key-format"] == "{hourly:%Y%m%d%H}:dlq"
+    assert dlq["address"] is None  # a hash tag: not an AsyncAPI address
+
+
+@pytest.mark.parametrize("where", ["nowhere/x.json", "", "."])
+def test_an_out_file_that_cannot_be_written_is_one_line(tmp_path: Path, where: str) -> None:
+    out = str(tmp_path / where) if where else ""
+    done = _command(tmp_path, str(_app(tmp_path)), "--out", out)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot write" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -129,3 +129,13 @@ class Counting(Middleware):
         result = await call_next(message)
         JOURNAL.append(f"after {result!r}")
         return result
+
+
+class BothKinds(StreamHandler[dict[str, str]]):
+    """handle and handle_batch on a StreamHandler: the latter would never be called."""
+
+    async def handle(self, message: Message[dict[str, str]]) -> None:
+        pass
+
+    async def handle_batch(self, messages: list[Message[dict[str, str]]]) -> None:
+        pass

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from loguru import logger
 from redis.asyncio import Redis
 
 from streamboot import ConfigError
@@ -148,11 +149,19 @@ async def test_handler_timeout_fails_the_whole_batch_and_it_is_retried(
         key: str, client: Redis, redis_url: str) -> None:
     ids = await _seed(client, key, [{"n": str(i)} for i in range(5)])
     config = settings(key, "tests.batches.beans:Slow", handler_timeout="300ms")
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
     started = time.monotonic()
-    async with run_app(config, url=redis_url):
-        await wait_until(lambda: _drained(client, key))
+    try:
+        async with run_app(config, url=redis_url):
+            await wait_until(lambda: _drained(client, key))
+    finally:
+        logger.remove(sink)
     assert time.monotonic() - started < 5
     assert all(beans.DELIVERIES[i] == [1, 2] for i in ids)
+    # Each entry's failure names the entry itself (it named the first one, for all).
+    for entry in ids:
+        assert sum(f"did not finish entry {entry} within" in line for line in lines) == 1
 
 
 async def test_a_batch_handler_that_ignores_its_cancellation_is_abandoned(
@@ -162,6 +171,20 @@ async def test_a_batch_handler_that_ignores_its_cancellation_is_abandoned(
     async with run_app(config, url=redis_url):
         await wait_until(lambda: _drained(client, key), timeout=8)
     assert all(beans.DELIVERIES[i] == [1, 2] for i in ids)
+
+
+async def test_idempotency_keeps_a_second_entry_of_a_key_out_of_a_filling_batch(
+        key: str, client: Redis, redis_url: str) -> None:
+    """Reads gathered for 100 ms into one batch: a second entry of a key read while the
+    first waits in the filling batch waits for its outcome, then is skipped (before, three
+    q1 went into one batch, out of stream order)."""
+    ids = await _seed(client, key, [{"n": k} for k in ("q1", "q1", "q2", "q1", "q3")])
+    config = settings(key, batch_size=2, batch={"max_size": 10, "max_wait": "100ms"},
+                      idempotency={"key": "n"})
+    async with run_app(config, url=redis_url):
+        await wait_until(lambda: _drained(client, key))
+    assert [v for values in beans.VALUES for v in values] == ["q1", "q2", "q3"]
+    assert [i for call in beans.CALLS for i in call] == [ids[0], ids[2], ids[4]]
 
 
 async def test_an_invalid_payload_is_dead_lettered_alone_and_the_rest_is_one_batch(
@@ -241,7 +264,11 @@ async def test_ids_not_in_the_batch_are_said_and_ignored(
      "batch is set, but OneAtATime is a StreamHandler (one entry at a time): subclass "
      "BatchHandler"),
     ("tests.batches.beans:Misplaced", {}, "listeners.ledger.handler",
-     "Misplaced has handle_batch but subclasses StreamHandler, which calls handle(message)"),
+     "Misplaced has handle_batch but subclasses StreamHandler, which calls only handle(message)"),
+    ("tests.batches.beans:BothKinds", {}, "listeners.ledger.handler",
+     "BothKinds has handle_batch but subclasses StreamHandler, which calls only "
+     "handle(message): subclass BatchHandler to take entries in batches, or remove "
+     "handle_batch (never called)"),
     ("tests.batches.beans:WithHandle", {}, "listeners.ledger.handler",
      "WithHandle is a BatchHandler: implement handle_batch(self, messages), not handle"),
 ])

@@ -21,6 +21,7 @@ from streamboot.errors import NotDurableError
 from streamboot.listener.container import ListenerContainer
 from streamboot.listener.idempotency import IdempotentScript
 from streamboot.message import Message
+from streamboot.wire.hash_slots import colocated
 from tests.conftest import wait_until
 from tests.handlers import FailingHandler, FlakyHandler, RawHandler, Recorder, RecordingHandler
 from tests.streams import equals, make_spec, pel, produce, start, true
@@ -342,3 +343,52 @@ async def test_a_listener_with_durable_idempotency_acks_only_once_a_replica_has_
         assert sync_replica.get("applied:{o1}") == "1"
         assert str(sync_replica.get("streamboot:done:g:{o1}")).startswith("1 ")  # handled
         sync_replica.close()
+
+
+async def test_a_second_entry_of_a_key_waits_for_the_slow_first_one(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """The first entry of a key still running (a slow handler, concurrency 4): a second one
+    of the key — read with it, or in a later read — waits for its outcome, then is skipped.
+    Before, it ran at once beside the first (the marker was not set yet): handled twice."""
+    await operator.xadd_many(key, [{"order_id": k} for k in ("q1", "q1", "q2", "q1", "q3")])
+    handled: list[str] = []
+
+    class Slow(StreamHandler[dict[str, str]]):
+        async def handle(self, message: Message[dict[str, str]]) -> None:
+            await asyncio.sleep(0.3)
+            handled.append(message.payload["order_id"])
+
+    spec = make_spec(key, batch_size=2, concurrency=4,
+                     idempotency=IdempotencySettings(key="order_id"))
+    sub = container.register(spec, Slow())
+    await container.start(timeout=5)
+    await wait_until(lambda: true(sub.stats.deduplicated == 2), timeout=10)
+    await wait_until(lambda: equals(pel(operator, key), 0))
+    assert sorted(handled) == ["q1", "q2", "q3"]
+    await operator.xadd_many(key, [{"order_id": "q1"}])  # long after: skipped too
+    await wait_until(lambda: true(sub.stats.deduplicated == 3))
+    assert sorted(handled) == ["q1", "q2", "q3"]
+
+
+async def test_a_second_entry_of_a_key_runs_once_the_first_was_dead_lettered(
+    operator: RedisOperator, container: ListenerContainer, key: str
+) -> None:
+    """The first entry of the key fails for good: its twin is then handled (its marker was
+    never set), not skipped, and not run while the first still waited for its retry."""
+    await operator.xadd_many(key, [{"order_id": "k", "fail": "yes"}, {"order_id": "k"}])
+    calls: list[str] = []
+
+    class FailsFirst(StreamHandler[dict[str, str]]):
+        async def handle(self, message: Message[dict[str, str]]) -> None:
+            calls.append(message.payload.get("fail", "no"))
+            if message.payload.get("fail"):
+                raise RuntimeError("declined")
+
+    spec = make_spec(key, concurrency=4, retry=FAST_RETRY,
+                     idempotency=IdempotencySettings(key="order_id"))
+    container.register(spec, FailsFirst())
+    await container.start(timeout=5)
+    await wait_until(lambda: equals(pel(operator, key), 0), timeout=10)
+    assert calls == ["yes", "yes", "yes", "no"]  # three deliveries, dead letter, then it
+    assert await operator.xlen(colocated(key, ":dlq")) == 1

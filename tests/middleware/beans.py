@@ -70,3 +70,15 @@ class SyncEcho(StreamHandler[dict[str, str]]):
 class Stamp(StreamHandler[dict[str, str]]):
     async def handle(self, message: Message[dict[str, str]]) -> None:
         STARTS.append(time.monotonic())
+
+
+class Renamed:
+    """Its next step under another name: called as call_next=…, it cannot take it."""
+
+    async def __call__(self, msg: Message[Any], nxt: CallNext) -> Any:
+        return await nxt(msg)
+
+
+class NoNext:
+    async def __call__(self, message: Message[Any]) -> Any:
+        return None

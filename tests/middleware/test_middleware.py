@@ -69,6 +69,10 @@ async def test_a_sync_handler_runs_in_its_thread_inside_the_chain(
 @pytest.mark.parametrize(("middleware", "says"), [
     ("tests.middleware.beans:Nowhere", "module 'tests.middleware.beans' has no 'Nowhere'"),
     ("tests.middleware.beans:NotAsync", "NotAsync.__call__ must be `async def __call__"),
+    ("tests.middleware.beans:Renamed", "Renamed.__call__(self, msg: 'Message[Any]', nxt: "
+     "'CallNext') -> 'Any' cannot be called as __call__(self, message, call_next=…)"),
+    ("tests.middleware.beans:NoNext", "NoNext.__call__(self, message: 'Message[Any]') -> "
+     "'Any' cannot be called as __call__(self, message, call_next=…)"),
     ("nosuch", "the container has no provider named 'nosuch'"),
 ])
 async def test_a_middleware_that_cannot_be_made_is_one_problem_naming_it(
@@ -80,3 +84,15 @@ async def test_a_middleware_that_cannot_be_made_is_one_problem_naming_it(
     assert problem.path == "listeners.events.middleware"
     assert says in problem.message
     assert f"middleware {middleware!r}" in problem.message
+
+
+async def test_a_container_middleware_that_cannot_be_made_names_container_middleware(
+        key: str, redis_url: str) -> None:
+    config = settings(key)
+    config.container.middleware.append("tests.middleware.beans:Nowhere")
+    with pytest.raises(ConfigError) as caught:
+        async with run_app(config, url=redis_url):
+            pass
+    (problem,) = caught.value.problems
+    assert problem.path == "container.middleware"
+    assert "has no 'Nowhere'" in problem.message
