@@ -45,10 +45,11 @@ from .timeouts import Running
 def failures_of(result: Any, ids: Sequence[str]) -> dict[str, Exception]:
     """The failed entries of a batch, from what ``handle_batch`` returned.
 
-    ``None``: none failed. A mapping of entry ids to an exception (or a reason as text):
-    those failed. Ids not in the batch are a handler bug, said and ignored (what it
-    names is not an entry it was given). Anything else is a handler bug too, and fails
-    the whole batch: its entries are retried, never acked on a guess.
+    ``None``: none failed. A mapping of entry ids (``str``, or ``bytes``) to an exception
+    (or a reason as text; ``None`` or empty: no reason given): those failed. Ids not in
+    the batch are a handler bug, said and ignored (what it names is not an entry it was
+    given). Anything else is a handler bug too, and fails the whole batch: its entries
+    are retried, never acked on a guess.
     """
     if result is None:
         return {}
@@ -60,10 +61,15 @@ def failures_of(result: Any, ids: Sequence[str]) -> dict[str, Exception]:
     failed: dict[str, Exception] = {}
     strangers = []
     for entry_id, why in result.items():
+        if isinstance(entry_id, bytes):  # an id as redis-py gives it undecoded: the same id
+            entry_id = entry_id.decode("ascii", "replace")
         if entry_id not in known:
             strangers.append(entry_id)
         elif isinstance(why, Exception):
             failed[entry_id] = why
+        elif why is None or why == "":
+            failed[entry_id] = BatchEntryError("failed (handle_batch named it without a "
+                                               "reason)")
         else:
             failed[entry_id] = BatchEntryError(str(why))
     if strangers:

@@ -303,6 +303,11 @@ def test_failures_of_reads_the_handlers_answer() -> None:
     (text,) = failures_of({"2-0": "why"}, ["1-0", "2-0"]).values()
     assert str(text) == "why"
     assert failures_of({"9-0": error}, ["1-0"]) == {}
+    # A bytes id is the same entry (acked as a success before: "not in its batch"); a
+    # mapping names failures, so one without a reason is a failure, said plainly.
+    assert failures_of({b"1-0": error}, ["1-0"]) == {"1-0": error}
+    (unexplained,) = failures_of({"1-0": None}, ["1-0"]).values()
+    assert str(unexplained) == "failed (handle_batch named it without a reason)"
     wrong = failures_of(["1-0"], ["1-0", "2-0"])
     assert set(wrong) == {"1-0", "2-0"}
     assert isinstance(wrong["1-0"], TypeError)
