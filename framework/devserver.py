@@ -107,8 +107,11 @@ class RedisServer:
     """Start with ``start()`` (or ``with``); ``url`` is ready once it returns."""
 
     def __init__(self, *, port: int | None = None, appendonly: bool = False,
-                 server: ServerBinary | None = None) -> None:
+                 server: ServerBinary | None = None, own_session: bool = False) -> None:
+        """``own_session``: the server is not in the terminal's process group, so a
+        Ctrl-C reaches only the program that started it, which stops it when done."""
         self.port = port or free_port()
+        self.own_session = own_session
         self.appendonly = appendonly
         self._server = server
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -142,7 +145,8 @@ class RedisServer:
             "--daemonize", "no", "--loglevel", "warning", *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+                                         stderr=subprocess.PIPE,
+                                         start_new_session=self.own_session)
         try:
             self._wait_ready(timeout)
         except BaseException:

@@ -51,7 +51,8 @@ def blackfriday(
     server = None
     if not os.environ.get("REDIS_URL"):
         try:
-            server = RedisServer().start()
+            # Ctrl-C in --forever is the sample's to handle: its server must outlive it.
+            server = RedisServer(own_session=True).start()
         except RedisServerNotFound as exc:
             console.print(f"[red]{exc}\nor set REDIS_URL to a Redis 7+ server you already "
                           "run.[/red]")

@@ -246,8 +246,11 @@ def _start_worker(scenario: Scenario, index: int) -> subprocess.Popen[bytes]:
            "STREAMBOOT_LOGGING__LEVEL": "ERROR",
            "STREAMBOOT_WORKER_PARENT": str(os.getpid()),  # a killed sample takes them along
            "SAMPLE_PAYMENT_FAILURE": str(scenario.payment_failure)}
+    # In a session of their own: a terminal's Ctrl-C reaches the sample alone, which
+    # settles the run with the workers still reading, then stops them (SIGTERM).
     return subprocess.Popen([sys.executable, "-m", "streamboot", "run", str(scenario.config)],
-                            env=env, cwd=Path(__file__).resolve().parent.parent)
+                            env=env, cwd=Path(__file__).resolve().parent.parent,
+                            start_new_session=True)
 
 
 def _user_errors(users: asyncio.Future[list[BaseException | None]]) -> list[str]:

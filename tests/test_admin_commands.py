@@ -356,8 +356,11 @@ def test_status_watch_refreshes_until_ctrl_c_then_exits_0(app_file: Path, r: red
     r.xadd("ops", {"n": "1"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")}
     master, slave = pty.openpty()
+    # As a terminal starts it: SIGINT at its default, even when the suite itself runs with
+    # SIGINT ignored (a shell's background job, `.ci/run &`), which children inherit.
     proc = subprocess.Popen([STREAMBOOT, "status", "--watch", "--config", str(app_file)],
-                            cwd=ROOT, env=env, stdout=slave, stderr=slave)
+                            cwd=ROOT, env=env, stdout=slave, stderr=slave,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     try:
         seen, deadline = b"", time.monotonic() + 30

@@ -89,20 +89,25 @@ def test_blackfriday_survives_a_worker_killed_mid_way(own_server: RedisServer) -
     assert "all invariants hold" in out
 
 
-def test_forever_runs_until_ctrl_c_then_reports(own_server: RedisServer) -> None:
+def test_forever_runs_until_ctrl_c_then_reports() -> None:
+    import os
     import signal
     import time
 
-    # A small retention bound, trimmed every second, so a short run must trim.
-    env = sample_env(own_server.url, STREAMBOOT_LISTENERS__ORDERS__RETENTION__MAX_LEN="40",
-                     STREAMBOOT_LISTENERS__ORDERS__RETENTION__INTERVAL="1s",
-                     STREAMBOOT_LISTENERS__ORDERS__RETENTION__APPROXIMATE="false")
+    # Its own throwaway server (no REDIS_URL), as the README's first command runs it. A
+    # small retention bound, trimmed every second, so a short run must trim.
+    env = {k: v for k, v in sample_env("-").items() if k != "REDIS_URL"}
+    env.update(STREAMBOOT_LISTENERS__ORDERS__RETENTION__MAX_LEN="40",
+               STREAMBOOT_LISTENERS__ORDERS__RETENTION__INTERVAL="1s",
+               STREAMBOOT_LISTENERS__ORDERS__RETENTION__APPROXIMATE="false")
     with subprocess.Popen([sys.executable, "-m", "sample_app", "--users", "30", "--stock", "3",
                            "--forever"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
         time.sleep(8)
         assert proc.poll() is None  # still running: it does not end by itself
-        proc.send_signal(signal.SIGINT)
+        # Ctrl-C at a terminal: SIGINT to the whole foreground process group. Before, it
+        # reached the throwaway redis-server and the workers too: the report crashed.
+        os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err[-2000:]
     assert "running until Ctrl-C" in out
