@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.table import Table
 
 from sample_app.scenario import Report, Scenario, run
-from streamboot import RedisServer, RedisServerNotFound
+from streamboot import ConfigError, RedisServer, RedisServerNotFound
 
 console = Console()
 app = typer.Typer(add_completion=False)
@@ -26,14 +28,16 @@ app = typer.Typer(add_completion=False)
 def blackfriday(
     name: Annotated[str, typer.Argument(help="The scenario (only: blackfriday).")] = (
         "blackfriday"),
-    users: Annotated[int, typer.Option(help="Concurrent users.")] = 100,
-    stock: Annotated[int, typer.Option(help="Units of the hot product.")] = 100,
-    orders_per_user: Annotated[int, typer.Option(help="Purchases per user.")] = 3,
-    double_click: Annotated[float, typer.Option(help="Share of double clicks.")] = 0.3,
-    payment_failure: Annotated[float, typer.Option(help="Share of declined cards.")] = 0.05,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    users: Annotated[int, typer.Option(help="Concurrent users.", min=1)] = 100,
+    stock: Annotated[int, typer.Option(help="Units of the hot product.", min=1)] = 100,
+    orders_per_user: Annotated[int, typer.Option(help="Purchases per user.", min=1)] = 3,
+    double_click: Annotated[float, typer.Option(help="Share of double clicks.", min=0.0,
+                                                max=1.0)] = 0.3,
+    payment_failure: Annotated[float, typer.Option(help="Share of declined cards.", min=0.0,
+                                                   max=1.0)] = 0.05,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 2,
     kill_worker_after: Annotated[int | None, typer.Option(
-        help="SIGKILL one worker after this many orders.")] = None,
+        help="SIGKILL one worker after this many orders.", min=1)] = None,
     config: Annotated[Path, typer.Option(help="Application file.")] = Scenario.config,
     forever: Annotated[bool, typer.Option("--forever", help="Keep ordering until Ctrl-C.")] = (
         False),
@@ -61,6 +65,13 @@ def blackfriday(
         console.print(f"started a throwaway {server.server.describe()} at {server.url}")
     try:
         report = asyncio.run(run(scenario, console))
+    except (RedisConnectionError, RedisTimeoutError) as exc:  # one line, not a traceback
+        console.print(f"[red]cannot reach redis at {os.environ['REDIS_URL']}: {exc}[/red]",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     finally:
         if server is not None:
             server.close()

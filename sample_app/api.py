@@ -43,7 +43,7 @@ class OrderApi:
         resends the same request: refused however late it comes, for REQUEST_TTL — the
         lock alone let a second click through once a worker had released it), and the
         user's lock per product (two different requests at once: one wins)."""
-        request = keys.request(request_id)
+        request = keys.request(user_id, request_id)
         if not await self.client.set(request, user_id, nx=True,
                                      ex=int(REQUEST_TTL.total_seconds())):
             raise DuplicateRequest(f"request {request_id} was already made")

@@ -28,6 +28,7 @@ def lock(user_id: str, product_id: str) -> str:
     return f"{{orders}}:lock:{user_id}:{product_id}"
 
 
-def request(request_id: str) -> str:
-    """A request the API took (its id, chosen by the client): a resubmission is refused."""
-    return f"{{orders}}:request:{request_id}"
+def request(user_id: str, request_id: str) -> str:
+    """A request the API took (its id, chosen by the client, one user's: two users may
+    pick the same id): a resubmission is refused."""
+    return f"{{orders}}:request:{user_id}:{request_id}"

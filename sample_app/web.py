@@ -18,8 +18,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sample_app.api import DuplicateRequest, OrderApi
 from streamboot import Backpressure, EmbeddedApp, Publisher, PublishUnavailable
@@ -56,10 +59,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title="Black Friday orders", lifespan=lifespan)
 
 
+@app.exception_handler(RedisConnectionError)
+@app.exception_handler(RedisTimeoutError)
+async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Redis away (a request id, a lock, a lookup): 503, which a client retries — not
+    500, as a new user's trial saw for every route but /healthz while Redis was down."""
+    return JSONResponse({"detail": f"redis unavailable: {exc}"}, status_code=503)
+
+
 class OrderRequest(BaseModel):
     user_id: Annotated[str, Field(pattern=NAME)]
     product_id: Annotated[str, Field(pattern=NAME)]
-    qty: Annotated[int, Field(ge=1, le=10)] = 1
+    qty: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
     request_id: Annotated[str, Field(pattern=NAME)]
     """Chosen by the client, one per purchase: a double click or a retry sends it again."""
 

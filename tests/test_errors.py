@@ -87,6 +87,25 @@ def test_a_cluster_pool_too_small_for_the_listeners_is_refused() -> None:
     settings_from_mapping({"redis": {"max_connections": 2}, "listeners": listeners})
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis://127.0.0.1:notaport/0", "port 'notaport' is not a port"),
+    ("redis://127.0.0.1:99999/0", "port '99999' is not a port"),
+    ("redis://127.0.0.1:6379/abc", "database 'abc' in the path is not a number"),
+])
+def test_a_url_redis_py_cannot_use_is_a_config_problem(url: str, problem: str) -> None:
+    """A trial: a bad port was a 183-line ValueError traceback from redis-py at connect
+    time (check, run, the sample); ``/abc`` quietly meant database 0."""
+    with pytest.raises(ConfigError, match=problem) as caught:
+        settings_from_mapping({"redis": {"url": url}})
+    assert "redis.url" in str(caught.value)
+
+
+def test_urls_redis_py_takes_pass() -> None:
+    for url in ("redis://127.0.0.1:6379/", "redis://u:p@[::1]:6379/2", "redis://localhost",
+                "rediss://h:6380/15", "unix:///tmp/redis.sock?db=1"):
+        settings_from_mapping({"redis": {"url": url}})
+
+
 def test_the_servers_temporary_refusals_are_transient_and_named() -> None:
     """redis-py turns READONLY, TRYAGAIN, MASTERDOWN and CLUSTERDOWN into classes and drops
     the code from the text; they are still "not now" (the defect: a demoted primary's

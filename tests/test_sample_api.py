@@ -82,6 +82,7 @@ def test_an_order_is_published_once_and_a_resubmission_is_refused(
     (order("r-9", qty="many"), "qty"),
     ({"user_id": "bob", "product_id": "ps5"}, "request_id"),
     (order("r" * 65), "request_id"),
+    (order("r-9", qty=True), "qty"),              # lax mode took it as 1
 ])
 def test_bad_input_is_refused_naming_the_field(api: tuple[httpx.Client, Redis],
                                                body: dict[str, object], field: str) -> None:
@@ -92,6 +93,36 @@ def test_bad_input_is_refused_naming_the_field(api: tuple[httpx.Client, Redis],
     assert not r.exists("orders")  # nothing published
     assert client.post("/orders", content=b"{not json",
                        headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_two_users_may_choose_the_same_request_id(api: tuple[httpx.Client, Redis]) -> None:
+    """A request id is one user's (a trial saw bob's r1 refused as alice's)."""
+    client, r = api
+    assert client.post("/orders", json=order("r1", user="alice")).status_code == 202
+    assert client.post("/orders", json=order("r1", user="bob")).status_code == 202
+    assert client.post("/orders", json=order("r1", user="bob")).status_code == 409
+    assert r.xlen("orders") == 2
+
+
+def test_redis_away_is_a_503_on_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's trial: POST /orders and GET answered 500 while Redis was down (the
+    request id's SET came before the publish, and only a publish failure was a 503)."""
+    for name in [k for k in os.environ if k.startswith("STREAMBOOT_")]:
+        monkeypatch.delenv(name)
+    with RedisServer() as server:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        started = asyncio.run(ApiServer.start(CONFIG))
+        try:
+            with httpx.Client(base_url=started.url, timeout=20) as client:
+                assert client.post("/orders", json=order("r-1")).status_code == 202
+                server.stop()
+                placed = client.post("/orders", json=order("r-2"))
+                assert placed.status_code == 503, placed.text
+                assert "redis unavailable" in placed.text
+                looked = client.get("/users/alice/orders/ps5")
+                assert looked.status_code == 503, looked.text
+        finally:
+            assert started.stop() in (0, -signal.SIGTERM)
 
 
 def test_the_api_server_stops_when_the_sample_that_started_it_is_killed(

@@ -133,3 +133,31 @@ def test_blackfriday_on_redis_cluster_places_every_order() -> None:
     assert "all invariants hold" in out
     assert figure(out, "orders placed") == 300
     assert figure(out, "accepted") == 100
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--workers", "0"), ("--users", "-5"), ("--stock", "0"), ("--orders-per-user", "0"),
+    ("--double-click", "2"), ("--payment-failure", "-1"), ("--kill-worker-after", "-1"),
+])
+def test_a_bad_number_is_refused_before_anything_runs(option: str, value: str) -> None:
+    """A new user's trial: --workers 0 waited for ever; --stock -3 ran, then 'invariant
+    failed'. Now refused at once, exit 2, naming the option."""
+    from streamboot.devserver import free_port
+
+    done = subprocess.run([sys.executable, "-m", "sample_app", option, value], cwd=ROOT,
+                          env=sample_env(f"redis://127.0.0.1:{free_port()}/0"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"Invalid value for '{option}'" in done.stderr
+
+
+def test_redis_unreachable_is_one_line() -> None:
+    from streamboot.devserver import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = subprocess.run([sys.executable, "-m", "sample_app", "--users", "3", "--stock", "2"],
+                          cwd=ROOT, env=sample_env(url), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert f"cannot reach redis at {url}" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr  # it was 251 lines of one

@@ -240,6 +240,16 @@ class RedisSettings(StrictModel):
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError("expected a URL starting with redis://, rediss:// or unix:// "
                              "(for Sentinel: redis.sentinel)")
+        if scheme != "unix":
+            parts = urlsplit(value)
+            try:
+                parts.port  # noqa: B018 - urllib checks the port as it reads it
+            except ValueError:  # redis-py raised it at connect time, a traceback
+                port = parts.netloc.rpartition(":")[2]
+                raise ValueError(f"port {port!r} is not a port (a number, 1 to 65535)") from None
+            db = parts.path.strip("/")
+            if db and not db.isdigit():  # redis-py would quietly use database 0
+                raise ValueError(f"database {db!r} in the path is not a number (e.g. /0)")
         return value
 
     @property

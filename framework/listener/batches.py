@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections.abc import Mapping, Sequence
 from time import monotonic, perf_counter
 from typing import Any
@@ -240,10 +239,7 @@ class BatchDispatcher(Dispatcher):
                 result = await self._handle(messages)
             else:
                 assert self._threads is not None
-                job = self._threads.submit(contextvars.copy_context().run, self._handle,
-                                           messages)
-                running.future = job
-                result = await asyncio.wrap_future(job)
+                result = await self._threads.call(running, self._handle, messages)
         except asyncio.CancelledError:
             if not running.timed_out:
                 raise  # a stop past shutdown_timeout: the entries stay pending

@@ -24,7 +24,7 @@ import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from itertools import repeat
+from itertools import chain, repeat
 from time import monotonic, perf_counter
 from typing import Any, Literal, NamedTuple
 
@@ -68,10 +68,16 @@ class Rejection(NamedTuple):
 _Job = tuple[StreamEntry, int, "asyncio.Future[None] | None"]
 
 
-def _plain_text(entry: StreamEntry) -> bool:
-    """Every name and value ASCII, no name twice: the payload can be built as it is."""
-    _, fields, raw = entry
-    return raw is not None and len(raw) == 2 * len(fields) and all(map(str.isascii, raw))
+def _plain_text(entries: Sequence[StreamEntry]) -> bool:
+    """Every entry's names and values ASCII, no name twice in any: the whole read can be
+    built as it is. One ``join`` and one C-level ``isascii`` for the read, and two sums:
+    a name given twice makes an entry's raw list longer than twice its fields (never
+    shorter), so the sums are equal only when each entry's are — about a third of the
+    cost of checking entry by entry, which was a third of the pydantic path's own cost."""
+    raws = [entry.raw for entry in entries if entry.raw is not None]
+    return (len(raws) == len(entries)
+            and sum(map(len, raws)) == 2 * sum(len(entry.fields) for entry in entries)
+            and "".join(chain.from_iterable(raws)).isascii())
 
 
 class Dispatcher:
@@ -374,10 +380,7 @@ class Dispatcher:
                 await self._handle(message)
             else:
                 assert self._threads is not None
-                job = self._threads.submit(contextvars.copy_context().run, self._handle,
-                                           message)
-                running.future = job
-                await asyncio.wrap_future(job)
+                await self._threads.call(running, self._handle, message)
         except asyncio.CancelledError:
             if not running.timed_out:
                 raise  # a stop past shutdown_timeout: the entry stays pending
@@ -410,9 +413,7 @@ class Dispatcher:
         if self._is_async:
             return await self._handle(message)
         assert self._threads is not None
-        job = self._threads.submit(contextvars.copy_context().run, self._handle, message)
-        _RUNNING.get().future = job
-        return await asyncio.wrap_future(job)
+        return await self._threads.call(_RUNNING.get(), self._handle, message)
 
     def _trusted(self, keeper: OwnershipKeeper, entry_id: str, now: float) -> bool:
         """The entry's receipt, or the last renewal, vouches that it is still ours (the
@@ -458,7 +459,7 @@ class Dispatcher:
         pydantic-core when every entry is plain text and valid; else one by one, so each
         rejection names its own entry."""
         many = self._decode_many
-        if many is not None and len(entries) > 1 and all(map(_plain_text, entries)):
+        if many is not None and len(entries) > 1 and _plain_text(entries):
             with contextlib.suppress(Exception):  # one is invalid: the loop says which
                 return many([entry.fields for entry in entries])
         return [self._payload(entry) for entry in entries]

@@ -21,7 +21,7 @@ from ..wire.decoding import is_text
 from ..wire.operator import RedisClient
 from ..wire.records import StreamEntry
 from ..wire.replication import with_wait
-from ..wire.scripts import IDEMPOTENT_PREFIX, IDEMPOTENT_PREFIX_DURABLE
+from ..wire.scripts import idempotent_script
 
 
 def marker_key(prefix: str, group: str, value: str) -> str:
@@ -102,9 +102,12 @@ def sort_batch(entries: Sequence[StreamEntry], markers: Sequence[str | None],
 
 
 class IdempotentScript:
-    """A Lua script that runs only if the message's marker was not set, and sets it.
+    """A Lua script that runs only if the message's marker was not set, and sets it once
+    the body has returned. A body that fails (a Redis error) leaves no marker, so the
+    retry runs it again — Redis keeps what a script wrote before its error, so a body
+    should make its checks before its first write.
 
-    The body sees its own ``KEYS``/``ARGV`` from 1; the marker is handled before it::
+    The body sees its own ``KEYS``/``ARGV`` from 1; the marker is handled around it::
 
         body = "return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)"
         add_to_ledger = IdempotentScript(client, body)
@@ -114,8 +117,8 @@ class IdempotentScript:
 
     def __init__(self, client: RedisClient, body: str) -> None:
         self._client = client
-        self._script = client.register_script(IDEMPOTENT_PREFIX + body)
-        self._durable = IDEMPOTENT_PREFIX_DURABLE + body
+        self._script = client.register_script(idempotent_script(body))
+        self._durable = idempotent_script(body, durable=True)
         """Sent as EVAL beside its WAIT: a pipeline of any client (a Cluster's too) takes
         it, where EVALSHA would need the script loaded on that node first."""
 

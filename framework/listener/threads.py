@@ -10,12 +10,17 @@ thread takes its place, and the stuck one ends quietly whenever its handler retu
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .timeouts import Running
 
 
 class _Worker:
@@ -48,6 +53,15 @@ class HandlerThreads:
         self._jobs.put((future, fn, args))
         self._fill()
         return future
+
+    def call(self, running: Running, fn: Callable[[Any], Any], arg: Any) -> asyncio.Future[Any]:
+        """``fn(arg)`` in a thread, in the caller's context (its log context, the entry id),
+        awaitable on the loop. ``running`` learns the call's future: a timeout abandons the
+        thread that runs it (:meth:`abandon`). A plain function, not a coroutine: the
+        per-entry path pays no extra layer."""
+        job = self.submit(contextvars.copy_context().run, fn, arg)
+        running.future = job
+        return asyncio.wrap_future(job)
 
     def abandon(self, future: Future[Any], label: str) -> None:
         """The handler running ``future`` (``label``: its entry id) overran its time: stop

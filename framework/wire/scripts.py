@@ -126,26 +126,29 @@ return id
 # a field name given twice and non-UTF-8 bytes survive (decoding.py). ARGV: start, end, count.
 RANGE = "return redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])"
 
-# Prefix of IdempotentScript: the marker is KEYS[1] and its TTL (ms) ARGV[1]; both are
-# removed before the user's body runs, so the body sees its own KEYS/ARGV from 1.
+# IdempotentScript's script around the user's body: the marker is KEYS[1] and its TTL (ms)
+# ARGV[1]; both are removed before the body runs, so the body sees its own KEYS/ARGV from 1.
+# The marker is set once the body has *returned*: Redis keeps a script's writes made before
+# an error (no rollback), so a marker written first outlived a body that then failed (a
+# WRONGTYPE, an overflow) and its retry skipped the effect as applied — acked, lost.
 # The marker says "2" (applied) until the handler has succeeded and its ack pipeline sets
 # "1" (handled): an entry whose handler failed after the effect is handled again — the
 # script a no-op then, the rest of the handler (a follow-up publish, say) run once more —
 # instead of being skipped as done by the batch's marker check.
-IDEMPOTENT_PREFIX = """
+_IDEMPOTENT_HEAD = """
 local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
 local own = '1 ' .. table.remove(ARGV, 1)
 local found = redis.call('GET', marker)
 if found and found ~= own then return false end
-redis.call('SET', marker, '2', 'PX', ttl)
+local result = (function()
 """
 
 # The same, for a WAIT that follows (idempotency.durability): a marker found is touched
 # (PEXPIRE, its TTL from now), so the call writes either way and the WAIT after it covers
 # the earlier call's effect too — replication is in order — instead of counting only this
 # connection's older writes.
-IDEMPOTENT_PREFIX_DURABLE = """
+_IDEMPOTENT_HEAD_DURABLE = """
 local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
 local own = '1 ' .. table.remove(ARGV, 1)
@@ -154,8 +157,22 @@ if found and found ~= own then
   redis.call('PEXPIRE', marker, ttl)
   return false
 end
-redis.call('SET', marker, '2', 'PX', ttl)
+local result = (function()
 """
+
+_IDEMPOTENT_TAIL = """
+end)()
+redis.call('SET', marker, '2', 'PX', ttl)
+return result
+"""
+
+
+def idempotent_script(body: str, durable: bool = False) -> str:
+    """The user's ``body`` as a function run only when the marker is not set, and the
+    marker set after it returned (a body that raises leaves no marker: it runs again)."""
+    head = _IDEMPOTENT_HEAD_DURABLE if durable else _IDEMPOTENT_HEAD
+    return head + body + _IDEMPOTENT_TAIL
+
 
 # Delete a consumer only if it holds no pending entry and has been idle long enough,
 # checked and done in one step: XGROUP DELCONSUMER would drop its pending entries.

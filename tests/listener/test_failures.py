@@ -161,6 +161,24 @@ async def test_idempotent_script_applies_effect_and_marker_together(client: Redi
     assert await client.exists("m:{o-1}")
 
 
+async def test_an_idempotent_script_that_fails_leaves_no_marker_so_its_retry_applies(
+        client: Redis) -> None:
+    """A new user's trial: the effect's INCRBY failed once (the total held text), and the
+    retry found the marker the failed run had written first — "already applied", acked,
+    the amount lost. Redis keeps a script's writes made before an error."""
+    apply = IdempotentScript(client, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    message: Message[dict[str, str]] = Message("1-0", "s", "g", "c", {}, {}, 1,
+                                               ("m:{o-2}", timedelta(minutes=1)))
+    await client.set("total:{o-2}", "oops")
+    with pytest.raises(redis.ResponseError, match="not an integer"):
+        await apply(message, keys=["total:{o-2}"], args=[10])
+    assert not await client.exists("m:{o-2}")  # before: set, and the retry skipped
+    await client.set("total:{o-2}", "0")
+    assert await apply(message, keys=["total:{o-2}"], args=[10]) == 10  # the retry applies
+    assert await apply(message, keys=["total:{o-2}"], args=[10]) is None  # then only once
+    assert await client.get("total:{o-2}") == "10"
+
+
 async def test_idempotent_script_requires_a_marker(client: Redis) -> None:
     apply = IdempotentScript(client, "return 1")
     with pytest.raises(ValueError, match="no idempotency marker"):
