@@ -281,13 +281,17 @@ async def _until_interrupted(users: asyncio.Future[Any], console: Console,
     somewhere below its awaits, and the main task waited for it for ever."""
     console.print("running until Ctrl-C (users keep ordering; stock is refilled)")
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    # SIGTERM (a `kill`, a container's stop) ends it the same way: with the report (a
+    # trial saw exit 143 and nothing printed).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
     waiter = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait({users, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
-        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts the report
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second one interrupts the report
+            loop.remove_signal_handler(signum)
     stopping.set()
     users.cancel()
     done, _ = await asyncio.wait({users}, timeout=USERS_STOP_WITHIN)

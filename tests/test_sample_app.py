@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,9 +90,9 @@ def test_blackfriday_survives_a_worker_killed_mid_way(own_server: RedisServer) -
     assert "all invariants hold" in out
 
 
-def test_forever_runs_until_ctrl_c_then_reports() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_forever_runs_until_ctrl_c_then_reports(signum: signal.Signals) -> None:
     import os
-    import signal
     import time
 
     # Its own throwaway server (no REDIS_URL), as the README's first command runs it. A
@@ -107,7 +108,10 @@ def test_forever_runs_until_ctrl_c_then_reports() -> None:
         assert proc.poll() is None  # still running: it does not end by itself
         # Ctrl-C at a terminal: SIGINT to the whole foreground process group. Before, it
         # reached the throwaway redis-server and the workers too: the report crashed.
-        os.killpg(proc.pid, signal.SIGINT)
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:  # `kill PID`, a container's stop: the sample alone
+            proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err[-2000:]
     assert "running until Ctrl-C" in out
