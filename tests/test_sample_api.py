@@ -130,10 +130,10 @@ def test_the_api_server_stops_when_the_sample_that_started_it_is_killed(
     with RedisServer() as server:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("STREAMBOOT_")},
                "REDIS_URL": server.url}
-        script = ("import asyncio, time\nfrom pathlib import Path\n"
+        script = ("import asyncio\nfrom pathlib import Path\n"
                   "from sample_app.server import ApiServer\n"
                   f"s = asyncio.run(ApiServer.start(Path({str(CONFIG)!r})))\n"
-                  "print(s.process.pid, flush=True)\ntime.sleep(60)\n")
+                  "print(s.process.pid, flush=True)\nimport signal\nsignal.pause()\n")
         with subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, text=True) as sample:
             assert sample.stdout is not None

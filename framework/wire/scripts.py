@@ -140,25 +140,17 @@ local marker = table.remove(KEYS, 1)
 local ttl = table.remove(ARGV, 1)
 local own = '1 ' .. table.remove(ARGV, 1)
 local found = redis.call('GET', marker)
-if found and found ~= own then return false end
-local result = (function()
-"""
-
-# The same, for a WAIT that follows (idempotency.durability): a marker found is touched
-# (PEXPIRE, its TTL from now), so the call writes either way and the WAIT after it covers
-# the earlier call's effect too — replication is in order — instead of counting only this
-# connection's older writes.
-_IDEMPOTENT_HEAD_DURABLE = """
-local marker = table.remove(KEYS, 1)
-local ttl = table.remove(ARGV, 1)
-local own = '1 ' .. table.remove(ARGV, 1)
-local found = redis.call('GET', marker)
 if found and found ~= own then
-  redis.call('PEXPIRE', marker, ttl)
-  return false
+{touch}  return false
 end
 local result = (function()
 """
+
+# With a WAIT that follows (idempotency.durability), a marker found is touched (PEXPIRE,
+# its TTL from now), so the call writes either way and the WAIT after it covers the
+# earlier call's effect too — replication is in order — instead of counting only this
+# connection's older writes.
+_TOUCH = "  redis.call('PEXPIRE', marker, ttl)\n"
 
 _IDEMPOTENT_TAIL = """
 end)()
@@ -170,7 +162,7 @@ return result
 def idempotent_script(body: str, durable: bool = False) -> str:
     """The user's ``body`` as a function run only when the marker is not set, and the
     marker set after it returned (a body that raises leaves no marker: it runs again)."""
-    head = _IDEMPOTENT_HEAD_DURABLE if durable else _IDEMPOTENT_HEAD
+    head = _IDEMPOTENT_HEAD.replace("{touch}", _TOUCH if durable else "")
     return head + body + _IDEMPOTENT_TAIL
 
 
