@@ -48,6 +48,7 @@ from .process.shutdown import (
 )
 from .process.supervisor import PARENT_VARIABLE, PORT_FILE_VARIABLE
 from .process.worker_identity import current_worker
+from .wire.hash_slots import colocated
 from .wire.operator import RedisOperator
 
 START_WAIT = 5.0
@@ -72,6 +73,9 @@ class Application:
         """While start waits for Redis: what the last attempt met (/healthz says it)."""
         self.alerts = AlertState()
         self.stream_views: dict[str, StreamView] = {}
+        self.dead_letters: dict[tuple[str, str, str], int] = {}
+        """(listener, stream, dead-letter stream) → its length, at the last monitor run
+        (a gauge: the dead-letter counters restart from zero with each process)."""
         self.metrics_server: MetricsServer | None = None
         self.listeners: ListenerContainer | None = None
         self.operator: RedisOperator | None = None
@@ -250,16 +254,20 @@ class Application:
         if self._shared_unsaid:
             await self._say_shared_order()
         views: dict[str, StreamView] = {}
+        dead: dict[tuple[str, str, str], int] = {}
         for declared in self.declared.values():
-            listener = declared.settings
+            listener, spec = declared.settings, declared.spec
             for key in declared.streams():
                 view = views.get(key) or await stream_view(self.operator, key)
                 views[key] = view
                 for group in view.groups:
                     if group.name == listener.group:
-                        self.alerts.update(declared.spec.listener_name, key, group,
-                                           listener.alerts)
-        self.stream_views = views
+                        self.alerts.update(spec.listener_name, key, group, listener.alerts)
+                dlq = (spec.dead_letter_stream if key == spec.stream
+                       else colocated(key, ":dlq") if spec.dead_letter_stream else None)
+                if dlq is not None:
+                    dead[(spec.listener_name, key, dlq)] = await self.operator.xlen(dlq)
+        self.stream_views, self.dead_letters = views, dead
 
     def _waiting(self, said: str | None) -> None:
         self.waiting_for_redis = said
@@ -279,7 +287,8 @@ class Application:
         registry = build_registry(StreambootCollector(
             lambda: self.listeners.subscriptions if self.listeners is not None else {},
             lambda: self.stream_views, self.alerts, lambda: self.membership,
-            lambda: self.listeners.counters if self.listeners is not None else []))
+            lambda: self.listeners.counters if self.listeners is not None else [],
+            lambda: self.dead_letters))
         self.metrics_server = MetricsServer(registry, self.health)
         cfg = self.settings.metrics
         await serve_or_refuse(self.metrics_server, cfg.host, cfg.port)

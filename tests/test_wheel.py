@@ -76,6 +76,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "README.md"} <= members
     names = zipfile.ZipFile(wheel).namelist()
     assert "streamboot/py.typed" in names
+    # The console's pages and style sheet travel with it (package data, not modules).
+    assert {"streamboot/console/templates/overview.html",
+            "streamboot/console/static/console.css"} <= set(names)
     assert {n.split("/")[0] for n in names if not n.startswith("streamboot-")} == {"streamboot"}
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,

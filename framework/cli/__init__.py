@@ -1,5 +1,5 @@
 """The ``streamboot`` command line: ``run`` and ``check`` the application file; the
-admin commands (``status``, ``pending``, ``publish``, ``replay``, ``dlq …``), which
+admin commands (``status``, ``pending``, ``publish``, ``replay``, ``wait``, ``dlq …``), which
 read the same file for where Redis is (see common.py); ``new`` writes a starter project."""
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import typer
 
 from . import dlq
 from .asyncapi import asyncapi
+from .console import console
+from .dashboards import dashboards
 from .new import new
 from .run import check, run
 from .streams import pending, publish, replay, status
+from .wait import wait
 
 app = typer.Typer(help="Streamboot: declarative Redis Streams consumers.", no_args_is_help=True,
                   add_completion=False, rich_markup_mode=None)
@@ -35,7 +38,8 @@ def _root(_version_: Annotated[bool, typer.Option(
     """Streamboot: declarative Redis Streams consumers."""
 
 
-for command in (run, check, status, pending, publish, replay, new, asyncapi):
+for command in (run, check, status, pending, publish, replay, new, asyncapi, dashboards,
+                wait, console):
     app.command()(command)
 app.add_typer(dlq.app, name="dlq")
 

@@ -9,11 +9,20 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..config.models import AppSettings
 from ..errors import MalformedDeadLetter, NotFound, UsageError
-from ..listener.dead_letters import is_dead_letter_stream, original_pairs, purge, replay
+from ..listener.dead_letters import (
+    describe_match,
+    is_dead_letter_stream,
+    matches,
+    original_pairs,
+    purge,
+    replay,
+    select_dead_letters,
+)
 from ..wire.hash_slots import colocated
 from ..wire.operator import RedisOperator
 from ..wire.records import StreamEntry
@@ -101,26 +110,44 @@ def dlq_list(dlq: DlqArg,
             as_json([_view(e) for _, found in shown for e in found])
             return
         for key, found in shown:
-            out.print(_list_table(key, found))
+            _print_list_table(key, found)
 
     with_redis(config, url, job)
 
 
-def _list_table(dlq: str, entries: list[StreamEntry]) -> Table:
-    table = Table(title=f"{dlq}: {count(len(entries), 'dead letter')} shown",
-                  title_justify="left")
-    width = max((len(e.id) for e in entries), default=2)
-    table.add_column("id", no_wrap=True, min_width=width)
-    table.add_column("from", no_wrap=True)
-    for column in ("reason", "deliveries"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("error", overflow="ellipsis", no_wrap=True)
+_ERROR_MIN = 20
+"""The error column's least width on a narrow terminal (the rest of it cut, ``…``)."""
+
+
+def _print_list_table(dlq: str, entries: list[StreamEntry]) -> None:
+    """id, from, reason and deliveries keep their full width whatever the output's width:
+    they are what an operator copies (``dlq show ID``, ``--reason``). On a terminal only the
+    error is cut, with an ellipsis, to fit; elsewhere (a pipe, a file, where rich would
+    assume 80 columns and squeeze every column to nothing) nothing is cut."""
+    rows = []
     for e in entries:
         f = e.fields
-        table.add_row(e.id, printable(f"{f.get('dlq_stream')} {f.get('dlq_id')}"),
-                      printable(f.get("dlq_reason", "")), f.get("dlq_deliveries", ""),
-                      printable(f.get("dlq_error", "")))
-    return table
+        rows.append((e.id, printable(f"{f.get('dlq_stream')} {f.get('dlq_id')}"),
+                     printable(f.get("dlq_reason", "")), f.get("dlq_deliveries", ""),
+                     printable(f.get("dlq_error", ""))))
+    columns = ("id", "from", "reason", "deliveries", "error")
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(columns)]
+    frame = 3 * len(columns) + 1  # each cell's padding and border, and the last border
+    fixed = sum(widths[:-1]) + frame
+    error = max(_ERROR_MIN, out.width - fixed) if out.is_terminal else widths[-1]
+    table = Table(title=f"{dlq}: {count(len(entries), 'dead letter')} shown",
+                  title_justify="left")
+    for name, width in zip(columns[:-1], widths, strict=False):
+        table.add_column(name, no_wrap=True, min_width=width)
+    table.add_column("error", overflow="ellipsis", no_wrap=True,
+                     max_width=max(error, len("error")))
+    for row in rows:
+        table.add_row(*row)
+    width = max(fixed + min(error, widths[-1]), len(table.title or ""))
+    if out.is_terminal:
+        out.print(table, width=width)
+    else:  # print(width=) is capped at the console's (80 on a pipe): a console this wide
+        Console(file=out.file, width=width, highlight=False, soft_wrap=True).print(table)
 
 
 @app.command("show")
@@ -146,15 +173,30 @@ def dlq_replay(dlq: DlqArg,
                ids: Annotated[list[str] | None, typer.Argument(
                    metavar="ID", help="Dead-letter ids.")] = None,
                all_: Annotated[bool, typer.Option("--all", help="Replay every one.")] = False,
+               reason: Annotated[str | None, typer.Option(
+                   "--reason", help="Only dead letters with this dlq_reason "
+                                    "(e.g. max_deliveries).")] = None,
+               where: Annotated[list[str] | None, typer.Option(
+                   "--where", metavar="FIELD=VALUE",
+                   help="Only dead letters whose own field FIELD is VALUE (repeatable: "
+                        "all must match).")] = None,
                config: ConfigOption = None, url: UrlOption = None,
                json_: JsonOption = False) -> None:
     """Publish dead letters back to their stream, then delete them.
 
     The original fields go back byte for byte. Every id must exist, or nothing is
-    replayed."""
-    if not all_ and not ids:
-        fail(USAGE, "give dead-letter ids, or --all")
-    wanted = None if all_ else [entry_id(i) for i in ids or []]
+    replayed. --reason and --where select by filter instead of ids (together: both)."""
+    conditions = [_condition(text) for text in where or []]
+    filtered = reason is not None or bool(conditions)
+    if filtered and (all_ or ids):
+        fail(USAGE, "--reason/--where select the dead letters themselves: give them without "
+                    "ids or --all")
+    if not all_ and not ids and not filtered:
+        fail(USAGE, "give dead-letter ids, --all, or --reason/--where")
+    wanted = None if all_ or filtered else [entry_id(i) for i in ids or []]
+
+    def selected(entry: StreamEntry) -> bool:
+        return matches(entry, reason, conditions)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
         await _one_dlq(operator, settings, dlq)
@@ -163,8 +205,11 @@ def dlq_replay(dlq: DlqArg,
             missing = [i for i in wanted if not await operator.xrange_exact(dlq, i, i, 1)]
             if missing:
                 raise NotFound(f"no dead letter {', '.join(missing)} in {dlq}: nothing replayed")
+        if filtered and not await select_dead_letters(operator, dlq, selected):
+            raise NotFound(f"no dead letter matches {describe_match(reason, conditions)} in "
+                           f"{dlq}: nothing replayed")
         try:
-            done = await replay(operator, dlq, wanted)
+            done = await replay(operator, dlq, wanted, selected if filtered else None)
         except ValueError as exc:  # an entry without dlq_stream: not a dead letter
             raise UsageError(str(exc)) from None
         if json_:
@@ -176,6 +221,13 @@ def dlq_replay(dlq: DlqArg,
         out.print(f"replayed {count(len(done), 'dead letter')}", markup=False)
 
     with_redis(config, url, job)
+
+
+def _condition(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        fail(USAGE, f"--where: expected FIELD=VALUE, got {text!r}")
+    return name, value
 
 
 @app.command("purge")

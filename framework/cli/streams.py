@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import signal
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +39,7 @@ from .common import (
     printable,
     with_redis,
 )
-from .replay import apply_replay, plan_replay
+from .replay import ReplayPlan, apply_replay, plan_partitions, plan_replay
 
 
 def configured_streams(settings: AppSettings) -> list[str]:
@@ -84,6 +85,23 @@ async def _members(operator: RedisOperator, settings: AppSettings | None,
             for name, listener in _partitioned(settings)}
 
 
+NOT_CREATED = "not created yet (no consumer has started)"
+
+
+def _expected_groups(settings: AppSettings | None) -> dict[str, set[str]]:
+    """Per stream key of the file, the groups its listeners read it with: ``status`` says
+    of one that does not exist that it was not created yet, rather than showing nothing
+    (or a lag of 0) for it."""
+    expected: dict[str, set[str]] = {}
+    now = SystemClock().now()
+    for listener in _plain_listeners(settings) if settings is not None else []:
+        keys = ([p.key for p in RotationPolicy(listener.rotation).live_periods(now)]
+                if listener.rotation is not None else [listener.stream])
+        for key in keys:
+            expected.setdefault(key, set()).add(listener.group)
+    return expected
+
+
 def _totals(settings: AppSettings | None, views: list[StreamView],
             members: dict[str, list[str]]) -> list[Text]:
     """One line per partitioned listener: its partitions' entries, lag and pending summed
@@ -100,10 +118,11 @@ def _totals(settings: AppSettings | None, views: list[StreamView],
         lag = ("?" if any(g.lag is None for g in groups)
                else str(sum(g.lag or 0 for g in groups)))
         entries = count(sum(view.length for view in found), "entry", "entries")
+        state = (f"lag {lag}, pending {sum(g.pending for g in groups)}" if groups
+                 else NOT_CREATED)  # "lag 0" would say it is drained: nothing read it yet
         lines.append(Text(
             f"{printable(name)} ({printable(listener.stream)}, {listener.partitions} "
-            f"partitions): {entries}; group {printable(listener.group)}: lag {lag}, pending "
-            f"{sum(g.pending for g in groups)}"))
+            f"partitions): {entries}; group {printable(listener.group)}: {state}"))
         owned: dict[str, list[str]] = {}
         for index, key in enumerate(keys):
             lease = by_key[key].lease if key in by_key else None
@@ -151,32 +170,47 @@ def status(
         async def totals_of(found: list[StreamView]) -> list[Text]:
             return _totals(totals, found, await _members(operator, totals))
 
+        async def snapshot() -> Group:
+            found = await views()
+            return Group(*(_table(v, expected.get(v.key)) for v in found),
+                         *await totals_of(found))
+
         totals = settings if not stream else None
-        if watch:
+        expected = _expected_groups(settings)
+        if watch and out.is_terminal:
             with Live(console=out, auto_refresh=False) as live:
                 while True:
-                    found = await views()
-                    live.update(Group(*(_table(v) for v in found),
-                                      *await totals_of(found)), refresh=True)
+                    live.update(await snapshot(), refresh=True)
                     await asyncio.sleep(2)
-        shown = await views()
+        while watch:  # not a terminal: Live would write only at exit; a snapshot each time
+            shown = await snapshot()
+            out.print(f"-- {datetime.now().astimezone():%Y-%m-%d %H:%M:%S %z} --",
+                      markup=False)
+            out.print(shown)
+            out.file.flush()
+            await asyncio.sleep(2)
         if json_:
-            as_json([v.as_dict() for v in shown])
+            as_json([v.as_dict() for v in await views()])
             return
-        for view in shown:
-            out.print(_table(view))
-        for line in await totals_of(shown):
-            out.print(line)
+        out.print(await snapshot())
 
     if watch and json_:
         fail(USAGE, "--watch shows tables; --json prints one snapshot (drop one of them)")
-    # How --watch ends: Ctrl-C is the way out, not an error.
-    with_redis(config, url, job, interrupted=0 if watch else 130)
+    # How --watch ends: Ctrl-C is the way out, not an error — and so is SIGTERM (a
+    # supervisor's, `timeout`'s, a script's kill): the same KeyboardInterrupt, exit 0.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if watch else None
+    try:
+        with_redis(config, url, job, interrupted=0 if watch else 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _table(view: StreamView) -> Table | Text:
+def _table(view: StreamView, expected: set[str] | None = None) -> Table | Text:
+    """``expected``: the groups the file's listeners read this stream with."""
     if not view.exists:
         return Text(f"{printable(view.key)}: no such stream")
+    missing = sorted((expected or set()) - {group.name for group in view.groups})
     memory = f"{view.memory_bytes / 1024:.1f} KiB" if view.memory_bytes is not None else "?"
     span = (f"first {view.first_id}, last {view.last_id}" if view.length
             else f"last id {view.last_id or '0-0'}")
@@ -186,6 +220,7 @@ def _table(view: StreamView) -> Table | Text:
              f"\nlease: free (epoch {lease.epoch})" if lease.owner is None else
              f"\nlease: {printable(lease.owner)}, epoch {lease.epoch}, held "
              f"{lease.held_for_s:.1f}s, expires in {lease.expires_in_s:.1f}s")
+    owner += "".join(f"\ngroup {printable(name)}: {NOT_CREATED}" for name in missing)
     table = Table(title=f"{printable(view.key)}: {entries}, {span}, {memory}{owner}",
                   title_justify="left")
     for column in ("group", "consumer", "lag", "pending", "oldest pending idle",
@@ -224,11 +259,13 @@ def pending(
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
         keys = partitioned(settings, stream) or [stream]
         rows: list[tuple[str, PendingEntry]] = []
-        for key in keys:
-            if not await operator.group_exists(key, group):
-                if len(keys) == 1:
-                    raise NotFound(f"stream {key!r} has no group {group!r}")
-                continue  # a partition nothing was written to yet
+        with_group = [key for key in keys if await operator.group_exists(key, group)]
+        if not with_group and len(keys) == 1:
+            raise NotFound(f"stream {stream!r} has no group {group!r}")
+        if not with_group:  # not "0 shown": a mistyped group must not look like an idle one
+            raise NotFound(f"consumer group {group!r} does not exist on any of the "
+                           f"{len(keys)} partitions of {stream!r}")
+        for key in with_group:  # a partition without it: nothing was read there yet
             found = await operator.pending_range(key, group, consumer=consumer,
                                                  min_idle=idle if idle > timedelta(0) else None,
                                                  count=limit)
@@ -317,16 +354,58 @@ def replay(
     first = entry_id(from_id)
 
     async def job(operator: RedisOperator, settings: AppSettings | None) -> None:
+        keys = partitioned(settings, stream)
+        if keys is not None:
+            await _replay_partitions(operator, stream, keys, group, first, yes, json_)
+            return
         plan = await plan_replay(operator, stream, group, first)
         if yes:
             await apply_replay(operator, plan)
         if json_:
-            as_json({"stream": plan.stream, "group": plan.group, "from": first,
-                     "last_delivered": plan.current, "set_to": plan.target,
-                     "entries": plan.entries, "more": plan.more, "done": yes})
+            as_json(_plan_dict(plan, first, yes))
             return
         out.print(f"{'moved' if yes else 'would move'} {plan.describe()}", markup=False)
         if not yes:
             out.print("nothing changed: add --yes to do it", markup=False)
 
     with_redis(config, url, job)
+
+
+def _plan_dict(plan: ReplayPlan, first: str, done: bool) -> dict[str, object]:
+    return {"stream": plan.stream, "group": plan.group, "from": first,
+            "last_delivered": plan.current, "set_to": plan.target, "entries": plan.entries,
+            "more": plan.more, "done": done and not plan.ahead}
+
+
+async def _replay_partitions(operator: RedisOperator, stream: str, keys: list[str],
+                             group: str, first: str, yes: bool, json_: bool) -> None:
+    """A partitioned listener's replay: each partition whose group exists moves back, one
+    line each, then the total; the partitions that have nothing to deliver again (or no
+    group yet) are said and left as they are, rather than refusing the others."""
+    plans = await plan_partitions(operator, stream, keys, group, first)
+    moving = [plan for plan in plans if isinstance(plan, ReplayPlan) and not plan.ahead]
+    if yes:
+        for plan in moving:
+            await apply_replay(operator, plan)
+    if json_:
+        as_json([_plan_dict(plan, first, yes) | {"skipped": "ahead" if plan.ahead else None}
+                 if isinstance(plan, ReplayPlan) else
+                 {"stream": plan, "group": group, "from": first, "done": False,
+                  "skipped": "no group"} for plan in plans])
+        return
+    for each in plans:
+        if isinstance(each, str):
+            out.print(f"{each}: no group {group!r} yet (no consumer read it): skipped",
+                      markup=False)
+        elif each.ahead:
+            out.print(each.describe(), markup=False)
+        else:
+            out.print(f"{'moved' if yes else 'would move'} {each.describe()}", markup=False)
+    entries = sum(plan.entries for plan in moving)
+    more = "+" if any(plan.more for plan in moving) else ""
+    noun = "entry" if entries == 1 and not more else "entries"
+    out.print(f"{stream} ({len(keys)} partitions): {'moved' if yes else 'would move'} "
+              f"{len(moving)} of {len(keys)}; {entries}{more} {noun} "
+              f"{'will be' if yes else 'would be'} delivered again", markup=False)
+    if not yes and moving:
+        out.print("nothing changed: add --yes to do it", markup=False)

@@ -11,7 +11,7 @@ import re
 import socket
 from datetime import timedelta
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -228,6 +228,23 @@ class RedisSettings(StrictModel):
         if self.cluster:
             raise ValueError("cluster and sentinel are both set: a Redis Cluster promotes "
                              "its replicas itself; Sentinel watches a standalone primary")
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_has_database_0(self) -> RedisSettings:
+        """Refused here, with the file's other problems: redis-py's cluster client raises
+        on any other database at connect time — every command a traceback, ``run`` a
+        failure that looks like Redis being down."""
+        if not self.cluster or self.sentinel is not None:
+            return self
+        parts = urlsplit(self.url)
+        path = parts.path.strip("/") if parts.scheme != "unix" else ""
+        query = dict(parse_qsl(parts.query)).get("db", "")
+        for db in (path, query):
+            if db.isdigit() and int(db) != 0:
+                raise ValueError(
+                    f"a Redis Cluster has only database 0, and url selects database {db}: "
+                    "drop it from the url (or end it with /0)")
         return self
 
     @field_validator("url")
@@ -529,6 +546,9 @@ class AlertSettings(StrictModel):
     """alert when one consumer holds more pending entries than this; `null` disables it"""
     max_oldest_pending_idle: Duration | None = timedelta(minutes=5)
     """alert when the oldest pending entry has been idle this long; `null` disables it"""
+    max_oldest_pending_age: Duration | None = timedelta(minutes=15)
+    """alert when the oldest pending entry was published this long ago (its id's time; held
+    entries are renewed, so their idle stays small while they wait); `null` disables it"""
     max_lag: int | None = Field(default=100_000, ge=1)
     """alert when the group is this many entries behind the stream; `null` disables it"""
 

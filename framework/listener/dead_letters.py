@@ -15,7 +15,7 @@ replayed and still dead-lettered (replay it again or delete it), never lost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -92,6 +92,39 @@ def original_fields(fields: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in fields.items() if not k.startswith("dlq_")}
 
 
+def dead_letter_meta(entry: StreamEntry) -> dict[str, str]:
+    """The ``dlq_*`` fields a dead letter added (after its own pairs). Read from there, not
+    from ``entry.fields``: an entry may carry a field of its own named ``dlq_reason``, and
+    that one must not decide what the dead letter says about itself."""
+    meta = entry.pairs[len(original_pairs(entry)):]
+    return {meta[i]: meta[i + 1] for i in range(0, len(meta) - 1, 2)}
+
+
+def matches(entry: StreamEntry, reason: str | None = None,
+            where: Sequence[tuple[str, str]] = ()) -> bool:
+    """Whether a dead letter is one an operator selected: its ``dlq_reason`` is ``reason``
+    (any when None) and, for every ``(field, value)`` of ``where``, one of the entry's
+    ORIGINAL fields named ``field`` holds exactly ``value`` (a name given twice matches on
+    either). All conditions must hold; none given matches every dead letter.
+
+    Pure, so ``dlq replay --reason/--where`` and the console's "replay by filter" select
+    the same dead letters; the original fields are the ones a replay republishes, which is
+    what an operator filters on (``order_id=o-17``), never our ``dlq_*`` bookkeeping."""
+    if reason is not None and dead_letter_meta(entry).get("dlq_reason") != reason:
+        return False
+    pairs = original_pairs(entry)
+    own = set(zip(pairs[::2], pairs[1::2], strict=False))
+    return all((name, value) in own for name, value in where)
+
+
+def describe_match(reason: str | None, where: Sequence[tuple[str, str]]) -> str:
+    """``reason max_deliveries and order_id=o-1``: a filter as an operator typed it, for
+    the line that says nothing matched."""
+    said = ([f"reason {reason}"] if reason is not None else []) + [
+        f"{name}={value}" for name, value in where]
+    return " and ".join(said) or "anything"
+
+
 # -- operating a dead-letter stream ------------------------------------------------------
 
 
@@ -107,10 +140,22 @@ async def list_dead_letters(operator: RedisOperator, dlq: str,
     return await operator.xrange(dlq, count=count)
 
 
-async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None) -> list[Replayed]:
-    """Replay the given dead letters (all when ``ids`` is None), oldest first."""
+async def select_dead_letters(operator: RedisOperator, dlq: str,
+                              match: Callable[[StreamEntry], bool]) -> list[StreamEntry]:
+    """Every dead letter of ``dlq`` that ``match`` accepts (e.g. ``lambda e: matches(e,
+    "max_deliveries")``), oldest first, with its exact fields: what a replay by filter
+    would replay, so a caller can show it, or say that nothing matches, first."""
+    return [entry for entry in await _exact(operator, dlq) if match(entry)]
+
+
+async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None = None,
+                 match: Callable[[StreamEntry], bool] | None = None) -> list[Replayed]:
+    """Replay the given dead letters (all when ``ids`` is None; of those, only the ones
+    ``match`` accepts when given), oldest first."""
     entries = await _exact(operator, dlq) if ids is None else [
         e for i in ids for e in await operator.xrange_exact(dlq, i, i, 1)]
+    if match is not None:
+        entries = [entry for entry in entries if match(entry)]
     done = []
     for entry in entries:
         target = entry.fields.get("dlq_stream")

@@ -26,6 +26,7 @@ from loguru import logger
 from ..config.models import LEASE_READ_MARGIN
 from ..errors import NoGroupError, StartupError, WrongTypeError
 from ..handler import BatchHandler, StreamHandler
+from ..wire.ids import waited
 from ..wire.operator import RedisOperator
 from ..wire.readers import group_reader
 from ..wire.reconnect import ReconnectBackoff
@@ -364,7 +365,9 @@ class Subscription:
     async def _handle_new(self, entries: list[StreamEntry], sent_at: float) -> None:
         """New entries (``>``), read by this subscription or by the shared read, whose
         read was sent at ``sent_at``."""
-        self.stats.batch_sizes.observe(len(entries))
+        stats = self.stats
+        stats.batch_sizes.observe(len(entries))
+        stats.delivery_latency.observe(waited(entries[0].id, time.time()))
         self._acks.hold((e.id for e in entries), sent_at)
         if len(entries) == self.spec.batch_size and not self._stop.is_set() \
                 and not self._injected and not self._dispatcher.backlogged:

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   300.0, 900.0, 3600.0)
+"""Publish-to-handling seconds: from a few milliseconds (a live stream) to an hour (a
+backlog, a replay, an entry reclaimed after its consumer died)."""
 
 
 @dataclass(slots=True)
@@ -57,3 +61,6 @@ class ListenerStats:
     last_poll: float = 0.0
     handler_seconds: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
     batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
+    delivery_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    """Seconds from each new batch's oldest entry's publish (the time in its id) to its
+    handling here: once per read, not per entry (the batch's longest wait)."""

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
 from loguru import logger
 
 from ..config.models import AlertSettings
+from ..wire.ids import waited
 from .stream_views import GroupView
 
 
-def crossed(group: GroupView, settings: AlertSettings) -> dict[str, bool]:
-    """Which thresholds this group is over now."""
+def crossed(group: GroupView, settings: AlertSettings,
+            now: float | None = None) -> dict[str, bool]:
+    """Which thresholds this group is over now (``now``: epoch seconds)."""
     consumers = max(len(group.consumers), 1)
     idle = settings.max_oldest_pending_idle
+    age = settings.max_oldest_pending_age
+    oldest = group.oldest_pending_id
     return {
+        "oldest_pending_age": age is not None and oldest is not None
+        and waited(oldest, time.time() if now is None else now) > age.total_seconds(),
         "pending": settings.max_pending_per_consumer is not None
         and group.pending > consumers * settings.max_pending_per_consumer,
         "oldest_pending_idle": idle is not None and group.oldest_pending_idle_ms is not None

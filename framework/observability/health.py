@@ -33,31 +33,9 @@ async def health(operator: RedisOperator, subscriptions: dict[str, Subscription]
         reason = (describe_unavailable(exc, operator.address) if is_transient(exc)
                   else f"{type(exc).__name__}: {exc}" if str(exc) else "no answer within 1s")
         problems.append(f"redis unreachable: {reason}")
-    now = time.monotonic()
+    now, clock = time.monotonic(), time.perf_counter()
     for name, sub in subscriptions.items():
-        limit = 2 * sub.spec.poll_timeout.total_seconds() + 1.0
-        timeout = sub.spec.handler_timeout.total_seconds()
-        late = sub.overdue()
-        if sub.failure is not None:
-            problems.append(f"listener {name} stopped: {sub.failure}")
-        elif late:
-            for entry_id, seconds in late:
-                what = f"entry {entry_id}" if entry_id else "an abandoned sync thread"
-                problems.append(f"listener {name}: handler on {what} running for "
-                                f"{seconds:.1f}s (handler_timeout {timeout:g}s)")
-        elif not sub.busy and now - sub.stats.last_poll > limit:
-            said = f"; last error: {sub.last_error}" if sub.last_error else ""
-            problems.append(f"listener {name} has not polled for "
-                            f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s{said})")
-        keeper = sub.keeper
-        unrenewed = keeper.late(time.perf_counter()) if keeper is not None else None
-        if keeper is not None and unrenewed is not None:
-            problems.append(
-                f"listener {name}: ownership of {len(keeper.hand.in_hand)} entries not "
-                f"renewed for {unrenewed:.1f}s (pending_scan.min_idle {keeper.min_idle:g}s"
-                + (f"; last error: {keeper.last_error}" if keeper.last_error else "")
-                + "): another consumer may take them over; none is started here until "
-                "Redis confirms it")
+        problems += subscription_problems(name, sub, now, clock)
     answer: dict[str, object] = {"healthy": not problems, "problems": problems}
     if membership is not None:
         if membership.renewal_failing:
@@ -70,3 +48,35 @@ async def health(operator: RedisOperator, subscriptions: dict[str, Subscription]
             partitions["warning"] = membership.copied_id
         answer["partitions"] = partitions
     return answer
+
+
+def subscription_problems(name: str, sub: Subscription, now: float,
+                          clock: float) -> list[str]:
+    """What keeps one subscription from being live (``now``: time.monotonic(), ``clock``:
+    time.perf_counter()); empty when it is. /healthz says these lines; the
+    ``streamboot_listener_up`` gauge is 0 while there are any."""
+    problems: list[str] = []
+    limit = 2 * sub.spec.poll_timeout.total_seconds() + 1.0
+    timeout = sub.spec.handler_timeout.total_seconds()
+    late = sub.overdue()
+    if sub.failure is not None:
+        problems.append(f"listener {name} stopped: {sub.failure}")
+    elif late:
+        for entry_id, seconds in late:
+            what = f"entry {entry_id}" if entry_id else "an abandoned sync thread"
+            problems.append(f"listener {name}: handler on {what} running for "
+                            f"{seconds:.1f}s (handler_timeout {timeout:g}s)")
+    elif not sub.busy and now - sub.stats.last_poll > limit:
+        said = f"; last error: {sub.last_error}" if sub.last_error else ""
+        problems.append(f"listener {name} has not polled for "
+                        f"{now - sub.stats.last_poll:.1f}s (limit {limit:.1f}s{said})")
+    keeper = sub.keeper
+    unrenewed = keeper.late(clock) if keeper is not None else None
+    if keeper is not None and unrenewed is not None:
+        problems.append(
+            f"listener {name}: ownership of {len(keeper.hand.in_hand)} entries not "
+            f"renewed for {unrenewed:.1f}s (pending_scan.min_idle {keeper.min_idle:g}s"
+            + (f"; last error: {keeper.last_error}" if keeper.last_error else "")
+            + "): another consumer may take them over; none is started here until "
+            "Redis confirms it")
+    return problems

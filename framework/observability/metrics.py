@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import accumulate
-from time import perf_counter
+from time import monotonic, perf_counter, time
 from typing import Any
 
 from prometheus_client.core import (
@@ -23,7 +23,9 @@ from ..listener.poll import Subscription
 from ..listener.spec import ListenerSpec
 from ..listener.stats import Histogram, ListenerStats
 from ..partitions.membership import Membership
+from ..wire.ids import waited
 from .alerts import AlertState
+from .health import subscription_problems
 from .stream_views import StreamView
 
 _COUNTERS = {
@@ -52,21 +54,26 @@ _COUNTERS = {
 
 
 Counters = Callable[[], list[tuple[ListenerSpec, ListenerStats]]]
+DeadLetters = Callable[[], dict[tuple[str, str, str], int]]
+"""(listener, stream, dead-letter stream) → its length (``Application.dead_letters``)."""
 
 
 class StreambootCollector(Collector):
     def __init__(self, subscriptions: Callable[[], dict[str, Subscription]],
                  streams: Callable[[], dict[str, StreamView]], alerts: AlertState,
                  membership: Callable[[], Membership | None] = lambda: None,
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None,
+                 dead_letters: DeadLetters = dict) -> None:
         """``counters``: every subscription's counters, handed-away partitions' too
-        (``ListenerContainer.counters``); without it, the live subscriptions' own."""
+        (``ListenerContainer.counters``); without it, the live subscriptions' own.
+        ``dead_letters``: the dead-letter streams' lengths at the last refresh."""
         self._subscriptions = subscriptions
         self._counters: Counters = counters or (
             lambda: [(s.spec, s.stats) for s in self._subscriptions().values()])
         self._membership = membership
         self._streams = streams
         self._alerts = alerts
+        self._dead_letters = dead_letters
 
     def collect(self) -> Iterator[Any]:
         subs = self._subscriptions()
@@ -82,7 +89,17 @@ class StreambootCollector(Collector):
                          lambda s: s.handler_seconds)
         yield _histogram("streamboot_batch_size", "Entries per XREADGROUP batch.", counters,
                          lambda s: s.batch_sizes)
+        yield _histogram("streamboot_delivery_latency_seconds", "Seconds from publish (the "
+                         "time in the entry's id) to handling here, for each new batch's "
+                         "oldest entry.", counters, lambda s: s.delivery_latency)
+        yield _up(subs)
         yield from self._stream_gauges()
+        dead = GaugeMetricFamily("streamboot_dead_letters", "Entries in the dead-letter "
+                                 "stream (XLEN): what waits for a replay or a purge.",
+                                 labels=["listener", "stream", "dlq"])
+        for (listener, stream, dlq), size in self._dead_letters().items():
+            dead.add_metric([listener, stream, dlq], size)
+        yield dead
         yield from _leases(self._membership())
         alert = GaugeMetricFamily("streamboot_alert", "1 while a threshold is crossed.",
                                   labels=["listener", "stream", "alert"])
@@ -96,12 +113,36 @@ class StreambootCollector(Collector):
                                 labels=["stream", "group"])
         pending = GaugeMetricFamily("streamboot_group_pending", "Entries in the PEL.",
                                     labels=["stream", "group"])
+        age = GaugeMetricFamily("streamboot_group_oldest_pending_age_seconds", "Seconds since "
+                                "the oldest pending entry was published (its id's time); 0 "
+                                "with nothing pending.", labels=["stream", "group"])
+        idle = GaugeMetricFamily("streamboot_group_oldest_pending_idle_seconds", "Seconds "
+                                 "since the oldest pending entry was last delivered or "
+                                 "renewed (an abandoned entry's grows).",
+                                 labels=["stream", "group"])
+        now = time()
         for key, view in self._streams().items():
             length.add_metric([key], view.length)
             for group in view.groups:
-                lag.add_metric([key, group.name], float(group.lag or 0))
-                pending.add_metric([key, group.name], group.pending)
-        yield from (length, lag, pending)
+                labels = [key, group.name]
+                lag.add_metric(labels, float(group.lag or 0))
+                pending.add_metric(labels, group.pending)
+                oldest = group.oldest_pending_id
+                age.add_metric(labels, waited(oldest, now) if oldest else 0.0)
+                idle.add_metric(labels, (group.oldest_pending_idle_ms or 0) / 1000)
+        yield from (length, lag, pending, age, idle)
+
+
+def _up(subs: dict[str, Subscription]) -> GaugeMetricFamily:
+    """1 while a subscription is live as /healthz judges it (observability/health.py)."""
+    up = GaugeMetricFamily("streamboot_listener_up", "1 while the listener reads and its "
+                           "handlers and renewals keep up (as /healthz judges), else 0.",
+                           labels=["listener", "stream"])
+    now, clock = monotonic(), perf_counter()
+    for name, sub in subs.items():
+        live = not subscription_problems(name, sub, now, clock)
+        up.add_metric([sub.spec.listener_name, sub.spec.stream], 1.0 if live else 0.0)
+    return up
 
 
 def _leases(membership: Membership | None) -> Iterator[Any]:
@@ -121,14 +162,25 @@ def _leases(membership: Membership | None) -> Iterator[Any]:
                                 "partition given up here took, from reading stopped to "
                                 "the lease's release (its running handlers settled).",
                                 labels=["listener"])
+    owner = GaugeMetricFamily("streamboot_partition_owner", "1 for each partition whose "
+                              "lease this member holds (summed over every process: who "
+                              "reads which partition).",
+                              labels=["listener", "partition", "member"])
+    failing = GaugeMetricFamily("streamboot_partition_renewal_failing", "1 when this "
+                                "member's last heartbeat could not renew its leases.",
+                                labels=["listener"])
     for listener in membership.listeners:
         owned.add_metric([listener.name], sum(1 for s in listener.scopes if s.held))
+        failing.add_metric([listener.name], 1.0 if membership.renewal_failing else 0.0)
+        for scope in listener.scopes:
+            if scope.held:
+                owner.add_metric([listener.name, scope.stream, listener.member], 1.0)
         rebalances.add_metric([listener.name], listener.rebalances)
         if listener.takeovers:
             takeover.add_metric([listener.name], listener.takeovers[-1])
         if listener.releases:
             release.add_metric([listener.name], listener.releases[-1])
-    yield from (owned, rebalances, takeover, release)
+    yield from (owned, rebalances, takeover, release, owner, failing)
 
 
 def _renewals(subs: dict[str, Subscription]) -> Iterator[Any]:

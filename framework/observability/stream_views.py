@@ -4,10 +4,14 @@ commands (``streamboot status``, ``pending``) and the metrics gauges."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
+from ..config.models import ListenerSettings
 from ..errors import WrongTypeError
-from ..partitions.keys import PARTITION_KEY, lease_key
+from ..jobs.rotation import RotationPolicy
+from ..partitions.keys import PARTITION_KEY, lease_key, partitions_of
+from ..wire.hash_slots import colocated
 from ..wire.operator import RedisOperator
 
 
@@ -26,6 +30,11 @@ class GroupView:
     oldest_pending_idle_ms: int | None
     last_delivered_id: str
     consumers: list[ConsumerView] = field(default_factory=list)
+    oldest_pending_id: str | None = None
+    """The PEL's smallest id: its time is when the longest-waiting entry was published
+    (the entries in hand are renewed, so their idle stays small; this age does not)."""
+    entries_read: int | None = None
+    """XINFO GROUPS' entries-read: its growth is the group's delivery rate."""
 
 
 @dataclass
@@ -56,6 +65,32 @@ class StreamView:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerStream:
+    """One physical stream a listener reads, and where its dead letters go."""
+
+    key: str
+    dead_letters: str | None
+    partition: int | None = None
+    """Its partition's index, when the listener is partitioned."""
+
+
+def listener_streams(listener: ListenerSettings, now: datetime) -> list[ListenerStream]:
+    """Every stream a listener reads at ``now``: each partition's, each live rotation
+    period's (of each partition), with their dead-letter streams (None: dead letters off).
+    Periods that were never made are listed too: the caller shows those that exist."""
+    found = []
+    for index, part in enumerate(partitions_of(listener)):
+        where = index if listener.partitions > 1 else None
+        if part.rotation is None:
+            found.append(ListenerStream(part.stream, part.dead_letter_stream, where))
+            continue
+        for period in RotationPolicy(part.rotation).live_periods(now):
+            dlq = colocated(period.key, ":dlq") if part.dead_letter_stream else None
+            found.append(ListenerStream(period.key, dlq, where))
+    return found
+
+
 async def stream_view(operator: RedisOperator, key: str, leases: bool = False) -> StreamView:
     """``leases``: also the lease of a partition's key (``status`` shows who owns it)."""
     view = await _stream(operator, key)
@@ -80,12 +115,13 @@ async def _stream(operator: RedisOperator, key: str) -> StreamView:
                       info.last_entry.id if info.last_entry else None,
                       int(memory) if memory is not None else None)
     for group in await operator.info_groups(key):
-        oldest = None
+        oldest = oldest_id = None
         if group.pending:
             rows = await operator.pending_range(key, group.name, count=1)
-            oldest = rows[0].idle_ms if rows else None
+            oldest, oldest_id = (rows[0].idle_ms, rows[0].id) if rows else (None, None)
         consumers = [ConsumerView(c.name, c.pending, c.idle_ms)
                      for c in await operator.info_consumers(key, group.name)]
         view.groups.append(GroupView(group.name, group.lag, group.pending, oldest,
-                                     group.last_delivered_id, consumers))
+                                     group.last_delivered_id, consumers, oldest_id,
+                                     group.entries_read))
     return view

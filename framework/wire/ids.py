@@ -35,3 +35,11 @@ def before(entry_id: str) -> str:
     if seq:
         return f"{ms}-{seq - 1}"
     return f"{ms - 1}-18446744073709551615" if ms else "0-0"
+
+
+def waited(entry_id: str, now: float) -> float:
+    """Seconds since ``entry_id`` was published (the time in its id) at ``now`` (epoch
+    seconds); 0 for an id from the future (clocks apart) or one given by hand (``1-0``
+    reads as 1970: a real wait of decades is still reported, the clock cannot tell)."""
+    ms = entry_id.partition("-")[0]
+    return max(0.0, now - int(ms) / 1000) if ms.isdigit() else 0.0

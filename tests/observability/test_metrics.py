@@ -15,10 +15,11 @@ from streamboot.config import settings_from_mapping
 from streamboot.config.models import AlertSettings
 from streamboot.devserver import RedisServer
 from streamboot.listener.container import ListenerContainer
-from streamboot.observability.alerts import AlertState
+from streamboot.observability.alerts import AlertState, crossed
 from streamboot.observability.health import health
 from streamboot.observability.stream_views import GroupView
 from streamboot.partitions.keys import partition_key
+from streamboot.wire.ids import waited
 from tests.conftest import http_get as get
 from tests.conftest import wait_until
 from tests.streams import make_spec, start
@@ -61,6 +62,15 @@ async def test_metrics_and_health_over_http() -> None:
                 assert f'streamboot_entries_{lost}_total{{listener="m",stream="m"}} 0.0' in text
             assert 'streamboot_renewal_failures_total{listener="m",stream="m"} 0.0' in text
             assert 'streamboot_renewal_age_seconds{listener="m",stream="m"}' in text
+            # Each of the 10 was handled within a second of its publish (its id's time).
+            assert 'streamboot_delivery_latency_seconds_bucket{le="1.0",listener="m",' \
+                   'stream="m"} ' in text
+            batches = _sample(text, 'streamboot_batch_size_count{listener="m",stream="m"}')
+            assert _sample(text, 'streamboot_delivery_latency_seconds_bucket{le="1.0",'
+                                 'listener="m",stream="m"}') == batches >= 1
+            assert 'streamboot_listener_up{listener="m",stream="m"} 1.0' in text
+            assert 'streamboot_group_oldest_pending_age_seconds{group="g",stream="m"} 0.0' in text
+            assert 'streamboot_dead_letters{dlq="{m}:dlq",listener="m",stream="m"} 0.0' in text
             status, body = await asyncio.to_thread(get, f"{base}/healthz")
             assert (status, json.loads(body)["healthy"]) == (200, True)
             server.stop()  # Redis goes away: health turns red
@@ -70,6 +80,29 @@ async def test_metrics_and_health_over_http() -> None:
             assert any("redis unreachable" in p for p in report["problems"])
         finally:
             await application.stop()
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of one sample line of an exposition."""
+    return float(next(line for line in text.splitlines()
+                      if line.startswith(name + " ")).split()[-1])
+
+
+def test_the_oldest_pending_age_alert_reads_the_time_in_the_oldest_id() -> None:
+    settings = AlertSettings(max_oldest_pending_age=timedelta(minutes=15),
+                             max_oldest_pending_idle=None)
+    group = GroupView("g", 0, 1, 10, "0-0", [], oldest_pending_id="1700000000000-0")
+    now = 1_700_000_000 + 15 * 60
+    assert not crossed(group, settings, now=now)["oldest_pending_age"]
+    assert crossed(group, settings, now=now + 1)["oldest_pending_age"]
+    assert not crossed(GroupView("g", 0, 0, None, "0-0"), settings, now=now + 1)[
+        "oldest_pending_age"]
+
+
+def test_waited_is_the_seconds_since_an_ids_time_never_negative() -> None:
+    assert waited("1700000000000-5", 1_700_000_002.5) == 2.5
+    assert waited("1700000000000-5", 1_699_999_999.0) == 0.0  # clocks apart
+    assert waited("not-an-id", 1_700_000_000.0) == 0.0
 
 
 def test_an_alert_is_logged_once_per_crossing() -> None:
