@@ -15,7 +15,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
-from .config.models import AppSettings
+from .config.models import AppSettings, ListenerSettings
 from .di import StreambootContainer, build_container, provide, resolve_handler, resolve_middlewares
 from .errors import ConfigError, ConfigProblem, HandlerResolutionError, StartupError
 from .handler import StreamHandler, batch_problem
@@ -30,7 +30,7 @@ from .observability.alerts import AlertState
 from .observability.health import health
 from .observability.http import MetricsServer, serve_or_refuse
 from .observability.metrics import StreambootCollector, build_registry
-from .observability.stream_views import StreamView, stream_view
+from .observability.stream_views import GroupView, StreamView, stream_view
 from .partitions.assignment import Assigned, assigned_listeners
 from .partitions.keys import partition_key
 from .partitions.membership import LeasedListener, LeaseScope, Membership
@@ -262,12 +262,24 @@ class Application:
                 views[key] = view
                 for group in view.groups:
                     if group.name == listener.group:
-                        self.alerts.update(spec.listener_name, key, group, listener.alerts)
+                        self.alerts.update(spec.listener_name, key, group, listener.alerts,
+                                           await self._idle_past(key, group, listener))
                 dlq = (spec.dead_letter_stream if key == spec.stream
                        else colocated(key, ":dlq") if spec.dead_letter_stream else None)
                 if dlq is not None:
                     dead[(spec.listener_name, key, dlq)] = await self.operator.xlen(dlq)
         self.stream_views, self.dead_letters = views, dead
+
+    async def _idle_past(self, key: str, group: GroupView,
+                         listener: ListenerSettings) -> bool | None:
+        """Whether any pending entry idles past the idle alert's threshold: XPENDING IDLE
+        finds one wherever it is in the PEL (recovery reclaiming the oldest resets its
+        idle, not that of those behind it)."""
+        idle = listener.alerts.max_oldest_pending_idle
+        if idle is None or not group.pending:
+            return None if idle is None else False
+        assert self.operator is not None
+        return bool(await self.operator.pending_range(key, group.name, min_idle=idle, count=1))
 
     def _waiting(self, said: str | None) -> None:
         self.waiting_for_redis = said

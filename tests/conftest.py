@@ -45,6 +45,16 @@ from streamboot.listener.container import ListenerContainer  # noqa: E402
 from streamboot.wire.operator import RedisOperator  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``-n 2`` (.ci/setup), the fault tests — kill -9, SIGSTOP, failovers, bounds
+    they time — run one after another in one worker (pytest-xdist's ``loadgroup``), never
+    two at once: each makes its faults and measures its bounds as it would alone, beside
+    one ordinary test at a time."""
+    for item in items:
+        if item.get_closest_marker("fault") is not None:
+            item.add_marker(pytest.mark.xdist_group("fault"))
+
+
 @pytest.fixture(autouse=True)
 def _leaks_fail_their_own_test() -> Iterator[None]:
     """A connection or socket left open is reported (ResourceWarning, an error here) when

@@ -316,3 +316,13 @@ listeners:
         assert result.returncode == 2, (args, result.stderr)
         assert problem in lines(result.stderr), (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_dlq_replay_of_an_id_given_twice_replays_it_once(r: redis.Redis, redis_url: str) -> None:
+    """Before: "replayed 2 dead letters", two copies published (handled twice)."""
+    dead = r.xadd("{src}:dlq", {"n": "1", "dlq_reason": "max_deliveries", "dlq_stream": "src",
+                                "dlq_id": "1-0", "dlq_fields": "1"})
+    done = sb("dlq", "replay", "{src}:dlq", str(dead), str(dead), "--url", redis_url)
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout)[-1] == "replayed 1 dead letter"
+    assert r.xlen("src") == 1

@@ -4,8 +4,10 @@ on loopback until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
 import socket
 from typing import Annotated
 
@@ -44,6 +46,9 @@ def console(
         metavar="DURATION", help="How often the console samples its charts.")] = "5s",
     history: Annotated[str, typer.Option(
         metavar="DURATION", help="How far back the charts go.")] = "1h",
+    dead_letters_shown: Annotated[int, typer.Option(
+        help="Dead letters listed per dead-letter stream (replay and purge of all "
+             "matching reach every one).")] = 200,
 ) -> None:
     """A web console of the file's listeners: lag, pending, consumers, owners, charts,
     dead letters to replay or purge.
@@ -61,7 +66,8 @@ def console(
         settings = ConsoleSettings(
             host=host, port=port, token=token or secrets.token_urlsafe(24),
             token_given=token is not None, prometheus_url=prometheus,
-            sample_every=durations["--sample-every"], history=durations["--history"])
+            sample_every=durations["--sample-every"], history=durations["--history"],
+            dead_letters_shown=dead_letters_shown)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
@@ -84,15 +90,26 @@ def console(
     app = console_app(app_settings, settings, settings.token)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
                                            access_log=False))
-    bound = listening.getsockname()
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    out.print(f"console of {app_settings.application.name} on http://{shown}:{bound[1]}/",
-              markup=False)
-    if token is None:
-        err.print(f"replay and purge need signing in with this token (made up for this run; "
-                  f"set {TOKEN_VARIABLE} to keep one): {settings.token}", markup=False)
-    os.environ.pop(TOKEN_VARIABLE, None)  # not inherited by anything it may start
-    asyncio.run(server.serve(sockets=[listening]))
+    # Ctrl-C and SIGTERM are how it is meant to end: exit 0 once uvicorn has stopped (it
+    # hands the signal back to the handlers that were there before it: these). Set before
+    # the address is printed: a signal sent as soon as it is read finds them.
+    signal.signal(signal.SIGTERM, _stopped)
+    with contextlib.suppress(KeyboardInterrupt):  # from here on, a signal is a clean stop
+        bound = listening.getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        out.print(f"console of {app_settings.application.name} on "
+                  f"http://{shown}:{bound[1]}/", markup=False)
+        if token is None:
+            err.print(f"replay and purge need signing in with this token (made up for this "
+                      f"run; set {TOKEN_VARIABLE} to keep one): {settings.token}",
+                      markup=False)
+        os.environ.pop(TOKEN_VARIABLE, None)  # not inherited by anything it may start
+        asyncio.run(server.serve(sockets=[listening]))
+    out.print("console stopped", markup=False)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _unreachable(settings: AppSettings) -> str | None:

@@ -31,6 +31,9 @@ def dashboards(
         "--alert-after", metavar="DURATION",
         help="How long a condition must hold before its alert fires (the rules' `for`).")]
         = "1m",
+    job: Annotated[str, typer.Option(
+        help="The scrape job (prometheus.yml's job_name) of the app's processes: a "
+             "process it cannot scrape fires StreambootProcessDown.")] = "streamboot",
 ) -> None:
     """Write a Grafana dashboard and Prometheus alerting rules for the app's metrics.
 
@@ -57,11 +60,11 @@ def dashboards(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         board_file.write_text(json.dumps(board, indent=2) + "\n")
-        rules_file.write_text(yaml.safe_dump(rule_groups(hold), sort_keys=False,
+        rules_file.write_text(yaml.safe_dump(rule_groups(hold, job), sort_keys=False,
                                              allow_unicode=True, width=100))
     except OSError as exc:
         fail(USAGE, f"cannot write to {str(out_dir)!r}: {exc.strerror or exc}")
-    groups = rule_groups(hold)["groups"]
+    groups = rule_groups(hold, job)["groups"]
     out.print(f"wrote {board_file}: Grafana dashboard, {len(PANELS)} panels (import it; "
               "pick the Prometheus data source)", markup=False)
     out.print(f"wrote {rules_file}: {len(groups[0]['rules'])} alerting rules (add it to "

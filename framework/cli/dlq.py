@@ -193,7 +193,7 @@ def dlq_replay(dlq: DlqArg,
                     "ids or --all")
     if not all_ and not ids and not filtered:
         fail(USAGE, "give dead-letter ids, --all, or --reason/--where")
-    wanted = None if all_ or filtered else [entry_id(i) for i in ids or []]
+    wanted = None if all_ or filtered else list(dict.fromkeys(entry_id(i) for i in ids or []))
 
     def selected(entry: StreamEntry) -> bool:
         return matches(entry, reason, conditions)

@@ -223,17 +223,22 @@ def _table(view: StreamView, expected: set[str] | None = None) -> Table | Text:
     owner += "".join(f"\ngroup {printable(name)}: {NOT_CREATED}" for name in missing)
     table = Table(title=f"{printable(view.key)}: {entries}, {span}, {memory}{owner}",
                   title_justify="left")
-    for column in ("group", "consumer", "lag", "pending", "oldest pending idle",
-                   "consumer idle"):
-        table.add_column(column, no_wrap=True)
+    rows: list[tuple[str, ...]] = []
     for group in view.groups:
         oldest = (f"{group.oldest_pending_idle_ms / 1000:.1f}s"
                   if group.oldest_pending_idle_ms is not None else "-")
         lag = "?" if group.lag is None else str(group.lag)
-        table.add_row(printable(group.name), "", lag, str(group.pending), oldest, "")
-        for consumer in group.consumers:
-            table.add_row("", printable(consumer.name), "", str(consumer.pending), "",
-                          f"{consumer.idle_ms / 1000:.1f}s")
+        rows.append((printable(group.name), "", lag, str(group.pending), oldest, ""))
+        rows += [("", printable(consumer.name), "", str(consumer.pending), "",
+                  f"{consumer.idle_ms / 1000:.1f}s") for consumer in group.consumers]
+    columns = ("group", "consumer", "lag", "pending", "oldest pending idle", "consumer idle")
+    for index, column in enumerate(columns):
+        # Names and numbers whole, however narrow the output (a pipe is 80 columns): a
+        # group or consumer name cut to "order-…" names nothing one can type.
+        width = max([len(column), *(len(row[index]) for row in rows)])
+        table.add_column(column, no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

@@ -19,8 +19,7 @@ from ..config.durations import parse_duration
 from ..config.models import AppSettings, ListenerSettings
 from ..errors import UsageError
 from ..jobs.clock import SystemClock
-from ..jobs.rotation import RotationPolicy
-from ..partitions.keys import partitions_of
+from ..observability.stream_views import listener_streams
 from ..wire.ids import id_key
 from ..wire.operator import RedisOperator
 from .common import USAGE, ConfigOption, UrlOption, count, fail, out, printable, with_redis
@@ -51,19 +50,6 @@ class StreamState:
         if self.group_missing:
             return f"group not created yet, {count(self.entries, 'entry', 'entries')} unread"
         return f"lag {'?' if self.lag is None else self.lag}, pending {self.pending}"
-
-
-def listener_keys(listener: ListenerSettings) -> list[str]:
-    """Every stream the listener reads now: each partition's; for a rotated listener each
-    live period's (the caller keeps those that exist)."""
-    now = SystemClock().now()
-    keys: list[str] = []
-    for part in partitions_of(listener):
-        if part.rotation is None:
-            keys.append(part.stream)
-        else:
-            keys += [p.key for p in RotationPolicy(part.rotation).live_periods(now)]
-    return keys
 
 
 async def stream_state(operator: RedisOperator, key: str, group: str) -> StreamState | None:
@@ -110,7 +96,8 @@ def wait(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit.total_seconds()
         while True:
-            states = [state for key in listener_keys(listener)
+            states = [state for key in (stream.key for stream in listener_streams(
+                          listener, SystemClock().now()))
                       if (state := await stream_state(operator, key, listener.group))]
             if all(state.drained for state in states):
                 said = (f"lag 0, pending 0 on {count(len(states), 'stream')}" if states

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,11 +33,18 @@ from starlette.templating import Jinja2Templates
 
 from ..client import build_client, close_client
 from ..config.models import AppSettings
-from ..listener.dead_letters import dead_letter_meta, matches, original_pairs, replay
+from ..listener.dead_letters import (
+    dead_letter_meta,
+    matches,
+    original_pairs,
+    replay,
+    select_dead_letters,
+)
 from ..wire.decoding import to_wire
-from ..wire.ids import is_id, waited
+from ..wire.ids import id_key, is_id, waited
 from ..wire.operator import RedisOperator
 from ..wire.records import StreamEntry
+from ..wire.redis_errors import describe_unavailable, from_redis, is_transient
 from .charts import Chart, chart
 from .history import SERIES, History, Sample
 from .overview import ListenerOverview, listener_overview, overview, pending_rows
@@ -43,10 +53,10 @@ from .security import (
     COOKIE,
     Caller,
     caller,
+    cross_site,
     csrf_value,
     host_allowed,
     may_read,
-    session_value,
     signed_in,
     write_refusal,
 )
@@ -57,11 +67,28 @@ HERE = Path(__file__).resolve().parent
 BODY_LIMIT = 1 << 20
 """A form larger than this is refused (413): a selection of dead letters is far smaller."""
 TITLES = {"lag": "Lag", "pending": "Pending", "throughput": "Deliveries per second"}
+SESSIONS = 1000
+"""Sessions kept at most (the oldest ends first): signing in is for a few operators."""
+CONFIRM_SHOWN = 200
+"""Dead letters a confirmation lists by name (it counts, and acts on, all it selects)."""
+FIELD_SHOWN = 300
+"""Characters of a field's value shown in the dead-letter table (the rest: its length)."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def printable(text: str) -> str:
-    """Bytes that are not UTF-8 as ``\\xNN``: shown as stored, never a crash."""
-    return to_wire(text).decode("utf-8", "backslashreplace")
+    """Bytes that are not UTF-8, and control characters, as ``\\xNN``: shown as stored,
+    never a crash, never a NUL written into the page."""
+    shown = to_wire(text).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", shown)
+
+
+def clipped(text: str) -> str:
+    """A long value's start and its size (the whole of it: ``streamboot dlq show``)."""
+    shown = printable(text)
+    if len(shown) <= FIELD_SHOWN:
+        return shown
+    return f"{shown[:FIELD_SHOWN]}… ({len(to_wire(text)):,} bytes in all)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +147,14 @@ class Console:
         self.operator: RedisOperator | None = None
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["printable"] = printable
+        self.templates.env.filters["clipped"] = clipped
+        self.templates.env.filters["number"] = _number
         self.templates.env.filters["seconds"] = _seconds
         self.templates.env.globals["quote"] = quote
         self._sampler: asyncio.Task[None] | None = None
         self._said_sampling_failed = False
+        self.sessions: OrderedDict[str, float] = OrderedDict()
+        """Session id → when it began; in memory only (a restart signs everybody out)."""
 
     # -- life --------------------------------------------------------------------------
 
@@ -175,10 +206,12 @@ class Console:
     def _page(self, request: Request, name: str, status: int = 200,
               **context: Any) -> Response:
         who = caller(request.headers, request.cookies)
+        session = who.cookie if who.cookie in self.sessions else None
         return self.templates.TemplateResponse(request, name, {
             "app": self.app_settings.application.name, "now": time.time(),
-            "signed_in": signed_in(self.token, who),
-            "csrf": csrf_value(self.token), **context}, status_code=status)
+            "signed_in": signed_in(self.token, self.sessions, who),
+            "csrf": csrf_value(self.token, session) if session else "", **context},
+            status_code=status)
 
     async def overview_page(self, request: Request) -> Response:
         found = await overview(self._operator, self.app_settings, datetime.now(UTC))
@@ -223,84 +256,109 @@ class Console:
         except ValueError as exc:
             return self._page(request, "message.html", 400, title="Bad filter",
                               message=str(exc), back=request.url.path)
-        letters = [(key, entry) for key in found.dead_letter_streams
-                   for entry in await self._dead_letters(key) if shown.accepts(entry)]
+        letters, capped = [], False
+        for key in found.dead_letter_streams:
+            read = await self._dead_letters(key)
+            capped = capped or len(read) >= self.settings.dead_letters_shown
+            letters += [(key, entry) for entry in read if shown.accepts(entry)]
         reasons = sorted({dead_letter_meta(e).get("dlq_reason", "") for _, e in letters})
         return self._page(request, "dead_letters.html", listener=found, filter=shown,
                           letters=[_letter(key, e) for key, e in letters], reasons=reasons,
-                          limit=self.settings.dead_letters_shown)
+                          limit=self.settings.dead_letters_shown, capped=capped)
 
     async def _dead_letters(self, key: str) -> list[StreamEntry]:
         return await self._operator.xrange_exact(key, count=self.settings.dead_letters_shown)
 
     async def confirm(self, request: Request) -> Response:
-        """Step one of a write: what would change, named entry by entry; nothing changes."""
+        """Step one of a write: what would change, named entry by entry; nothing changes.
+        A filter is applied to every dead letter (not only those the page showed), up to
+        the newest of each stream now: the confirmation carries those bounds, so that the
+        change never reaches one that arrives in between."""
         found, form = await self._write_request(request)
         if isinstance(found, Response):
             return found
         action = form.get("action", [""])[0]
         if action not in ("replay", "purge"):
-            return self._page(request, "message.html", 400, title="Unknown action",
-                              message=f"unknown action {action!r}: replay or purge",
-                              back=_letters_path(found.name))
+            return self._refuse(request, found, f"unknown action {action!r}: replay or purge")
         scope = request.query_params.get("scope") or form.get("scope", ["selected"])[0]
+        wanted: Filter | None = None
         if scope == "filter":
             try:
                 wanted = Filter.parse(form.get("reason", [""])[0], form.get("where", [""])[0])
             except ValueError as exc:
-                return self._page(request, "message.html", 400, title="Bad filter",
-                                  message=str(exc), back=_letters_path(found.name))
+                return self._refuse(request, found, str(exc), "Bad filter")
             picked = [(key, e) for key in found.dead_letter_streams
-                      for e in await self._dead_letters(key) if wanted.accepts(e)]
+                      for e in await select_dead_letters(self._operator, key, wanted.accepts)]
         else:
-            picks = [p for text in form.get("pick", []) if (p := Pick.parse(text))]
-            allowed = set(found.dead_letter_streams)
-            picked = []
-            for pick in picks:
-                if pick.key not in allowed:
-                    continue  # not this listener's: never touched from its page
-                picked += [(pick.key, e) for e in await self._operator.xrange_exact(
-                    pick.key, pick.id, pick.id, 1)]
+            picked = await self._picked(found, form)
         if not picked:
-            return self._page(request, "message.html", 400, title="Nothing selected",
-                              message="no dead letter is selected or matches: nothing to "
-                              f"{action}", back=_letters_path(found.name))
+            return self._refuse(request, found, "no dead letter is selected or matches: "
+                                f"nothing to {action}", "Nothing selected")
+        upto: dict[str, str] = {}
+        for key, entry in picked:
+            upto[key] = entry.id  # oldest first: the last one is the newest
         return self._page(request, "confirm.html", listener=found, action=action,
-                          letters=[_letter(key, e) for key, e in picked])
+                          total=len(picked), filter=wanted,
+                          upto=[Pick(key, last).value for key, last in upto.items()],
+                          letters=[_letter(key, e) for key, e in picked[:CONFIRM_SHOWN]])
 
     async def apply(self, request: Request) -> Response:
-        """Step two: replay or delete exactly the dead letters the confirmation named."""
+        """Step two: replay or delete exactly the dead letters the confirmation named (a
+        filter's: those it matches up to the bounds the confirmation carried)."""
         found, form = await self._write_request(request)
         if isinstance(found, Response):
             return found
         action = form.get("action", [""])[0]
-        allowed = set(found.dead_letter_streams)
-        picks = [p for text in form.get("pick", []) if (p := Pick.parse(text))
-                 and p.key in allowed]
+        if action not in ("replay", "purge"):
+            return self._refuse(request, found, f"unknown action {action!r}: replay or purge")
+        if form.get("scope", ["selected"])[0] == "filter":
+            try:
+                wanted = Filter.parse(form.get("reason", [""])[0], form.get("where", [""])[0])
+            except ValueError as exc:
+                return self._refuse(request, found, str(exc), "Bad filter")
+            allowed = set(found.dead_letter_streams)
+            picked = []
+            for bound in (p for t in form.get("upto", []) if (p := Pick.parse(t))):
+                if bound.key not in allowed:
+                    continue
+                picked += [(bound.key, e) for e in await select_dead_letters(
+                    self._operator, bound.key, _within(wanted, bound.id))]
+        else:
+            picked = await self._picked(found, form)
         by_key: dict[str, list[str]] = {}
-        for pick in picks:
-            by_key.setdefault(pick.key, []).append(pick.id)
+        for key, entry in picked:
+            by_key.setdefault(key, []).append(entry.id)
         lines: list[str] = []
         log = logger.bind(listener=found.name)
         if action == "replay":
             for key, ids in by_key.items():
-                present = [i for i in ids if await self._operator.xrange_exact(key, i, i, 1)]
-                for done in await replay(self._operator, key, present):
+                for done in await replay(self._operator, key, ids):
                     lines.append(f"{done.dead_letter_id} → {done.stream} {done.new_id}")
             log.info("console: replayed {} dead letters", len(lines))
             title = f"Replayed {len(lines)} dead letter{'s' if len(lines) != 1 else ''}"
-        elif action == "purge":
+        else:
             deleted = 0
             for key, ids in by_key.items():
                 deleted += await self._operator.xdel(key, ids)
                 lines += [f"{key} {i}" for i in ids]
             log.info("console: deleted {} dead letters", deleted)
             title = f"Deleted {deleted} dead letter{'s' if deleted != 1 else ''}"
-        else:
-            return self._page(request, "message.html", 400, title="Unknown action",
-                              message=f"unknown action {action!r}",
-                              back=_letters_path(found.name))
         return self._page(request, "message.html", title=title, lines=lines,
+                          back=_letters_path(found.name))
+
+    async def _picked(self, found: ListenerOverview, form: dict[str, list[str]],
+                      ) -> list[tuple[str, StreamEntry]]:
+        """The dead letters a form's ``pick`` fields name that exist now, each once, of
+        this listener's dead-letter streams only."""
+        allowed = set(found.dead_letter_streams)
+        picks = dict.fromkeys(p for t in form.get("pick", []) if (p := Pick.parse(t))
+                              and p.key in allowed)
+        return [(pick.key, e) for pick in picks
+                for e in await self._operator.xrange_exact(pick.key, pick.id, pick.id, 1)]
+
+    def _refuse(self, request: Request, found: ListenerOverview, message: str,
+                title: str = "Refused") -> Response:
+        return self._page(request, "message.html", 400, title=title, message=message,
                           back=_letters_path(found.name))
 
     async def _write_request(self, request: Request,
@@ -309,7 +367,7 @@ class Console:
         if isinstance(form, Response):
             return form, {}
         who = caller(request.headers, request.cookies)
-        refusal = write_refusal(self.token, who, form.get("csrf", [None])[0])
+        refusal = write_refusal(self.token, self.sessions, who, form.get("csrf", [None])[0])
         if refusal is not None:
             logger.warning("console: refused {} {}: {}", request.method, request.url.path,
                            refusal)
@@ -335,7 +393,8 @@ class Console:
             series = self.history.series(listener.name)
         else:
             step = max(1.0, (end - start) / 240)
-            exprs = queries(listener.name, listener.settings, [r.key for r in listener.rows])
+            exprs = queries(listener.name, listener.settings, [r.key for r in listener.rows],
+                            step)
             series = {}
             for name, expr in exprs.items():
                 try:
@@ -362,21 +421,45 @@ class Console:
         form = await _form(request)
         if isinstance(form, Response):
             return form
+        if cross_site(caller(request.headers, request.cookies)):
+            return PlainTextResponse("refused a sign-in from another site\n", status_code=403)
         given = form.get("token", [""])[0]
         target = _local(form.get("next", ["/"])[0])
-        who = Caller(None, given, None, None)
-        if not signed_in(self.token, who):
+        if not signed_in(self.token, (), Caller(None, given, None, None)):
             logger.warning("console: a sign-in with a wrong token")
             return self._page(request, "login.html", 403, next=target, wrong=True)
+        session = secrets.token_urlsafe(32)
+        self.sessions[session] = time.time()
+        while len(self.sessions) > SESSIONS:
+            self.sessions.popitem(last=False)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, session_value(self.token),
-                            httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/")
         return response
 
     async def logout(self, request: Request) -> Response:
+        """Ends the session here, not only in this browser: its cookie is worthless after."""
+        who = caller(request.headers, request.cookies)
+        if cross_site(who):
+            return PlainTextResponse("refused a sign-out from another site\n", status_code=403)
+        if who.cookie is not None:
+            self.sessions.pop(who.cookie, None)
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
+
+    async def failed(self, request: Request, exc: Exception) -> Response:
+        """Redis away while a page is asked for: 503 and what is wrong, not a traceback
+        (any other error: 500, its traceback in the log)."""
+        if not (is_transient(exc) or from_redis(exc)):
+            logger.opt(exception=exc).error("console: {} {} failed", request.method,
+                                            request.url.path)
+            return PlainTextResponse("internal error: see the console's log\n",
+                                     status_code=500)
+        reason = describe_unavailable(exc, self._operator.address)
+        logger.warning("console: {} {}: {}", request.method, request.url.path, reason)
+        return self._page(request, "message.html", 503, title="Redis is unreachable",
+                          message=f"{reason}; this page works again once Redis answers",
+                          back=request.url.path)
 
 
 def _letter(key: str, entry: StreamEntry) -> dict[str, Any]:
@@ -390,6 +473,16 @@ def _letter(key: str, entry: StreamEntry) -> dict[str, Any]:
             "age_s": waited(entry.id, time.time())}
 
 
+def _within(wanted: Filter, last: str) -> Callable[[StreamEntry], bool]:
+    """Dead letters the filter accepts, up to ``last`` (the newest when it was confirmed)."""
+    bound = id_key(last)
+
+    def accepts(entry: StreamEntry) -> bool:
+        return id_key(entry.id) <= bound and wanted.accepts(entry)
+
+    return accepts
+
+
 def _letters_path(name: str) -> str:
     return f"/listeners/{quote(name, safe='')}/dead-letters"
 
@@ -397,6 +490,10 @@ def _letters_path(name: str) -> str:
 def _local(target: str) -> str:
     """A redirect target on this console only (``//evil`` and ``http://…`` become ``/``)."""
     return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _seconds(value: float | None) -> str:
@@ -445,8 +542,8 @@ class Guard(BaseHTTPMiddleware):
         path = request.url.path
         open_path = path in ("/login", "/logout") or path.startswith("/static/")
         who = caller(request.headers, request.cookies)
-        if not open_path and not may_read(self.console.token, settings.loopback,
-                                                   who):
+        if not open_path and not may_read(self.console.token, self.console.sessions,
+                                          settings.loopback, who):
             if request.method == "GET":
                 return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             return PlainTextResponse("sign in first\n", status_code=403)
@@ -482,6 +579,7 @@ def console_app(app_settings: AppSettings, settings: ConsoleSettings, token: str
     routes.append(Mount("/static", StaticFiles(directory=str(HERE / "static")),
                         name="static"))
     app = Starlette(routes=routes, lifespan=console.lifespan,
-                    middleware=[Middleware(Guard, console=console)])
+                    middleware=[Middleware(Guard, console=console)],
+                    exception_handlers={Exception: console.failed})
     app.state.console = console
     return app

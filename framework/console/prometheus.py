@@ -16,16 +16,20 @@ from .history import Points
 TIMEOUT = 5.0
 
 
-def queries(listener: str, settings: ListenerSettings, keys: list[str]) -> dict[str, str]:
-    """PromQL of each chart for one listener (its streams ``keys``): every process reports
-    a stream's lag and pending alike (``max`` by stream), and its own deliveries (``sum``)."""
+def queries(listener: str, settings: ListenerSettings, keys: list[str],
+            step: float) -> dict[str, str]:
+    """PromQL of each chart for one listener (its streams ``keys``), one point per ``step``
+    seconds: every process reports a stream's lag and pending alike (``max`` by stream),
+    each point the peak within its step (a point per step alone would miss a peak between
+    two); deliveries are each process's own (``sum``)."""
     streams = "|".join(_regex(key) for key in keys) or "^$"
     group = _label(settings.group)
+    window = f"{max(1, round(step))}s"
     return {
-        "lag": f'sum(max by (stream) (streamboot_group_lag{{group="{group}",'
-               f'stream=~"{streams}"}}))',
-        "pending": f'sum(max by (stream) (streamboot_group_pending{{group="{group}",'
-                   f'stream=~"{streams}"}}))',
+        "lag": f'max_over_time((sum(max by (stream) (streamboot_group_lag{{group="{group}",'
+               f'stream=~"{streams}"}})))[{window}:])',
+        "pending": f'max_over_time((sum(max by (stream) (streamboot_group_pending{{group='
+                   f'"{group}",stream=~"{streams}"}})))[{window}:])',
         "throughput": f'sum(rate(streamboot_entries_handled_total{{listener='
                       f'"{_label(listener)}"}}[1m]))',
     }

@@ -56,6 +56,10 @@ Receipt = tuple[int, float]
 PATIENCE = 0.002
 """How long handled entries' XACK waits for the read in flight to return and carry it;
 past that (the read is blocked on a drained stream) they are acked on their own."""
+ACK_WITHIN = 0.1
+"""How long a success waits for a read to carry its XACK while no read is going out (the
+loop is busy handing a batch to slow handlers): past that it is acked on its own, so the
+PEL, the pending figures and a crash's redelivery do not grow with the handlers' slowness."""
 
 
 class Acks:
@@ -156,9 +160,9 @@ class Acks:
         self._ids.append(entry_id)
         if marker is not None:  # with its entry: the marker's value names it (commands.py)
             self._markers.append(f"{marker}\n{entry_id}")
-        if self._reading and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._patience,
-                                                                  self._side_ack)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._patience if self._reading else ACK_WITHIN, self._side_ack)
 
     def settled(self, ids: Iterable[str]) -> None:
         """Entries with nothing left to do (already handled by key, deleted while
@@ -244,13 +248,12 @@ class Acks:
         """The loop starts (True) or stops (False) waiting on a read. Successes owed when
         it starts are side-acked after ``patience`` unless the read comes back first."""
         self._reading = waiting
-        if waiting:
-            if self.owed and self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self._patience,
-                                                                      self._side_ack)
-        elif self._timer is not None:
+        if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.owed:  # waiting: the read may block, so soon; else within ACK_WITHIN
+            self._timer = asyncio.get_running_loop().call_later(
+                self._patience if waiting else ACK_WITHIN, self._side_ack)
 
     def _side_ack(self) -> None:
         self._timer = None

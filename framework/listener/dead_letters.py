@@ -152,8 +152,10 @@ async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None = None
                  match: Callable[[StreamEntry], bool] | None = None) -> list[Replayed]:
     """Replay the given dead letters (all when ``ids`` is None; of those, only the ones
     ``match`` accepts when given), oldest first."""
+    # An id given twice is one dead letter: replayed once (a second publish would be a
+    # second copy of the entry, handled twice).
     entries = await _exact(operator, dlq) if ids is None else [
-        e for i in ids for e in await operator.xrange_exact(dlq, i, i, 1)]
+        e for i in dict.fromkeys(ids) for e in await operator.xrange_exact(dlq, i, i, 1)]
     if match is not None:
         entries = [entry for entry in entries if match(entry)]
     done = []

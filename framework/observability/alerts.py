@@ -11,9 +11,11 @@ from ..wire.ids import waited
 from .stream_views import GroupView
 
 
-def crossed(group: GroupView, settings: AlertSettings,
-            now: float | None = None) -> dict[str, bool]:
-    """Which thresholds this group is over now (``now``: epoch seconds)."""
+def crossed(group: GroupView, settings: AlertSettings, now: float | None = None,
+            idle_past: bool | None = None) -> dict[str, bool]:
+    """Which thresholds this group is over now (``now``: epoch seconds). ``idle_past``:
+    whether any pending entry idles past ``max_oldest_pending_idle`` (XPENDING IDLE, asked
+    by the caller); without it, the longest idle the view saw is compared."""
     consumers = max(len(group.consumers), 1)
     idle = settings.max_oldest_pending_idle
     age = settings.max_oldest_pending_age
@@ -23,8 +25,9 @@ def crossed(group: GroupView, settings: AlertSettings,
         and waited(oldest, time.time() if now is None else now) > age.total_seconds(),
         "pending": settings.max_pending_per_consumer is not None
         and group.pending > consumers * settings.max_pending_per_consumer,
-        "oldest_pending_idle": idle is not None and group.oldest_pending_idle_ms is not None
-        and group.oldest_pending_idle_ms > idle.total_seconds() * 1000,
+        "oldest_pending_idle": idle is not None and (
+            idle_past if idle_past is not None else group.max_pending_idle_ms is not None
+            and group.max_pending_idle_ms > idle.total_seconds() * 1000),
         "lag": settings.max_lag is not None and (group.lag or 0) > settings.max_lag,
     }
 
@@ -36,8 +39,8 @@ class AlertState:
         self.active: dict[tuple[str, str, str], bool] = {}
 
     def update(self, listener: str, stream: str, group: GroupView,
-               settings: AlertSettings) -> None:
-        for alert, now in crossed(group, settings).items():
+               settings: AlertSettings, idle_past: bool | None = None) -> None:
+        for alert, now in crossed(group, settings, idle_past=idle_past).items():
             key = (listener, stream, alert)
             before = self.active.get(key, False)
             self.active[key] = now

@@ -125,8 +125,9 @@ class Rule:
     description: str
 
 
-def rules() -> list[Rule]:
-    """The alerting rules (how long each must hold before it fires: rule_groups)."""
+def rules(job: str = "streamboot") -> list[Rule]:
+    """The alerting rules (how long each must hold before it fires: rule_groups); ``job``:
+    the scrape job of prometheus.yml that scrapes the application's processes."""
     def crossed(alert: str) -> str:
         return f'max by (listener, stream) (streamboot_alert{{alert="{alert}"}}) == 1'
 
@@ -151,6 +152,11 @@ def rules() -> list[Rule]:
              "Dead letters are arriving in {{ $labels.dlq }}",
              "Entries were dead-lettered in the last 10 minutes: `streamboot dlq list "
              "{{ $labels.dlq }}` shows why; replay or purge them."),
+        Rule("StreambootProcessDown", f'up{{job="{_label(job)}"}} == 0', "critical",
+             "{{ $labels.instance }} cannot be scraped",
+             "The process is down (killed, OOM, its host gone) or its /metrics unreachable: "
+             "its entries are reclaimed after pending_scan.min_idle, its partitions moved "
+             "after lease_ttl."),
         Rule("StreambootListenerDown", "streamboot_listener_up == 0", "critical",
              "{{ $labels.listener }} is not live on {{ $labels.instance }}",
              "/healthz names the problem: stopped, not polling, a handler past its timeout "
@@ -162,16 +168,22 @@ def rules() -> list[Rule]:
     ]
 
 
-def rule_groups(alert_after: timedelta = timedelta(minutes=1)) -> dict[str, Any]:
+def rule_groups(alert_after: timedelta = timedelta(minutes=1),
+                job: str = "streamboot") -> dict[str, Any]:
     """Prometheus's rule file, as data (``promtool check rules`` accepts it)."""
     hold = _duration(alert_after)
     return {"groups": [{"name": "streamboot", "rules": [
         {"alert": rule.name, "expr": rule.expr, "for": hold,
          "labels": {"severity": rule.severity},
          "annotations": {"summary": rule.summary, "description": rule.description}}
-        for rule in rules()]}]}
+        for rule in rules(job)]}]}
 
 
 def _duration(value: timedelta) -> str:
     """Prometheus's duration syntax: whole seconds (``90s``), ``0s`` for at once."""
     return f"{int(value.total_seconds())}s"
+
+
+def _label(value: str) -> str:
+    """A PromQL label value, quoted parts escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -116,10 +116,10 @@ class StreambootCollector(Collector):
         age = GaugeMetricFamily("streamboot_group_oldest_pending_age_seconds", "Seconds since "
                                 "the oldest pending entry was published (its id's time); 0 "
                                 "with nothing pending.", labels=["stream", "group"])
-        idle = GaugeMetricFamily("streamboot_group_oldest_pending_idle_seconds", "Seconds "
-                                 "since the oldest pending entry was last delivered or "
-                                 "renewed (an abandoned entry's grows).",
-                                 labels=["stream", "group"])
+        idle = GaugeMetricFamily("streamboot_group_max_pending_idle_seconds", "The longest "
+                                 "idle (since last delivered or renewed) among the 100 oldest "
+                                 "pending entries: an abandoned entry's grows, a held one's "
+                                 "is renewed.", labels=["stream", "group"])
         now = time()
         for key, view in self._streams().items():
             length.add_metric([key], view.length)
@@ -129,7 +129,7 @@ class StreambootCollector(Collector):
                 pending.add_metric(labels, group.pending)
                 oldest = group.oldest_pending_id
                 age.add_metric(labels, waited(oldest, now) if oldest else 0.0)
-                idle.add_metric(labels, (group.oldest_pending_idle_ms or 0) / 1000)
+                idle.add_metric(labels, (group.max_pending_idle_ms or 0) / 1000)
         yield from (length, lag, pending, age, idle)
 
 

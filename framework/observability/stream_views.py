@@ -35,6 +35,13 @@ class GroupView:
     (the entries in hand are renewed, so their idle stays small; this age does not)."""
     entries_read: int | None = None
     """XINFO GROUPS' entries-read: its growth is the group's delivery rate."""
+    max_pending_idle_ms: int | None = None
+    """The longest idle among the oldest pending entries (up to IDLE_SCAN of them): the
+    oldest may be in a live consumer's hands, renewed, while later ones were abandoned."""
+
+
+IDLE_SCAN = 100
+"""Pending entries a view reads for their idle times (oldest first)."""
 
 
 @dataclass
@@ -115,13 +122,15 @@ async def _stream(operator: RedisOperator, key: str) -> StreamView:
                       info.last_entry.id if info.last_entry else None,
                       int(memory) if memory is not None else None)
     for group in await operator.info_groups(key):
-        oldest = oldest_id = None
+        oldest = oldest_id = longest = None
         if group.pending:
-            rows = await operator.pending_range(key, group.name, count=1)
-            oldest, oldest_id = (rows[0].idle_ms, rows[0].id) if rows else (None, None)
+            rows = await operator.pending_range(key, group.name, count=IDLE_SCAN)
+            if rows:
+                oldest, oldest_id = rows[0].idle_ms, rows[0].id
+                longest = max(row.idle_ms for row in rows)
         consumers = [ConsumerView(c.name, c.pending, c.idle_ms)
                      for c in await operator.info_consumers(key, group.name)]
         view.groups.append(GroupView(group.name, group.lag, group.pending, oldest,
                                      group.last_delivered_id, consumers, oldest_id,
-                                     group.entries_read))
+                                     group.entries_read, longest))
     return view

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from streamboot import Application
 from streamboot.config import settings_from_mapping
-from streamboot.console.security import COOKIE, csrf_value, session_value
+from streamboot.console.security import COOKIE, csrf_value
 from streamboot.devserver import RedisServer
 from streamboot.partitions.keys import lease_key, partition_key
 from streamboot.wire.operator import RedisOperator
@@ -186,27 +186,33 @@ async def test_the_console_in_a_browser_shows_xinfo_and_replays_a_dead_letter(
                 assert "p3" not in handled
                 assert "p4" not in handled
 
-            # Writes over plain HTTP: refused without the token, without the CSRF value,
-            # from another site; accepted with all three (nothing left to change: 400).
-            await raw.xadd(DLQ, {b"n": b"p9", b"dlq_reason": b"max_deliveries",
-                                 b"dlq_stream": b"{ops}:payments", b"dlq_fields": b"1"})
-            apply = f"{base}/listeners/payments/dead-letters/apply"
-            letters = await client.xrange(DLQ)
-            assert letters
-            letter = str(letters[0][0])
-            form = f"action=purge&pick={letter}+%7Bops%7D%3Apayments%3Adlq"
-            cookie = f"{COOKIE}={session_value(TOKEN)}"
-            csrf = f"&csrf={csrf_value(TOKEN)}"
-            host = base.removeprefix("http://")
-            assert _post(apply, form, {}) == 403
-            assert _post(apply, form, {"Cookie": cookie}) == 403
-            assert _post(apply, form + csrf, {"Cookie": cookie,
-                                              "Origin": "http://evil.example"}) == 403
-            assert _post(apply, form + csrf, {"Cookie": cookie, "Host": "evil.example"}) == 421
-            assert await client.xlen(DLQ) == 1
-            assert _post(apply, form + csrf, {"Cookie": cookie, "Origin": base}) == 200
-            assert await client.xlen(DLQ) == 0
-            assert host
+                # Writes over plain HTTP with this browser's session: refused without the
+                # cookie, without the CSRF value, from another site, to another Host;
+                # done with all of them; refused again once signed out (the session ends).
+                await raw.xadd(DLQ, {b"n": b"p9", b"dlq_reason": b"max_deliveries",
+                                     b"dlq_stream": b"{ops}:payments", b"dlq_fields": b"1"})
+                apply = f"{base}/listeners/payments/dead-letters/apply"
+                letters = await client.xrange(DLQ)
+                assert letters
+                form = f"action=purge&pick={letters[0][0]!s}+%7Bops%7D%3Apayments%3Adlq"
+                (session,) = [c["value"] for c in await page.context.cookies()
+                              if c["name"] == COOKIE]
+                cookie, csrf = f"{COOKIE}={session}", f"&csrf={csrf_value(TOKEN, session)}"
+                assert _post(apply, form + csrf, {}) == 403
+                assert _post(apply, form, {"Cookie": cookie}) == 403
+                assert _post(apply, form + csrf, {"Cookie": cookie,
+                                                  "Origin": "http://evil.example"}) == 403
+                assert _post(apply, form + csrf, {"Cookie": cookie,
+                                                  "Host": "evil.example"}) == 421
+                assert _post(apply, form + csrf, {"Authorization": f"Bearer {TOKEN}",
+                                                  "Origin": "http://evil.example"}) == 403
+                assert await client.xlen(DLQ) == 1
+                await page.click('button:text("sign out")')
+                assert _post(apply, form + csrf, {"Cookie": cookie, "Origin": base}) == 403
+                assert await client.xlen(DLQ) == 1
+                assert _post(apply, form, {"Authorization": f"Bearer {TOKEN}"}) == 200
+                assert await client.xlen(DLQ) == 0
+
     finally:
         await client.aclose()
         await raw.aclose()

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streamboot.console.app import Filter, Pick
+from streamboot.console.app import Filter, Pick, clipped, printable
 from streamboot.console.charts import chart
 from streamboot.console.history import History, Sample, rates
 from streamboot.console.security import (
     Caller,
     caller,
+    cross_site,
     csrf_value,
     host_allowed,
     may_read,
-    session_value,
     write_refusal,
 )
 from streamboot.console.settings import ConsoleSettings, is_loopback
@@ -35,25 +35,31 @@ def _who(cookie: str | None = None, bearer: str | None = None, origin: str | Non
     return Caller(cookie, bearer, origin, host)
 
 
-def test_a_write_needs_the_session_and_its_csrf_value_from_this_site() -> None:
-    session, csrf = session_value(TOKEN), csrf_value(TOKEN)
-    assert "token" in (write_refusal(TOKEN, _who(), csrf) or "")
-    assert "token" in (write_refusal(TOKEN, _who(cookie="forged"), csrf) or "")
-    assert "CSRF" in (write_refusal(TOKEN, _who(cookie=session), None) or "")
-    assert "CSRF" in (write_refusal(TOKEN, _who(cookie=session), "0" * 64) or "")
+def test_a_write_needs_a_live_session_and_its_csrf_value_from_this_site() -> None:
+    sessions = {"s1"}
+    csrf = csrf_value(TOKEN, "s1")
+    assert "token" in (write_refusal(TOKEN, sessions, _who(), csrf) or "")
+    assert "token" in (write_refusal(TOKEN, sessions, _who(cookie="forged"), csrf) or "")
+    assert "token" in (write_refusal(TOKEN, set(), _who(cookie="s1"), csrf) or "")  # ended
+    assert "CSRF" in (write_refusal(TOKEN, sessions, _who(cookie="s1"), None) or "")
+    assert "CSRF" in (write_refusal(TOKEN, sessions | {"s2"}, _who(cookie="s2"), csrf) or "")
     assert "another site" in (write_refusal(
-        TOKEN, _who(cookie=session, origin="http://evil.example"), csrf) or "")
-    assert write_refusal(TOKEN, _who(cookie=session, origin="http://127.0.0.1:8089"),
+        TOKEN, sessions, _who(cookie="s1", origin="http://evil.example"), csrf) or "")
+    assert write_refusal(TOKEN, sessions, _who(cookie="s1", origin="http://127.0.0.1:8089"),
                          csrf) is None
-    assert write_refusal(TOKEN, _who(bearer=TOKEN), None) is None  # a script
-    assert write_refusal(TOKEN, _who(bearer="wrong"), csrf) is not None
-    assert session not in (TOKEN, csrf)  # the cookie never holds the token
+    assert write_refusal(TOKEN, sessions, _who(bearer=TOKEN), None) is None  # a script
+    assert "another site" in (write_refusal(
+        TOKEN, sessions, _who(bearer=TOKEN, origin="http://evil.example"), None) or "")
+    assert write_refusal(TOKEN, sessions, _who(bearer="wrong"), csrf) is not None
 
 
 def test_reading_is_open_on_loopback_and_needs_signing_in_elsewhere() -> None:
-    assert may_read(TOKEN, True, _who())
-    assert not may_read(TOKEN, False, _who())
-    assert may_read(TOKEN, False, _who(cookie=session_value(TOKEN)))
+    assert may_read(TOKEN, set(), True, _who())
+    assert not may_read(TOKEN, set(), False, _who())
+    assert not may_read(TOKEN, set(), False, _who(cookie="s1"))
+    assert may_read(TOKEN, {"s1"}, False, _who(cookie="s1"))
+    assert not cross_site(_who(origin=None))
+    assert cross_site(_who(origin="http://127.0.0.1:9999"))
 
 
 def test_the_origin_falls_back_to_the_referer() -> None:
@@ -100,6 +106,14 @@ def test_a_filter_reads_field_lines_and_selects_by_the_original_fields() -> None
     assert Pick.parse("5-0 with space") == Pick("with space", "5-0")
     assert Pick.parse("nonsense") is None
     assert Pick.parse("5-0") is None
+
+
+def test_values_are_shown_escaped_and_long_ones_clipped() -> None:
+    assert printable("a\x00b\x1bc\td") == "a\\x00b\\x1bc\td"
+    long = "x" * 5000
+    assert clipped(long).startswith("x" * 300)
+    assert clipped(long).endswith("… (5,000 bytes in all)")
+    assert clipped("short") == "short"
 
 
 def test_rates_come_from_entries_read_and_skip_a_counter_that_went_back() -> None:

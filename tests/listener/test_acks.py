@@ -19,6 +19,7 @@ from streamboot.listener.container import ListenerContainer
 from streamboot.listener.stats import ListenerStats
 from tests.conftest import wait_until
 from tests.handlers import FlakyHandler, Recorder
+from tests.ops_app import OpsHandler
 from tests.streams import make_spec, produce, true
 
 
@@ -99,3 +100,35 @@ async def test_acks_ride_with_the_read_and_come_back_when_it_fails() -> None:
     assert not acks.holds("2-0")
     assert acks.holds("3-0")
     assert acks.ride() == ([], [])
+
+
+async def test_a_success_is_acked_within_a_bound_while_slow_handlers_hold_the_loop(
+        operator: RedisOperator, client: Redis, key: str) -> None:
+    """Concurrency 2, a batch of 4: the fast entry's success used to wait for a slot to
+    free (the loop busy handing the batch out, no read going out to carry its XACK), so
+    the PEL kept it as long as the slow handlers took; now within ACK_WITHIN."""
+    listeners = ListenerContainer(operator)
+    handler = OpsHandler(client)
+    spec = make_spec(key, batch_size=4, concurrency=2)
+    fast = await client.xadd(key, {"n": "fast"})
+    for n in range(3):
+        await client.xadd(key, {"n": f"slow{n}", "sleep": "3"})
+    listeners.register(spec, handler)
+    try:
+        await listeners.start(timeout=5)
+        await wait_until(lambda: _handled(client, "fast"), timeout=5)
+        done = asyncio.get_running_loop().time()
+        await wait_until(lambda: _not_pending(client, key, str(fast)), timeout=2)
+        assert asyncio.get_running_loop().time() - done < 1.0  # the slow ones run 3 s
+        assert (await operator.pending_summary(key, "g")).count == 3
+    finally:
+        await listeners.stop()
+
+
+async def _handled(client: Redis, n: str) -> bool:
+    return n in await client.lrange("{ops}:handled", 0, -1)
+
+
+async def _not_pending(client: Redis, key: str, entry: str) -> bool:
+    rows = await client.xpending_range(key, "g", "-", "+", 10)
+    return all(row["message_id"] != entry for row in rows)

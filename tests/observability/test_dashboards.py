@@ -33,7 +33,7 @@ def _write(tmp_path: Path, *args: str) -> tuple[Path, Path]:
     result = runner.invoke(app, ["dashboards", "--out", str(tmp_path), *args])
     assert result.exit_code == 0, result.output
     assert "12 panels" in result.output
-    assert "7 alerting rules" in result.output
+    assert "8 alerting rules" in result.output
     return tmp_path / "streamboot-dashboard.json", tmp_path / "streamboot-rules.yml"
 
 
@@ -48,16 +48,17 @@ def _annotations(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, str]
 
 
 def test_the_rules_pass_promtool_check_and_fire_as_their_unit_tests_say(tmp_path: Path) -> None:
-    _, rules_file = _write(tmp_path, "--alert-after", "1m")
+    _, rules_file = _write(tmp_path, "--alert-after", "1m", "--job", "shop")
     check = subprocess.run([binary("promtool"), "check", "rules", str(rules_file)],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 7 rules found" in check.stdout
+    assert "SUCCESS: 8 rules found" in check.stdout
     rules = {r["alert"]: r for r in yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]}
     lag = {"listener": "orders", "stream": "{shop}:orders"}
     dead = {"listener": "payments", "dlq": "{shop}:payments:dlq"}
     down = {"listener": "orders", "stream": "{shop}:orders", "instance": "a:9464"}
     lease = {"listener": "emails", "instance": "b:9464"}
+    gone = {"job": "shop", "instance": "c:9464"}
 
     def expect(name: str, labels: dict[str, str]) -> dict[str, Any]:
         return {"exp_labels": {**labels, "severity": rules[name]["labels"]["severity"]},
@@ -82,6 +83,8 @@ def test_the_rules_pass_promtool_check_and_fire_as_their_unit_tests_say(tmp_path
                    "0 0 0 3 3 3"),
             series("streamboot_listener_up", down, "1 1 0 0 0 0"),
             series("streamboot_partition_renewal_failing", lease, "0 0 0 1 1 1"),
+            series("up", gone, "1 1 0 0 0 0"),
+            series("up", {**gone, "job": "other"}, "0 0 0 0 0 0"),  # not the app's
         ],
         "alert_rule_test": [
             {"eval_time": "2m", "alertname": "StreambootLag", "exp_alerts": []},  # for 1m
@@ -95,6 +98,8 @@ def test_the_rules_pass_promtool_check_and_fire_as_their_unit_tests_say(tmp_path
              "exp_alerts": [expect("StreambootListenerDown", down)]},
             {"eval_time": "4m", "alertname": "StreambootLeaseRenewalFailing",
              "exp_alerts": [expect("StreambootLeaseRenewalFailing", lease)]},
+            {"eval_time": "3m", "alertname": "StreambootProcessDown",
+             "exp_alerts": [expect("StreambootProcessDown", gone)]},
         ],
     }]}
     test_file = tmp_path / "rules.test.yml"

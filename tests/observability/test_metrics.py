@@ -210,3 +210,39 @@ async def test_a_partitioned_listeners_alert_is_labelled_with_the_listener_not_t
             assert not any("[p" in ln for ln in alerts), alerts
         finally:
             await application.stop()
+
+
+async def test_the_idle_alert_sees_abandoned_entries_behind_a_reclaimed_oldest() -> None:
+    """A consumer died holding three entries; the oldest was reclaimed (its idle starts
+    over), the two behind it still wait: the alert stays on (it flapped off when it
+    compared the oldest entry's idle alone)."""
+    with RedisServer() as server:
+        settings = settings_from_mapping({
+            "redis": {"url": server.url},
+            "metrics": {"enabled": False, "refresh": "1h"},
+            "listeners": {"m": {"stream": "m", "group": "g", "pending_scan": {
+                "enabled": False}, "alerts": {"max_oldest_pending_idle": "300ms"},
+                "handler": "tests.handlers:LoggingHandler"}},
+        })
+        client = Redis.from_url(server.url, decode_responses=True)
+        ids = [await client.xadd("m", {"n": str(i)}) for i in range(3)]
+        await client.xgroup_create("m", "g", id="0")
+        await client.xreadgroup("g", "dead", {"m": ">"}, count=3)
+        application = Application(settings)
+        await application.start()
+        try:
+            await asyncio.sleep(0.4)
+            await client.xclaim("m", "g", "alive", 0, [ids[0]])  # the oldest: idle 0 again
+            await application.monitor()
+            view = application.stream_views["m"].groups[0]
+            assert view.oldest_pending_idle_ms is not None
+            assert view.oldest_pending_idle_ms < 300  # the oldest alone says nothing is late
+            assert application.alerts.active[("m", "m", "oldest_pending_idle")] is True
+            assert view.max_pending_idle_ms is not None
+            assert view.max_pending_idle_ms >= 400
+            await client.xack("m", "g", *ids[1:])  # the abandoned ones settled
+            await application.monitor()
+            assert application.alerts.active[("m", "m", "oldest_pending_idle")] is False
+        finally:
+            await application.stop()
+            await client.aclose()
