@@ -18,7 +18,7 @@ import redis
 from pydantic import ValidationError
 
 from streamboot.config.models import RedisSettings
-from streamboot.listener.dead_letters import describe_match, matches
+from streamboot.listener.dead_letters import describe_match, distinct_ids, matches
 from streamboot.wire.records import StreamEntry
 from tests.conftest import stop_process, wait_for
 from tests.streams import entries_of
@@ -326,3 +326,11 @@ def test_dlq_replay_of_an_id_given_twice_replays_it_once(r: redis.Redis, redis_u
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout)[-1] == "replayed 1 dead letter"
     assert r.xlen("src") == 1
+    # Written two ways, `<ms>` and `<ms>-00`, it is still one entry.
+    again = r.xadd("{src}:dlq", {"n": "2", "dlq_reason": "max_deliveries", "dlq_stream": "src",
+                                 "dlq_id": "2-0", "dlq_fields": "1"})
+    ms = str(again).split("-")[0]
+    done = sb("dlq", "replay", "{src}:dlq", ms, f"{ms}-00", "--url", redis_url)
+    assert lines(done.stdout)[-1] == "replayed 1 dead letter", done.stdout + done.stderr
+    assert r.xlen("src") == 2
+    assert distinct_ids(["5", "5-00", "5-0", "6-1"]) == ["5-0", "6-1"]

@@ -17,21 +17,34 @@ from pydantic import ValidationError
 
 from ..client import build_client, close_client
 from ..config.durations import parse_duration
-from ..config.loader import load_settings
 from ..config.models import AppSettings
 from ..console import ConsoleSettings, console_app
 from ..errors import ConfigError
 from ..process.shutdown import EXIT_CONFIG
 from ..wire.operator import RedisOperator
 from ..wire.redis_errors import describe_unavailable
-from .common import REDIS, USAGE, err, fail, out, print_problems
+from .common import (
+    REDIS,
+    USAGE,
+    ConfigOption,
+    UrlOption,
+    err,
+    fail,
+    out,
+    print_problems,
+    settings_for,
+)
 from .run import ConfigArg
 
 TOKEN_VARIABLE = "STREAMBOOT_CONSOLE_TOKEN"
+_OPTIONS = {"prometheus_url": "prometheus", "token_given": "token"}
+"""ConsoleSettings' fields whose option is named otherwise."""
 
 
 def console(
     config_arg: ConfigArg = None,
+    config_option: ConfigOption = None,
+    url: UrlOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on (a non-loopback one "
                                            "needs --token).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8089,
@@ -54,8 +67,10 @@ def console(
     dead letters to replay or purge.
 
     Reading needs nothing on loopback; replay and purge need the token (sign in)."""
-    if config_arg is None:
-        fail(USAGE, "give the application file: streamboot console app.yaml")
+    config = config_arg or config_option
+    if config is None:
+        fail(USAGE, "give the application file: streamboot console app.yaml (or --config, "
+                    "STREAMBOOT_CONFIG)")
     durations = {}
     for option, text in (("--sample-every", sample_every), ("--history", history)):
         try:
@@ -71,13 +86,16 @@ def console(
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
-        fail(USAGE, f"{'--' + where + ': ' if where else ''}{problem['msg']}"
+        option = _OPTIONS.get(where, where.replace("_", "-"))
+        fail(USAGE, f"{'--' + option + ': ' if option else ''}{problem['msg']}"
              .replace("Value error, ", ""))
     try:
-        app_settings = load_settings(config_arg)
+        redis, loaded = settings_for(config, url)
     except ConfigError as exc:
         print_problems(exc)
         raise typer.Exit(EXIT_CONFIG) from None
+    assert loaded is not None
+    app_settings = loaded.model_copy(update={"redis": redis})
     reason = asyncio.run(_unreachable(app_settings))
     if reason is not None:
         fail(REDIS, reason)

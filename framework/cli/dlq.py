@@ -16,6 +16,7 @@ from ..config.models import AppSettings
 from ..errors import MalformedDeadLetter, NotFound, UsageError
 from ..listener.dead_letters import (
     describe_match,
+    distinct_ids,
     is_dead_letter_stream,
     matches,
     original_pairs,
@@ -193,7 +194,7 @@ def dlq_replay(dlq: DlqArg,
                     "ids or --all")
     if not all_ and not ids and not filtered:
         fail(USAGE, "give dead-letter ids, --all, or --reason/--where")
-    wanted = None if all_ or filtered else list(dict.fromkeys(entry_id(i) for i in ids or []))
+    wanted = None if all_ or filtered else distinct_ids(entry_id(i) for i in ids or [])
 
     def selected(entry: StreamEntry) -> bool:
         return matches(entry, reason, conditions)

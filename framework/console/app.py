@@ -41,7 +41,7 @@ from ..listener.dead_letters import (
     select_dead_letters,
 )
 from ..wire.decoding import to_wire
-from ..wire.ids import id_key, is_id, waited
+from ..wire.ids import format_id, id_key, is_id, parse_id, waited
 from ..wire.operator import RedisOperator
 from ..wire.records import StreamEntry
 from ..wire.redis_errors import describe_unavailable, from_redis, is_transient
@@ -104,8 +104,9 @@ class Pick:
 
     @classmethod
     def parse(cls, text: str) -> Pick | None:
+        """The id in its full form: ``5`` and ``5-00`` are the one entry ``5-0``."""
         entry_id, _, key = text.partition(" ")
-        return cls(key, entry_id) if is_id(entry_id) and key else None
+        return cls(key, format_id(parse_id(entry_id))) if is_id(entry_id) and key else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,15 +257,23 @@ class Console:
         except ValueError as exc:
             return self._page(request, "message.html", 400, title="Bad filter",
                               message=str(exc), back=request.url.path)
-        letters, capped = [], False
+        # Filtered: every dead letter is looked at (the first `limit` matches of each
+        # stream listed, all counted); else the first `limit` of each, XLEN counted.
+        limit = self.settings.dead_letters_shown
+        letters: list[tuple[str, StreamEntry]] = []
+        total = 0
         for key in found.dead_letter_streams:
-            read = await self._dead_letters(key)
-            capped = capped or len(read) >= self.settings.dead_letters_shown
-            letters += [(key, entry) for entry in read if shown.accepts(entry)]
+            if shown.reason or shown.where:
+                matched = await select_dead_letters(self._operator, key, shown.accepts)
+                total += len(matched)
+                letters += [(key, entry) for entry in matched[:limit]]
+            else:
+                letters += [(key, entry) for entry in await self._dead_letters(key)]
+                total += await self._operator.xlen(key)
         reasons = sorted({dead_letter_meta(e).get("dlq_reason", "") for _, e in letters})
         return self._page(request, "dead_letters.html", listener=found, filter=shown,
                           letters=[_letter(key, e) for key, e in letters], reasons=reasons,
-                          limit=self.settings.dead_letters_shown, capped=capped)
+                          limit=limit, total=total)
 
     async def _dead_letters(self, key: str) -> list[StreamEntry]:
         return await self._operator.xrange_exact(key, count=self.settings.dead_letters_shown)
@@ -447,16 +456,13 @@ class Console:
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    async def failed(self, request: Request, exc: Exception) -> Response:
-        """Redis away while a page is asked for: 503 and what is wrong, not a traceback
-        (any other error: 500, its traceback in the log)."""
-        if not (is_transient(exc) or from_redis(exc)):
-            logger.opt(exception=exc).error("console: {} {} failed", request.method,
-                                            request.url.path)
-            return PlainTextResponse("internal error: see the console's log\n",
-                                     status_code=500)
+    def unavailable(self, request: Request, exc: Exception) -> Response:
+        """Redis away while a page is asked for: 503 and what is wrong, one log line (JSON
+        for /api/)."""
         reason = describe_unavailable(exc, self._operator.address)
         logger.warning("console: {} {}: {}", request.method, request.url.path, reason)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": f"redis unreachable: {reason}"}, status_code=503)
         return self._page(request, "message.html", 503, title="Redis is unreachable",
                           message=f"{reason}; this page works again once Redis answers",
                           back=request.url.path)
@@ -547,7 +553,12 @@ class Guard(BaseHTTPMiddleware):
             if request.method == "GET":
                 return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             return PlainTextResponse("sign in first\n", status_code=403)
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # Redis away: said on the page, once per request, no trace
+            if not (is_transient(exc) or from_redis(exc)):
+                raise
+            response = self.console.unavailable(request, exc)
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -579,7 +590,6 @@ def console_app(app_settings: AppSettings, settings: ConsoleSettings, token: str
     routes.append(Mount("/static", StaticFiles(directory=str(HERE / "static")),
                         name="static"))
     app = Starlette(routes=routes, lifespan=console.lifespan,
-                    middleware=[Middleware(Guard, console=console)],
-                    exception_handlers={Exception: console.failed})
+                    middleware=[Middleware(Guard, console=console)])
     app.state.console = console
     return app

@@ -15,11 +15,12 @@ replayed and still dead-lettered (replay it again or delete it), never lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import MalformedDeadLetter, WrongTypeError
+from ..wire.ids import format_id, parse_id
 from ..wire.operator import RedisOperator
 from ..wire.records import StreamEntry
 
@@ -152,10 +153,10 @@ async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None = None
                  match: Callable[[StreamEntry], bool] | None = None) -> list[Replayed]:
     """Replay the given dead letters (all when ``ids`` is None; of those, only the ones
     ``match`` accepts when given), oldest first."""
-    # An id given twice is one dead letter: replayed once (a second publish would be a
-    # second copy of the entry, handled twice).
+    # An id given twice — as written, or as `<ms>` and `<ms>-0` — is one dead letter:
+    # replayed once (a second publish would be a second copy of the entry, handled twice).
     entries = await _exact(operator, dlq) if ids is None else [
-        e for i in dict.fromkeys(ids) for e in await operator.xrange_exact(dlq, i, i, 1)]
+        e for i in distinct_ids(ids) for e in await operator.xrange_exact(dlq, i, i, 1)]
     if match is not None:
         entries = [entry for entry in entries if match(entry)]
     done = []
@@ -167,6 +168,12 @@ async def replay(operator: RedisOperator, dlq: str, ids: list[str] | None = None
         await operator.xdel(dlq, [entry.id])  # only once the publish succeeded
         done.append(Replayed(entry.id, target, new_id))
     return done
+
+
+def distinct_ids(ids: Iterable[str]) -> list[str]:
+    """Each entry once, in the order given, in its full form (``5`` and ``5-00`` are
+    ``5-0``, the one entry Redis means by each)."""
+    return list(dict.fromkeys(format_id(parse_id(i)) for i in ids))
 
 
 async def _exact(operator: RedisOperator, dlq: str, page: int = 500) -> list[StreamEntry]:

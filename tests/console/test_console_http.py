@@ -4,6 +4,7 @@ one that arrived after its confirmation; an id given twice is one dead letter.""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -55,10 +56,16 @@ def test_a_filter_reaches_every_match_up_to_its_confirmation(tmp_path: Path) -> 
             _dead_letter(client, n)
         _dead_letter(client, 99, reason="invalid_payload")
         with console_process(config, "--token", TOKEN, "--dead-letters-shown", "3") as base:
+            # (the file given as the argument; --config and STREAMBOOT_CONFIG work too)
             path = f"{base}/listeners/orders/dead-letters"
             with urllib.request.urlopen(f"{path}?reason=max_deliveries", timeout=10) as page:
                 listed = page.read().decode()
-            assert "Replay all 3+ matching" in listed  # the page lists 3 of them
+            assert "Replay all 7 matching" in listed  # 7 counted, 3 listed
+            assert listed.count('name="pick"') == 3
+            with urllib.request.urlopen(f"{path}?where=n%3D6", timeout=10) as page:
+                beyond = page.read().decode()  # the 7th: past the listed ones, found
+            assert beyond.count('name="pick"') == 1
+            assert "Replay all 1 matching" in beyond
             status, confirm = _post(f"{path}/confirm?scope=filter",
                                     "action=replay&reason=max_deliveries&where=")
             assert status == 200
@@ -97,6 +104,10 @@ def test_a_filter_reaches_every_match_up_to_its_confirmation(tmp_path: Path) -> 
                 urllib.request.urlopen(f"{base}/", timeout=10)
             assert refused.value.code == 503
             assert "Redis is unreachable" in refused.value.read().decode()
+            with pytest.raises(urllib.error.HTTPError) as api:
+                urllib.request.urlopen(f"{base}/api/overview", timeout=10)
+            assert api.value.code == 503
+            assert json.loads(api.value.read())["error"].startswith("redis unreachable")
 
 
 def test_sigterm_and_ctrl_c_end_the_console_with_exit_0(tmp_path: Path) -> None:

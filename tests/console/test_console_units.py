@@ -3,6 +3,7 @@ and its command's refusals, each as a user meets it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -103,6 +104,7 @@ def test_a_filter_reads_field_lines_and_selects_by_the_original_fields() -> None
     with pytest.raises(ValueError, match="expected field=value"):
         Filter.parse("", "order")
     assert Pick.parse("5-0 {a}:dlq") == Pick("{a}:dlq", "5-0")
+    assert Pick.parse("5 {a}:dlq") == Pick.parse("5-00 {a}:dlq") == Pick("{a}:dlq", "5-0")
     assert Pick.parse("5-0 with space") == Pick("with space", "5-0")
     assert Pick.parse("nonsense") is None
     assert Pick.parse("5-0") is None
@@ -158,6 +160,11 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert unreachable.returncode == 3
     assert len(unreachable.stderr.strip().splitlines()) == 1
     assert "cannot reach redis" in unreachable.stderr or "refused" in unreachable.stderr
+    by_option = _console("--config", str(app))  # --config works as the argument does
+    assert by_option.returncode == 3
+    env = {k: v for k, v in os.environ.items() if k != "STREAMBOOT_CONFIG"}
+    assert _console(env={**env, "STREAMBOOT_CONFIG": str(app)}).returncode == 3
+    assert "--prometheus: 'x' is not" in _console(str(app), "--prometheus", "x").stderr
     missing = _console(str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
