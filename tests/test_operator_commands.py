@@ -334,3 +334,12 @@ def test_dlq_replay_of_an_id_given_twice_replays_it_once(r: redis.Redis, redis_u
     assert lines(done.stdout)[-1] == "replayed 1 dead letter", done.stdout + done.stderr
     assert r.xlen("src") == 2
     assert distinct_ids(["5", "5-00", "5-0", "6-1"]) == ["5-0", "6-1"]
+
+
+def test_dlq_list_of_a_stream_that_does_not_exist_says_so(redis_url: str) -> None:
+    """Before: an empty table, as if the stream existed with no dead letter in it."""
+    listed = sb("dlq", "list", "{nope}:dlq", "--url", redis_url)
+    assert listed.returncode == 0
+    assert lines(listed.stdout) == [
+        "{nope}:dlq: no such stream (no dead letter was written there yet, or it was purged)"]
+    assert sb("dlq", "list", "{nope}:dlq", "--url", redis_url, "--json").stdout.strip() == "[]"

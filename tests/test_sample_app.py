@@ -117,7 +117,7 @@ def test_forever_runs_until_ctrl_c_then_reports(signum: signal.Signals) -> None:
     assert "running until Ctrl-C" in out
     assert "all invariants hold" in out  # includes: orders is bounded by its retention
     placed = figure(out, "orders placed")
-    assert placed > 100
+    assert placed > 40  # past the retention bound (max_len 40): it had to trim
     assert figure(out, "orders stream length") < placed  # trimmed while it ran
 
 

@@ -97,21 +97,25 @@ def dlq_list(dlq: DlqArg,
         if keys is None:
             await _check(operator, dlq)
             keys = [dlq]
-        shown = []
+        shown: list[tuple[str, list[StreamEntry] | None]] = []
         for key in keys:
             exists = await _check(operator, key)
             if exists or not rotated:  # a period's that was never made: not shown
                 shown.append((key, await operator.xrange_exact(key, count=limit)
-                              if exists else []))
+                              if exists else None))
         if not shown:
             out.print(f"{dlq}: no dead letters in any live period's dead-letter stream",
                       markup=False)
             return
         if json_:
-            as_json([_view(e) for _, found in shown for e in found])
+            as_json([_view(e) for _, found in shown for e in found or []])
             return
         for key, found in shown:
-            _print_list_table(key, found)
+            if found is None:  # an empty table would look like a stream with none in it
+                out.print(f"{printable(key)}: no such stream (no dead letter was written "
+                          "there yet, or it was purged)", markup=False)
+            else:
+                _print_list_table(key, found)
 
     with_redis(config, url, job)
 
