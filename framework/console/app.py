@@ -286,16 +286,11 @@ class Console:
         found, form = await self._write_request(request)
         if isinstance(found, Response):
             return found
-        action = form.get("action", [""])[0]
-        if action not in ("replay", "purge"):
-            return self._refuse(request, found, f"unknown action {action!r}: replay or purge")
-        scope = request.query_params.get("scope") or form.get("scope", ["selected"])[0]
-        wanted: Filter | None = None
-        if scope == "filter":
-            try:
-                wanted = Filter.parse(form.get("reason", [""])[0], form.get("where", [""])[0])
-            except ValueError as exc:
-                return self._refuse(request, found, str(exc), "Bad filter")
+        intent = self._intent(request, found, form)
+        if isinstance(intent, Response):
+            return intent
+        action, wanted = intent
+        if wanted is not None:
             picked = [(key, e) for key in found.dead_letter_streams
                       for e in await select_dead_letters(self._operator, key, wanted.accepts)]
         else:
@@ -317,14 +312,11 @@ class Console:
         found, form = await self._write_request(request)
         if isinstance(found, Response):
             return found
-        action = form.get("action", [""])[0]
-        if action not in ("replay", "purge"):
-            return self._refuse(request, found, f"unknown action {action!r}: replay or purge")
-        if form.get("scope", ["selected"])[0] == "filter":
-            try:
-                wanted = Filter.parse(form.get("reason", [""])[0], form.get("where", [""])[0])
-            except ValueError as exc:
-                return self._refuse(request, found, str(exc), "Bad filter")
+        intent = self._intent(request, found, form)
+        if isinstance(intent, Response):
+            return intent
+        action, wanted = intent
+        if wanted is not None:
             allowed = set(found.dead_letter_streams)
             picked = []
             for bound in (p for t in form.get("upto", []) if (p := Pick.parse(t))):
@@ -354,6 +346,22 @@ class Console:
             title = f"Deleted {deleted} dead letter{'s' if deleted != 1 else ''}"
         return self._page(request, "message.html", title=title, lines=lines,
                           back=_letters_path(found.name))
+
+    def _intent(self, request: Request, found: ListenerOverview, form: dict[str, list[str]],
+                ) -> tuple[str, Filter | None] | Response:
+        """What a write asks for: its action, and its filter when its scope is one (the
+        page's buttons say so in the query, the confirmation in its form); or why not."""
+        action = form.get("action", [""])[0]
+        if action not in ("replay", "purge"):
+            return self._refuse(request, found, f"unknown action {action!r}: replay or purge")
+        scope = request.query_params.get("scope") or form.get("scope", ["selected"])[0]
+        if scope != "filter":
+            return action, None
+        try:
+            return action, Filter.parse(form.get("reason", [""])[0],
+                                        form.get("where", [""])[0])
+        except ValueError as exc:
+            return self._refuse(request, found, str(exc), "Bad filter")
 
     async def _picked(self, found: ListenerOverview, form: dict[str, list[str]],
                       ) -> list[tuple[str, StreamEntry]]:
